@@ -1,0 +1,213 @@
+"""Action kinds, their parameters, and the port adapters implement.
+
+A rule's ``do`` list holds actions such as ``{run_pipeline: {...}}``. Parameters are validated when the rules file is
+loaded (structure, template syntax) and rendered per event at plan time (values). Every planned action carries an
+idempotency key derived from the rule, its position and the event, so a redelivered event maps to the same key and
+an action already done is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared import templates
+from shared.events import AzureMLEvent
+
+
+class ActionKind(StrEnum):
+    RUN_PIPELINE = "run_pipeline"
+    TAG_MODEL = "tag_model"
+    TAG_RUN = "tag_run"
+    QUEUE_RELEASE = "queue_release"
+    NOTIFY = "notify"
+    PUBLISH_EVENT = "publish_event"
+
+
+class Params(BaseModel):
+    """Base of every action's parameters: unknown keys are errors, strings are templates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="after")
+    def _templates_well_formed(self) -> Params:
+        problems = [p for s in _strings(self.model_dump()) for p in templates.check(s)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class RunPipelineParams(Params):
+    """Launch an Azure ML pipeline (offline test, retraining) from exactly one source."""
+
+    purpose: str = "pipeline"
+    workspace: str | None = Field(default=None, description="Workspace resource id; default: the event's.")
+    job_yaml: str | None = Field(default=None, description="Pipeline job YAML, relative to the rules file.")
+    component: str | None = Field(
+        default=None, description="Registered pipeline component: name:version or name@label."
+    )
+    batch_endpoint: str | None = None
+    batch_deployment: str | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    experiment_name: str | None = None
+    display_name: str | None = None
+    compute: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RunPipelineParams:
+        sources = [n for n in ("job_yaml", "component", "batch_endpoint") if getattr(self, n)]
+        if len(sources) != 1:
+            raise ValueError(
+                f"name exactly one of job_yaml, component or batch_endpoint (got {', '.join(sources) or 'none'})"
+            )
+        return self
+
+
+class TagModelParams(Params):
+    """Merge tags into a model version (keys not named are kept; removals are explicit)."""
+
+    workspace: str | None = None
+    model: str = "{{ model.name }}"
+    version: str = "{{ model.version }}"
+    set: dict[str, str] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+    archive: bool = False
+
+
+class TagRunParams(Params):
+    """Merge tags into a job (run) through the run-history merge API."""
+
+    workspace: str | None = None
+    run: str = "{{ run.id }}"
+    set: dict[str, str] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+
+class QueueReleaseParams(Params):
+    """Queue a gated Azure DevOps release; production waits for a person. The app never approves."""
+
+    flavour: Literal["pipeline", "classic"] = "pipeline"
+    organization: str | None = Field(default=None, description="https://dev.azure.com/ORG; default: a setting.")
+    project: str
+    pipeline_id: int | None = None
+    definition_id: int | None = None
+    branch: str | None = None
+    parameters: dict[str, str] = Field(default_factory=dict)
+    variables: dict[str, str] = Field(default_factory=dict)
+    stages_to_skip: list[str] = Field(default_factory=list)
+    artifacts: list[dict[str, str]] = Field(default_factory=list)
+    description: str | None = None
+    environment: str = "production"
+
+    @model_validator(mode="after")
+    def _target(self) -> QueueReleaseParams:
+        if self.flavour == "pipeline" and self.pipeline_id is None:
+            raise ValueError("flavour 'pipeline' needs pipeline_id")
+        if self.flavour == "classic" and self.definition_id is None:
+            raise ValueError("flavour 'classic' needs definition_id")
+        return self
+
+
+class NotifyParams(Params):
+    """Tell Ops on one or more channels declared under ``channels:`` in the rules file."""
+
+    channels: list[str] = Field(min_length=1)
+    message: str = Field(default="generic", description="Message kind: run_failed, drift_detected, ...")
+    title: str | None = None
+    text: str | None = None
+    facts: dict[str, str] = Field(default_factory=dict)
+    throttle_key: str | None = None
+    throttle_window: str | None = None
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+class PublishEventParams(Params):
+    """Publish one of mlreactor's own events (CloudEvents 1.0) to an Event Grid custom topic."""
+
+    type: str
+    subject: str = "{{ event.subject }}"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+PARAMS: dict[ActionKind, type[Params]] = {
+    ActionKind.RUN_PIPELINE: RunPipelineParams,
+    ActionKind.TAG_MODEL: TagModelParams,
+    ActionKind.TAG_RUN: TagRunParams,
+    ActionKind.QUEUE_RELEASE: QueueReleaseParams,
+    ActionKind.NOTIFY: NotifyParams,
+    ActionKind.PUBLISH_EVENT: PublishEventParams,
+}
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def idempotency_key(rule: str, index: int, kind: ActionKind, event: AzureMLEvent) -> str:
+    """sha256 over canonical JSON of what makes this action this action (Powertools' scheme).
+
+    The event's dedup key (source + id) pins it to one event; the rule name and position pin it to one action of
+    that rule. Redelivery of the same event therefore always yields the same keys.
+    """
+    material = json.dumps(
+        {"event": event.key, "rule": rule, "index": index, "kind": kind.value}, sort_keys=True
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One concrete action: rendered parameters plus everything an adapter needs to act exactly once."""
+
+    key: str
+    rule: str
+    index: int
+    kind: ActionKind
+    params: Params
+    event: AzureMLEvent
+    correlation_id: str
+    #: True when an earlier attempt recorded its intent but not its result: the adapter must look for what that
+    #: attempt may already have created before creating it again.
+    resumed: bool = False
+
+    @property
+    def short_key(self) -> str:
+        return self.key[:16]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What an adapter did: the id of what it created (job name, release id ...) and where to see it."""
+
+    external_id: str | None = None
+    detail: str = ""
+    url: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ActionAdapter(Protocol):
+    """Carries out one kind of action. Raises ``TransientError`` or ``PermanentError``; anything else is a bug."""
+
+    @property
+    def live(self) -> bool:
+        """False for dry-run adapters (the action is recorded, not sent)."""
+        ...
+
+    def execute(self, action: PlannedAction) -> ActionResult: ...

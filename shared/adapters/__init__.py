@@ -1,0 +1,25 @@
+"""Adapters carry out actions. Each module imports its Azure SDK lazily, inside the adapter, on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from shared.actions import ActionAdapter, ActionKind
+from shared.adapters.dryrun import DryRunAdapter
+from shared.reactions import Rules
+from shared.settings import Settings
+
+Adapters = Mapping[ActionKind, ActionAdapter]
+
+
+def build_adapters(settings: Settings, rules: Rules) -> dict[ActionKind, ActionAdapter]:
+    """The adapter for each action kind: live where its settings are given and dry-run is not forced."""
+    adapters: dict[ActionKind, ActionAdapter] = {kind: DryRunAdapter(kind) for kind in ActionKind}
+    if settings.dry_run:
+        return adapters
+    return adapters
+
+
+def describe(adapters: Adapters) -> dict[str, str]:
+    """``{"run_pipeline": "live", "notify": "dry-run", ...}`` for health output and the CLI banner."""
+    return {kind.value: "live" if adapter.live else "dry-run" for kind, adapter in adapters.items()}

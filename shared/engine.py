@@ -1,0 +1,304 @@
+"""The way of one event: admit → claim → match → plan → execute → record.
+
+Exactly-once effects under at-least-once delivery come from two keys: the event's (source + id), claimed once with a
+lease, and each action's idempotency key, recorded before the action runs (intent) and after (result). A redelivery
+skips actions already done and tells the adapter when an earlier attempt may have acted without recording it.
+
+Outcomes: ``acted``, ``ignored`` (with the reason), ``duplicate``, ``rejected`` (workspace not allowed),
+``quarantined`` (permanent failure, stored for a person) and ``failed`` (transient: the trigger raises so Event Grid
+redelivers; done actions are not repeated).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from shared import templates
+from shared.actions import PARAMS, ActionAdapter, ActionKind, ActionResult, PlannedAction, idempotency_key
+from shared.clock import Clock, SystemClock
+from shared.errors import EventParseError, NotReadyError, PermanentError, TransientError
+from shared.events import AzureMLEvent, ParseFailure, UnknownEvent, parse_delivery
+from shared.ledger.port import ActionStatus, AuditEntry, ClaimOutcome, Ledger, QuarantineRecord
+from shared.reactions import Rule, Rules, Verdict, evaluate, throttle_key
+
+log = logging.getLogger("mlreactor.engine")
+
+
+class Outcome(StrEnum):
+    ACTED = "acted"
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    QUARANTINED = "quarantined"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    rule: str
+    kind: str
+    key: str
+    status: str  # done | skipped | failed | retry
+    detail: str = ""
+    external_id: str | None = None
+    url: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule, "kind": self.kind, "key": self.key[:16], "status": self.status,
+            "detail": self.detail, "external_id": self.external_id, "url": self.url,
+        }
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    event_id: str | None
+    event_type: str | None
+    subject: str | None
+    source: str | None
+    correlation_id: str | None
+    outcome: Outcome
+    reason: str
+    reactions: list[str] = field(default_factory=list)
+    actions: list[ActionOutcome] = field(default_factory=list)
+
+    @property
+    def should_raise(self) -> bool:
+        """Only a transient failure asks Event Grid to redeliver."""
+        return self.outcome is Outcome.FAILED
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "subject": self.subject,
+            "correlation_id": self.correlation_id,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "reactions": list(self.reactions),
+            "actions": [a.as_dict() for a in self.actions],
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the rules make of one event, before anything runs (also what ``explain`` prints)."""
+
+    verdicts: list[Verdict]
+    actions: list[PlannedAction]
+    errors: list[ActionOutcome]
+
+    @property
+    def fired(self) -> list[Rule]:
+        return [v.rule for v in self.verdicts if v.matched]
+
+
+class Engine:
+    def __init__(
+        self,
+        rules: Rules,
+        ledger: Ledger,
+        adapters: dict[ActionKind, ActionAdapter],
+        *,
+        clock: Clock | None = None,
+        lease: timedelta = timedelta(minutes=2),
+        budget: timedelta = timedelta(seconds=20),
+    ) -> None:
+        self.rules = rules
+        self.ledger = ledger
+        self.adapters = adapters
+        self.clock = clock or SystemClock()
+        self.lease = lease
+        self.budget = budget
+
+    # entry points ---------------------------------------------------------------------------------------------
+    def handle_delivery(self, payload: str | bytes | object) -> list[EventOutcome]:
+        """A whole delivery (array or single object); every element gets an outcome, bad ones are quarantined."""
+        try:
+            items = parse_delivery(payload)
+        except EventParseError as exc:
+            raw = payload if isinstance(payload, str) else repr(payload)
+            return [self._quarantine_unparsed(None, str(exc), raw)]
+        return [self.handle(item) for item in items]
+
+    def handle(self, item: AzureMLEvent | ParseFailure) -> EventOutcome:
+        if isinstance(item, ParseFailure):
+            return self._quarantine_unparsed(item.event_id, item.reason, json.dumps(item.raw, default=str))
+        outcome = self._handle_event(item)
+        self._record(item, outcome)
+        return outcome
+
+    def plan(self, event: AzureMLEvent) -> Plan:
+        """Match every rule and render the actions of those that fire (no throttle, no side effects)."""
+        verdicts = [evaluate(rule, event) for rule in self.rules.spec.rules]
+        actions: list[PlannedAction] = []
+        errors: list[ActionOutcome] = []
+        context = event.context()
+        for verdict in verdicts:
+            if not verdict.matched:
+                continue
+            for index, action in enumerate(verdict.rule.do):
+                key = idempotency_key(verdict.rule.name, index, action.kind, event)
+                try:
+                    rendered = templates.render_tree(action.params.model_dump(), context)
+                    params = PARAMS[action.kind].model_validate(rendered)
+                except (PermanentError, ValueError) as exc:
+                    errors.append(ActionOutcome(
+                        verdict.rule.name, action.kind.value, key, "failed",
+                        f"do[{index}].{action.kind.value}: cannot render parameters: {_first_line(exc)}",
+                    ))
+                    continue
+                actions.append(PlannedAction(
+                    key=key, rule=verdict.rule.name, index=index, kind=action.kind, params=params,
+                    event=event, correlation_id=event.correlation_id,
+                ))
+        return Plan(verdicts, actions, errors)
+
+    # the way of one event -------------------------------------------------------------------------------------
+    def _handle_event(self, event: AzureMLEvent) -> EventOutcome:
+        def result(outcome: Outcome, reason: str, **kw: Any) -> EventOutcome:
+            return EventOutcome(
+                event.id, event.event_type, event.subject, event.source, event.correlation_id, outcome, reason, **kw
+            )
+
+        if not self.rules.allows(event):
+            return result(Outcome.REJECTED, f"source {event.source!r} is not in allowed_workspaces")
+        if isinstance(event, UnknownEvent):
+            return result(Outcome.IGNORED, f"unknown event type {event.event_type!r}")
+
+        now = self.clock.now()
+        try:
+            claim = self.ledger.claim_event(event.key, event.id, now, self.lease)
+        except TransientError as exc:
+            return result(Outcome.FAILED, f"cannot claim the event: {exc}")
+        if claim.outcome is ClaimOutcome.DONE:
+            return result(Outcome.DUPLICATE, f"already handled (outcome {claim.record.outcome})")
+        if claim.outcome is ClaimOutcome.BUSY:
+            return result(Outcome.FAILED, "another instance holds this event's lease; Event Grid will redeliver")
+
+        try:
+            outcome = self._react(event, result)
+        except TransientError as exc:  # ledger trouble mid-way: let Event Grid come back
+            outcome = result(Outcome.FAILED, f"transient failure: {exc}")
+        except Exception as exc:  # a bug must not loop for 24 h: quarantine it for a person
+            log.exception("unexpected error handling event %s", event.id)
+            outcome = result(Outcome.QUARANTINED, f"internal error: {type(exc).__name__}: {exc}")
+        self._settle(event, outcome)
+        return outcome
+
+    def _react(self, event: AzureMLEvent, result: Callable[..., EventOutcome]) -> EventOutcome:
+        plan = self.plan(event)
+        fired: list[str] = []
+        throttled: list[str] = []
+        for rule in plan.fired:
+            key = throttle_key(rule, event)
+            if key is not None and rule.throttle is not None:
+                decision = self.ledger.acquire_throttle(key, event.key, rule.throttle.once_within, self.clock.now())
+                if not decision.allowed:
+                    throttled.append(rule.name)
+                    continue
+            fired.append(rule.name)
+        actions = [a for a in plan.actions if a.rule in fired]
+        errors = [e for e in plan.errors if e.rule in fired]
+        if not fired:
+            if throttled:
+                return result(Outcome.IGNORED, f"throttled: {', '.join(throttled)}")
+            return result(Outcome.IGNORED, "no rule matched")
+
+        outcomes = [*errors, *self._execute(actions)]
+        retry = [o for o in outcomes if o.status == "retry"]
+        failed = [o for o in outcomes if o.status == "failed"]
+        suffix = f"; throttled: {', '.join(throttled)}" if throttled else ""
+        if retry:
+            reason = "; ".join(o.detail for o in retry)
+            return result(Outcome.FAILED, f"will retry: {reason}{suffix}", reactions=fired, actions=outcomes)
+        if failed:
+            reason = "; ".join(f"{o.rule}/{o.kind}: {o.detail}" for o in failed)
+            return result(Outcome.QUARANTINED, reason + suffix, reactions=fired, actions=outcomes)
+        done = sum(o.status == "done" for o in outcomes)
+        skipped = len(outcomes) - done
+        reason = f"{done} action(s) done" + (f", {skipped} already done before" if skipped else "") + suffix
+        return result(Outcome.ACTED, reason, reactions=fired, actions=outcomes)
+
+    def _execute(self, actions: Iterable[PlannedAction]) -> list[ActionOutcome]:
+        outcomes: list[ActionOutcome] = []
+        deadline = time.monotonic() + self.budget.total_seconds()
+        for action in actions:
+            if time.monotonic() > deadline:
+                detail = "out of time for this delivery; continues on redelivery"
+                outcomes.append(self._outcome(action, "retry", detail))
+                continue
+            outcomes.append(self._run(action))
+        return outcomes
+
+    def _run(self, action: PlannedAction) -> ActionOutcome:
+        record = self.ledger.start_action(
+            action.key, action.event.key, action.rule, action.kind.value, self.clock.now()
+        )
+        if record.status is ActionStatus.DONE:
+            return self._outcome(action, "skipped", f"already done: {record.detail}", record.external_id, record.url)
+        if record.attempts > 1:
+            action = replace(action, resumed=True)
+        adapter = self.adapters[action.kind]
+        try:
+            done: ActionResult = adapter.execute(action)
+        except NotReadyError as exc:
+            return self._outcome(action, "retry", f"not ready: {exc}")
+        except TransientError as exc:
+            log.warning("action %s/%s failed transiently: %s", action.rule, action.kind, exc)
+            return self._outcome(action, "retry", str(exc))
+        except PermanentError as exc:
+            self.ledger.finish_action(action.key, ActionStatus.FAILED, self.clock.now(), detail=str(exc))
+            return self._outcome(action, "failed", str(exc))
+        self.ledger.finish_action(
+            action.key, ActionStatus.DONE, self.clock.now(), external_id=done.external_id, detail=done.detail,
+            url=done.url,
+        )
+        return self._outcome(action, "done", done.detail, done.external_id, done.url)
+
+    @staticmethod
+    def _outcome(
+        action: PlannedAction, status: str, detail: str, external_id: str | None = None, url: str | None = None
+    ) -> ActionOutcome:
+        return ActionOutcome(action.rule, action.kind.value, action.key, status, detail, external_id, url)
+
+    def _settle(self, event: AzureMLEvent, outcome: EventOutcome) -> None:
+        now = self.clock.now()
+        if outcome.outcome is Outcome.FAILED:
+            self.ledger.release_event(event.key, now)
+            return
+        if outcome.outcome is Outcome.QUARANTINED:
+            raw = json.dumps(event.model_dump(mode="json", by_alias=False), default=str)
+            self.ledger.quarantine(QuarantineRecord(now, event.key, event.id, outcome.reason, raw))
+        self.ledger.finish_event(event.key, outcome.outcome.value, now)
+
+    def _quarantine_unparsed(self, event_id: str | None, reason: str, raw: str) -> EventOutcome:
+        now = self.clock.now()
+        self.ledger.quarantine(QuarantineRecord(now, None, event_id, reason, raw))
+        outcome = EventOutcome(event_id, None, None, None, None, Outcome.QUARANTINED, reason)
+        self.ledger.record_audit(AuditEntry(now, None, event_id, "", "", "", "", outcome.outcome.value, reason))
+        log.warning("quarantined an unparseable event %s: %s", event_id, reason)
+        return outcome
+
+    def _record(self, event: AzureMLEvent, outcome: EventOutcome) -> None:
+        self.ledger.record_audit(AuditEntry(
+            at=self.clock.now(), event_key=event.key, event_id=event.id, event_type=event.event_type,
+            subject=event.subject, source=event.source, correlation_id=event.correlation_id,
+            outcome=outcome.outcome.value, reason=outcome.reason, reactions=list(outcome.reactions),
+            actions=[a.as_dict() for a in outcome.actions],
+        ))
+        log.info(
+            "event %s %s: %s (%s)", event.id, event.kind.value, outcome.outcome.value, outcome.reason,
+            extra={"correlation_id": event.correlation_id, "event_id": event.id, "outcome": outcome.outcome.value},
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

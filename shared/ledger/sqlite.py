@@ -1,0 +1,291 @@
+"""The embedded ledger: one SQLite file in WAL mode, safe for several processes on one machine.
+
+Every state change is a single ``BEGIN IMMEDIATE`` transaction (a write lock taken up front), so a claim is
+read-then-write atomically across processes; ``busy_timeout`` makes a second writer wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shared.errors import TransientError
+from shared.ledger.port import (
+    ActionRecord,
+    ActionStatus,
+    AuditEntry,
+    ClaimOutcome,
+    ClaimResult,
+    EventRecord,
+    EventStatus,
+    QuarantineRecord,
+    ThrottleDecision,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    key TEXT PRIMARY KEY, event_id TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT,
+    lease_until TEXT, attempts INTEGER NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS actions (
+    key TEXT PRIMARY KEY, event_key TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS throttles (
+    key TEXT PRIMARY KEY, holder TEXT NOT NULL, window_start TEXT NOT NULL, window_end TEXT NOT NULL,
+    suppressed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_key TEXT, event_id TEXT, event_type TEXT NOT NULL,
+    subject TEXT NOT NULL, source TEXT NOT NULL, correlation_id TEXT NOT NULL, outcome TEXT NOT NULL,
+    reason TEXT NOT NULL, reactions TEXT NOT NULL, actions TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_event ON audit(event_id);
+CREATE INDEX IF NOT EXISTS audit_correlation ON audit(correlation_id);
+CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_key TEXT, event_id TEXT, reason TEXT NOT NULL,
+    raw TEXT NOT NULL);
+"""
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class SqliteLedger:
+    """``Ledger`` on SQLite. ``path`` is a file; its folder is created."""
+
+    def __init__(self, path: Path, *, timeout: timedelta = timedelta(seconds=10)) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                path, timeout=timeout.total_seconds(), isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise OSError(f"cannot open the SQLite ledger at {path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # locked past busy_timeout
+                raise TransientError(f"the SQLite ledger is busy: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # events ---------------------------------------------------------------------------------------------------
+    def claim_event(self, key: str, event_id: str, now: datetime, lease: timedelta) -> ClaimResult:
+        until = _ts(now + lease)
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO events VALUES (?, ?, ?, NULL, ?, 1, ?)",
+                    (key, event_id, EventStatus.IN_PROGRESS, until, _ts(now)),
+                )
+                return ClaimResult(ClaimOutcome.CLAIMED, self._event(db, key))
+            record = _event_record(row)
+            if record.status is EventStatus.DONE:
+                return ClaimResult(ClaimOutcome.DONE, record)
+            if record.status is EventStatus.IN_PROGRESS and record.lease_until and record.lease_until > now:
+                return ClaimResult(ClaimOutcome.BUSY, record)
+            db.execute(
+                "UPDATE events SET status = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE key = ?",
+                (EventStatus.IN_PROGRESS, until, _ts(now), key),
+            )
+            return ClaimResult(ClaimOutcome.RESUMED, self._event(db, key))
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, key: str) -> EventRecord:
+        return _event_record(db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone())
+
+    def finish_event(self, key: str, outcome: str, now: datetime) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE events SET status = ?, outcome = ?, lease_until = NULL, updated_at = ? WHERE key = ?",
+                (EventStatus.DONE, outcome, _ts(now), key),
+            )
+
+    def release_event(self, key: str, now: datetime) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE events SET status = ?, lease_until = NULL, updated_at = ? WHERE key = ? AND status != ?",
+                (EventStatus.RELEASED, _ts(now), key, EventStatus.DONE),
+            )
+
+    def reopen_event(self, key: str, now: datetime) -> bool:
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE events SET status = ?, lease_until = NULL, updated_at = ? WHERE key = ? AND status = ?",
+                (EventStatus.RELEASED, _ts(now), key, EventStatus.DONE),
+            )
+            return cursor.rowcount == 1
+
+    # actions --------------------------------------------------------------------------------------------------
+    def get_action(self, key: str) -> ActionRecord | None:
+        rows = self._read("SELECT * FROM actions WHERE key = ?", (key,))
+        return _action_record(rows[0]) if rows else None
+
+    def start_action(self, key: str, event_key: str, rule: str, kind: str, now: datetime) -> ActionRecord:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO actions VALUES (?, ?, ?, ?, ?, 0, NULL, '', NULL, ?) ON CONFLICT(key) DO NOTHING",
+                (key, event_key, rule, kind, ActionStatus.STARTED, _ts(now)),
+            )
+            db.execute(
+                "UPDATE actions SET attempts = attempts + 1, updated_at = ? WHERE key = ? AND status != ?",
+                (_ts(now), key, ActionStatus.DONE),
+            )
+            return _action_record(db.execute("SELECT * FROM actions WHERE key = ?", (key,)).fetchone())
+
+    def finish_action(
+        self,
+        key: str,
+        status: ActionStatus,
+        now: datetime,
+        *,
+        external_id: str | None = None,
+        detail: str = "",
+        url: str | None = None,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE actions SET status = ?, external_id = COALESCE(?, external_id), detail = ?, "
+                "url = COALESCE(?, url), updated_at = ? WHERE key = ?",
+                (status, external_id, detail, url, _ts(now), key),
+            )
+
+    # throttles ------------------------------------------------------------------------------------------------
+    def acquire_throttle(self, key: str, holder: str, window: timedelta, now: datetime) -> ThrottleDecision:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT holder, window_start, window_end, suppressed FROM throttles WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None:
+                current_holder, start, end, suppressed = row[0], _dt(row[1]), _dt(row[2]), row[3]
+                assert start is not None and end is not None
+                if current_holder == holder:
+                    return ThrottleDecision(True, 0, start)
+                if end > now:
+                    db.execute("UPDATE throttles SET suppressed = suppressed + 1 WHERE key = ?", (key,))
+                    return ThrottleDecision(False, suppressed + 1, start)
+            previous = row[3] if row is not None else 0
+            db.execute(
+                "INSERT INTO throttles VALUES (?, ?, ?, ?, 0) ON CONFLICT(key) DO UPDATE SET holder = excluded.holder,"
+                " window_start = excluded.window_start, window_end = excluded.window_end, suppressed = 0",
+                (key, holder, _ts(now), _ts(now + window)),
+            )
+            return ThrottleDecision(True, previous, now)
+
+    # quarantine and audit -------------------------------------------------------------------------------------
+    def quarantine(self, record: QuarantineRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO quarantine (at, event_key, event_id, reason, raw) VALUES (?, ?, ?, ?, ?)",
+                (_ts(record.at), record.event_key, record.event_id, record.reason, record.raw),
+            )
+
+    def quarantined(self, since: datetime | None = None) -> list[QuarantineRecord]:
+        rows = self._read(
+            "SELECT at, event_key, event_id, reason, raw FROM quarantine WHERE at >= ? ORDER BY seq",
+            (_ts(since) if since else "",),
+        )
+        return [QuarantineRecord(at=_dt(r[0]) or datetime.min, event_key=r[1], event_id=r[2], reason=r[3], raw=r[4])
+                for r in rows]
+
+    def record_audit(self, entry: AuditEntry) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO audit (at, event_key, event_id, event_type, subject, source, correlation_id, outcome,"
+                " reason, reactions, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _ts(entry.at), entry.event_key, entry.event_id, entry.event_type, entry.subject, entry.source,
+                    entry.correlation_id, entry.outcome, entry.reason, json.dumps(entry.reactions),
+                    json.dumps(entry.actions, default=str),
+                ),
+            )
+
+    def audit(
+        self,
+        *,
+        event_id: str | None = None,
+        correlation_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 200,
+    ) -> list[AuditEntry]:
+        clauses, args = [], []
+        if event_id is not None:
+            clauses.append("event_id = ?")
+            args.append(event_id)
+        if correlation_id is not None:
+            clauses.append("correlation_id = ?")
+            args.append(correlation_id)
+        if since is not None:
+            clauses.append("at >= ?")
+            args.append(_ts(since))
+        # Only the constant clauses above are joined into the SQL; every value is a bound parameter.
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        columns = "at, event_key, event_id, event_type, subject, source, correlation_id, outcome, reason, reactions, " \
+            "actions"
+        sql = f"SELECT {columns} FROM audit {where} ORDER BY at DESC, seq DESC LIMIT ?"  # noqa: S608
+        rows = self._read(sql, (*args, limit))
+        return [
+            AuditEntry(
+                at=_dt(r[0]) or datetime.min, event_key=r[1], event_id=r[2], event_type=r[3], subject=r[4],
+                source=r[5], correlation_id=r[6], outcome=r[7], reason=r[8], reactions=json.loads(r[9]),
+                actions=json.loads(r[10]),
+            )
+            for r in rows
+        ]
+
+    def purge(self, before: datetime) -> int:
+        cutoff = _ts(before)
+        statements = (
+            "DELETE FROM events WHERE updated_at < ?",
+            "DELETE FROM actions WHERE updated_at < ?",
+            "DELETE FROM throttles WHERE window_end < ?",
+            "DELETE FROM audit WHERE at < ?",
+            "DELETE FROM quarantine WHERE at < ?",
+        )
+        with self._tx() as db:
+            return sum(db.execute(sql, (cutoff,)).rowcount for sql in statements)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _event_record(row: tuple[Any, ...]) -> EventRecord:
+    return EventRecord(
+        key=row[0], event_id=row[1], status=EventStatus(row[2]), outcome=row[3], lease_until=_dt(row[4]),
+        attempts=row[5], updated_at=_dt(row[6]) or datetime.min,
+    )
+
+
+def _action_record(row: tuple[Any, ...]) -> ActionRecord:
+    return ActionRecord(
+        key=row[0], event_key=row[1], rule=row[2], kind=row[3], status=ActionStatus(row[4]), attempts=row[5],
+        external_id=row[6], detail=row[7], url=row[8], updated_at=_dt(row[9]) or datetime.min,
+    )

@@ -1,0 +1,392 @@
+"""The rules file (``reactions.yaml``): its model, loading with every error listed, matching and explanation.
+
+```yaml
+version: 1
+allowed_workspaces: [/subscriptions/.../workspaces/mlw-prod]
+channels:
+  ops-teams: {type: teams, url_setting: MLREACTOR_TEAMS_OPS_URL}
+rules:
+  - name: retrain-on-drift
+    on: [DatasetDriftDetected, ModelMonitorSignal]
+    when: {drift_coefficient_above: 0.5}
+    throttle: {once_within: 6h, group_by: [monitor.name]}
+    do:
+      - run_pipeline: {purpose: retrain, job_yaml: pipelines/retrain.yml}
+```
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared import templates
+from shared.actions import PARAMS, ActionKind, Params
+from shared.clock import parse_duration
+from shared.errors import RulesError
+from shared.events import AzureMLEvent, EventKind, Workspace
+
+_RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TagCriteria(_Strict):
+    """Tags of the event's model or run: ``equals`` {key: value}, ``exists`` [keys], ``absent`` [keys]."""
+
+    equals: dict[str, str] = Field(default_factory=dict)
+    exists: list[str] = Field(default_factory=list)
+    absent: list[str] = Field(default_factory=list)
+
+
+class When(_Strict):
+    """Criteria; all that are given must hold. Globs use ``*``/``?``; ``*_regex`` fields take a full regex."""
+
+    model_name: str | None = None
+    model_name_regex: str | None = None
+    tags: TagCriteria | None = None
+    run_status: list[str] | None = None
+    experiment_name: str | None = None
+    run_type: str | None = None
+    monitor_name: str | None = None
+    signal_name: str | None = None
+    drift_coefficient_above: float | None = None
+
+    @field_validator("model_name_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("run_status", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+class Throttle(_Strict):
+    """At most one firing of the rule per ``once_within`` for each combination of ``group_by`` values."""
+
+    once_within: timedelta
+    group_by: list[str] = Field(default_factory=list)
+
+    @field_validator("once_within", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        return parse_duration(value)
+
+
+class Action(_Strict):
+    kind: ActionKind
+    params: Params
+
+
+class Rule(_Strict):
+    name: str
+    description: str = ""
+    enabled: bool = True
+    on: list[EventKind] = Field(min_length=1)
+    when: When = Field(default_factory=When)
+    throttle: Throttle | None = None
+    do: list[Action] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _RULE_NAME.match(value):
+            raise ValueError("use 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _kinds(cls, value: object) -> object:
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list):
+            return values
+        known = {k.value.lower(): k.value for k in EventKind if k is not EventKind.UNKNOWN}
+        out = []
+        for item in values:
+            text = str(item).removeprefix("Microsoft.MachineLearningServices.")
+            if text.lower() not in known:
+                raise ValueError(f"unknown event kind {item!r}{_suggest(text, known.values())}")
+            out.append(known[text.lower()])
+        return out
+
+    @field_validator("do", mode="before")
+    @classmethod
+    def _actions(cls, value: object) -> object:
+        if not isinstance(value, list):
+            return value
+        actions = []
+        for position, item in enumerate(value):
+            if not isinstance(item, Mapping) or len(item) != 1:
+                raise ValueError(f"do[{position}] must be a mapping with one action, e.g. {{notify: {{...}}}}")
+            ((kind, params),) = item.items()
+            if kind not in PARAMS:
+                raise ValueError(f"do[{position}]: unknown action {kind!r}{_suggest(str(kind), PARAMS)}")
+            try:
+                parsed = PARAMS[ActionKind(kind)].model_validate(params or {})
+            except ValidationError as exc:
+                raise ValueError(
+                    "; ".join(f"do[{position}].{kind}.{_describe(e, PARAMS[ActionKind(kind)])}" for e in exc.errors())
+                ) from None
+            actions.append({"kind": kind, "params": parsed})
+        return actions
+
+    @model_validator(mode="after")
+    def _group_by_paths(self) -> Rule:
+        for path in self.throttle.group_by if self.throttle else []:
+            if not re.fullmatch(r"[A-Za-z_][\w.-]*", path):
+                raise ValueError(f"throttle.group_by: {path!r} is not a dotted path like monitor.name")
+        return self
+
+
+class Channel(BaseModel):
+    """A notification channel; secrets (webhook URLs, passwords) are named settings, never values here."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal["teams", "slack", "email", "acs_email", "webhook"]
+
+
+class RulesFile(_Strict):
+    version: Literal[1] = 1
+    allowed_workspaces: list[str] = Field(min_length=1)
+    channels: dict[str, Channel] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("allowed_workspaces")
+    @classmethod
+    def _workspace_ids(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if Workspace.parse(value) is None:
+                raise ValueError(
+                    f"{value!r} is not a workspace resource id "
+                    "(/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.MachineLearningServices/workspaces/WS)"
+                )
+        return values
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A validated rules file plus where it came from (relative paths such as ``job_yaml`` resolve against it)."""
+
+    spec: RulesFile
+    path: Path | None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def allows(self, event: AzureMLEvent) -> bool:
+        source = event.source.strip().lower()
+        return any(source == ws.lower() for ws in self.spec.allowed_workspaces)
+
+
+def _suggest(value: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(value, list(candidates), n=1, cutoff=0.6)
+    return f" — did you mean {close[0]!r}?" if close else ""
+
+
+def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
+    """One pydantic error as ``field: problem (got value) — did you mean ...``."""
+    loc = [str(p) for p in error["loc"]]
+    where = ".".join(loc) or "(top)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    got = error.get("input")
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown field{_suggest(loc[-1], _field_names(model, loc[:-1]))}"
+    if error["type"] == "missing":
+        return f"{where}: is required"
+    shown = "" if isinstance(got, Mapping | list) else f" (got {got!r})"
+    return f"{where}: {message}{shown}"
+
+
+def _field_names(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """The field names valid at ``loc`` inside ``model``, for typo suggestions."""
+    current: Any = model
+    for part in loc:
+        if part.isdigit() or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        info = current.model_fields.get(part)
+        if info is None:
+            return []
+        current = _model_in(info.annotation)
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_rules(document: object, source: str, path: Path | None = None) -> Rules:
+    """Validate a parsed rules document; raise ``RulesError`` listing every problem, rule by rule."""
+    if not isinstance(document, Mapping):
+        raise RulesError(source, ["the rules file must be a mapping with allowed_workspaces and rules"])
+    errors: list[str] = []
+    top = {k: v for k, v in document.items() if k != "rules"}
+    raw_rules = document.get("rules") or []
+    if not isinstance(raw_rules, list):
+        errors.append(f"rules: must be a list (got {type(raw_rules).__name__})")
+        raw_rules = []
+    try:
+        spec = RulesFile.model_validate({**top, "rules": []})
+    except ValidationError as exc:
+        errors.extend(_describe(e, RulesFile) for e in exc.errors())
+        spec = None
+
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for position, raw in enumerate(raw_rules):
+        label = f"rule {raw.get('name')!r}" if isinstance(raw, Mapping) and raw.get("name") else f"rules[{position}]"
+        try:
+            rule = Rule.model_validate(raw)
+        except ValidationError as exc:
+            errors.extend(f"{label}: {_describe(e, Rule)}" for e in exc.errors())
+            continue
+        if rule.name in seen:
+            errors.append(f"{label}: name is used by another rule; names must be unique")
+        seen.add(rule.name)
+        if spec is not None:
+            errors.extend(f"{label}: {p}" for p in _unknown_channels(rule, spec))
+        rules.append(rule)
+    if errors or spec is None:
+        raise RulesError(source, errors)
+    return Rules(spec=spec.model_copy(update={"rules": rules}), path=path)
+
+
+def _unknown_channels(rule: Rule, spec: RulesFile) -> list[str]:
+    problems = []
+    for position, action in enumerate(rule.do):
+        for name in getattr(action.params, "channels", []):
+            if name not in spec.channels:
+                problems.append(
+                    f"do[{position}].notify.channels: unknown channel {name!r}{_suggest(name, spec.channels)}"
+                    f" (declare it under channels:)"
+                )
+    return problems
+
+
+class _RulesLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 would read the key ``on:`` as the boolean True."""
+
+
+_RulesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RulesLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_rules(path: Path) -> Rules:
+    """Read and validate a rules file; errors name the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(str(path), [f"cannot read the rules file: {exc.strerror or exc}"]) from None
+    try:
+        document = yaml.load(text, Loader=_RulesLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise RulesError(str(path), [f"not valid YAML: {exc}"]) from None
+    return parse_rules(document, str(path), path)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one rule matches one event, and if not, the first criterion that failed."""
+
+    rule: Rule
+    matched: bool
+    reason: str
+
+
+def evaluate(rule: Rule, event: AzureMLEvent) -> Verdict:
+    """Check a rule against an event; the reason names the first failing criterion and the event's value."""
+    if not rule.enabled:
+        return Verdict(rule, False, "rule is disabled")
+    if not event.kinds.intersection(rule.on):
+        kinds = ", ".join(k.value for k in rule.on)
+        return Verdict(rule, False, f"on: event is {event.kind.value}, rule wants {kinds}")
+    ctx = event.context()
+    failure = _first_failure(rule.when, event, ctx)
+    return Verdict(rule, failure is None, failure or "all criteria hold")
+
+
+def _first_failure(when: When, event: AzureMLEvent, ctx: Mapping[str, Any]) -> str | None:
+    model_name = str(ctx.get("model", {}).get("name", ""))
+    run = ctx.get("run", {})
+    monitor = ctx.get("monitor", {})
+    if when.model_name is not None and not fnmatch.fnmatchcase(model_name, when.model_name):
+        return f"when.model_name: {model_name!r} does not match {when.model_name!r}"
+    if when.model_name_regex is not None and not re.fullmatch(when.model_name_regex, model_name):
+        return f"when.model_name_regex: {model_name!r} does not match /{when.model_name_regex}/"
+    if when.tags is not None:
+        tags = event.tags
+        for key, expected in when.tags.equals.items():
+            if tags.get(key) != expected:
+                return f"when.tags.equals: tag {key!r} is {tags.get(key)!r}, not {expected!r}"
+        for key in when.tags.exists:
+            if key not in tags:
+                return f"when.tags.exists: tag {key!r} is absent"
+        for key in when.tags.absent:
+            if key in tags:
+                return f"when.tags.absent: tag {key!r} is present ({tags[key]!r})"
+    if when.run_status is not None:
+        status = str(run.get("status", ""))
+        if status.lower() not in {s.lower() for s in when.run_status}:
+            return f"when.run_status: status is {status or 'none'!r}, not one of {when.run_status}"
+    checks = (
+        ("experiment_name", when.experiment_name, str(run.get("experiment_name", ""))),
+        ("run_type", when.run_type, str(run.get("type", ""))),
+        ("monitor_name", when.monitor_name, str(monitor.get("name", ""))),
+        ("signal_name", when.signal_name, str(monitor.get("signal", ""))),
+    )
+    for name, pattern, actual in checks:
+        if pattern is not None and not fnmatch.fnmatchcase(actual, pattern):
+            return f"when.{name}: {actual!r} does not match {pattern!r}"
+    if when.drift_coefficient_above is not None:
+        coefficient = ctx.get("drift", {}).get("coefficient")
+        # A v2 monitor signal has no coefficient: the breach tag itself says a threshold was crossed.
+        if coefficient is None:
+            if event.kind is not EventKind.MODEL_MONITOR_SIGNAL:
+                return "when.drift_coefficient_above: the event carries no drift coefficient"
+        elif coefficient <= when.drift_coefficient_above:
+            return f"when.drift_coefficient_above: {coefficient} is not above {when.drift_coefficient_above}"
+    return None
+
+
+def throttle_key(rule: Rule, event: AzureMLEvent) -> str | None:
+    """``rule|value1|value2`` for the rule's ``group_by`` paths; None when the rule is not throttled."""
+    if rule.throttle is None:
+        return None
+    ctx = event.context()
+    values = []
+    for path in rule.throttle.group_by:
+        try:
+            values.append(str(templates.lookup(ctx, path)))
+        except KeyError:
+            values.append("")
+    return "|".join([rule.name, *values])

@@ -1,0 +1,35 @@
+"""Composition: settings → rules, ledger, adapters → one ``Engine`` per process, reused across invocations."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from shared.adapters import build_adapters
+from shared.engine import Engine
+from shared.ledger import open_ledger
+from shared.reactions import load_rules
+from shared.settings import Settings, get_settings
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+
+
+def build_engine(settings: Settings) -> Engine:
+    rules = load_rules(settings.rules_path)
+    return Engine(
+        rules,
+        open_ledger(settings),
+        build_adapters(settings, rules),
+        lease=timedelta(seconds=settings.lease_seconds),
+        budget=timedelta(seconds=settings.action_budget_seconds),
+    )
+
+
+def engine() -> Engine:
+    """The process-wide engine, built on first use (not at import: cold start stays cheap)."""
+    global _engine
+    with _lock:
+        if _engine is None:
+            _engine = build_engine(get_settings())
+        return _engine

@@ -1,0 +1,94 @@
+"""Every knob is an app setting, read once here (``MLREACTOR_*`` environment variables / Function App settings).
+
+In Azure, secrets are Key Vault references in the app settings
+(``@Microsoft.KeyVault(SecretUri=...)``); the platform resolves them into the environment before we read them.
+Nothing else in the code reads ``os.environ``. Each field is documented in the README's settings table and in
+``local.settings.sample.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLREACTOR_", extra="ignore", frozen=True)
+
+    # Rules and mode ------------------------------------------------------------------------------------------
+    rules_path: Path = Field(default=PROJECT_ROOT / "reactions.yaml", description="The rules file.")
+    dry_run: bool | None = Field(
+        default=None,
+        description="Force dry-run (true) or live (false). Unset: live only where the adapters' settings are given.",
+    )
+
+    # Ledger --------------------------------------------------------------------------------------------------
+    ledger: Literal["sqlite", "tables"] = Field(default="sqlite", description="Where shared state lives.")
+    state_dir: Path = Field(default=Path(".mlreactor"), description="Folder of the SQLite ledger.")
+    storage_account_url: str | None = Field(
+        default=None, description="https://ACCOUNT.table.core.windows.net — Tables ledger with managed identity."
+    )
+    storage_connection_string: SecretStr | None = Field(
+        default=None, description="Tables ledger by connection string (Azurite: UseDevelopmentStorage=true)."
+    )
+    table_prefix: str = Field(default="mlreactor", description="Prefix of the ledger's table names.")
+    quarantine_container: str = Field(default="mlreactor-quarantine", description="Blob container for raw payloads.")
+    lease_seconds: float = Field(
+        default=120.0, gt=0, description="How long a claim is held before another may take it."
+    )
+    retention_days: int = Field(default=90, gt=0, description="Ledger records older than this are purged daily.")
+
+    # Execution -----------------------------------------------------------------------------------------------
+    action_budget_seconds: float = Field(
+        default=20.0, gt=0, description="Time one event's actions may take, inside Event Grid's 30 s window."
+    )
+
+    # Azure identity ------------------------------------------------------------------------------------------
+    managed_identity_client_id: str | None = Field(
+        default=None, description="Client id of the user-assigned managed identity (AZURE_CLIENT_ID also works)."
+    )
+
+    # Azure ML ------------------------------------------------------------------------------------------------
+    azureml_live: bool = Field(default=False, description="Call Azure ML for real (needs an identity with access).")
+    azureml_retry_total: int = Field(default=3, ge=0, description="HTTP retries per Azure ML call.")
+    azureml_timeout_seconds: float = Field(default=8.0, gt=0, description="Connect/read timeout per Azure ML call.")
+
+    # Azure DevOps --------------------------------------------------------------------------------------------
+    devops_organization_url: str | None = Field(default=None, description="https://dev.azure.com/ORG")
+    devops_pat: SecretStr | None = Field(default=None, description="Fallback PAT (Key Vault reference in Azure).")
+
+    # Notifications and events out ----------------------------------------------------------------------------
+    allow_http_webhooks: bool = Field(
+        default=False, description="Tests only: accept http:// webhook URLs on loopback addresses."
+    )
+    eventgrid_topic_endpoint: str | None = Field(default=None, description="Custom topic for publish_event.")
+    eventgrid_topic_key: SecretStr | None = Field(default=None, description="Topic key; unset = managed identity.")
+
+    # Telemetry -----------------------------------------------------------------------------------------------
+    log_level: str = Field(default="INFO", description="Python log level of the mlreactor loggers.")
+
+    def secret(self, name: str) -> SecretStr | None:
+        """A secret named by the rules file (e.g. a channel's ``url_setting``), read from the app settings.
+
+        Rules name settings rather than hold secrets, so the rules file can be committed.
+        """
+        value = os.environ.get(name)
+        return SecretStr(value) if value else None
+
+    @property
+    def wants_live(self) -> bool:
+        """Live adapters are used only when asked for and configured; the default is dry-run."""
+        return self.dry_run is False or (self.dry_run is None and self.azureml_live)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (the Functions host sets app settings before import)."""
+    return Settings()
