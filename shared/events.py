@@ -26,7 +26,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
 from shared.errors import EventParseError
 
@@ -133,7 +133,12 @@ def _frozen(value: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
-Tags = Annotated[Mapping[str, str], BeforeValidator(_string_map), AfterValidator(_frozen)]
+Tags = Annotated[
+    Mapping[str, str],
+    BeforeValidator(_string_map),
+    AfterValidator(_frozen),
+    PlainSerializer(dict, return_type=dict[str, str]),
+]
 Version = Annotated[str, BeforeValidator(_version)]
 Text = Annotated[str, BeforeValidator(_required_text)]
 OptionalText = Annotated[str | None, BeforeValidator(_optional_text)]

@@ -132,20 +132,23 @@ class Rule(_Strict):
     def _actions(cls, value: object) -> object:
         if not isinstance(value, list):
             return value
-        actions = []
+        actions, problems = [], []
         for position, item in enumerate(value):
             if not isinstance(item, Mapping) or len(item) != 1:
-                raise ValueError(f"do[{position}] must be a mapping with one action, e.g. {{notify: {{...}}}}")
+                problems.append(f"do[{position}] must be a mapping with one action, e.g. {{notify: {{...}}}}")
+                continue
             ((kind, params),) = item.items()
             if kind not in PARAMS:
-                raise ValueError(f"do[{position}]: unknown action {kind!r}{_suggest(str(kind), PARAMS)}")
+                suggestion = _suggest(str(kind), [k.value for k in PARAMS])
+                problems.append(f"do[{position}]: unknown action {kind!r}{suggestion}")
+                continue
+            model = PARAMS[ActionKind(kind)]
             try:
-                parsed = PARAMS[ActionKind(kind)].model_validate(params or {})
+                actions.append({"kind": kind, "params": model.model_validate(params or {})})
             except ValidationError as exc:
-                raise ValueError(
-                    "; ".join(f"do[{position}].{kind}.{_describe(e, PARAMS[ActionKind(kind)])}" for e in exc.errors())
-                ) from None
-            actions.append({"kind": kind, "params": parsed})
+                problems.extend(_describe(e, model, f"do[{position}].{kind}") for e in exc.errors())
+        if problems:  # one line per problem: every error is listed, not just the first
+            raise ValueError("\n".join(problems))
         return actions
 
     @model_validator(mode="after")
@@ -203,17 +206,19 @@ def _suggest(value: str, candidates: Any) -> str:
     return f" — did you mean {close[0]!r}?" if close else ""
 
 
-def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
-    """One pydantic error as ``field: problem (got value) — did you mean ...``."""
+def _describe(error: Mapping[str, Any], model: type[BaseModel], prefix: str = "") -> str:
+    """One pydantic error as ``prefix.field: problem (got value) — did you mean ...``."""
     loc = [str(p) for p in error["loc"]]
-    where = ".".join(loc) or "(top)"
+    where = ".".join([prefix, *loc] if prefix else loc) or "(top)"
     message = str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown field{_suggest(loc[-1], _field_names(model, loc[:-1]))}"
     if error["type"] == "missing":
         return f"{where}: is required"
-    shown = "" if isinstance(got, Mapping | list) else f" (got {got!r})"
+    if message.startswith(f"{where}["):  # our own validators already say where (do[2].notify...)
+        return message
+    shown = "" if isinstance(got, Mapping | list) or repr(got) in message else f" (got {got!r})"
     return f"{where}: {message}{shown}"
 
 
@@ -263,7 +268,7 @@ def parse_rules(document: object, source: str, path: Path | None = None) -> Rule
         try:
             rule = Rule.model_validate(raw)
         except ValidationError as exc:
-            errors.extend(f"{label}: {_describe(e, Rule)}" for e in exc.errors())
+            errors.extend(f"{label}: {line}" for e in exc.errors() for line in _describe(e, Rule).split("\n"))
             continue
         if rule.name in seen:
             errors.append(f"{label}: name is used by another rule; names must be unique")
@@ -307,11 +312,16 @@ def load_rules(path: Path) -> Rules:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(str(path), [f"cannot read the rules file: {exc.strerror or exc}"]) from None
+    return read_rules(text, str(path), path)
+
+
+def read_rules(text: str, source: str, path: Path | None = None) -> Rules:
+    """Parse and validate rules YAML text; ``source`` names it in errors."""
     try:
         document = yaml.load(text, Loader=_RulesLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise RulesError(str(path), [f"not valid YAML: {exc}"]) from None
-    return parse_rules(document, str(path), path)
+        raise RulesError(source, [f"not valid YAML: {exc}"]) from None
+    return parse_rules(document, source, path)
 
 
 @dataclass(frozen=True)

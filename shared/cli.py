@@ -1,0 +1,302 @@
+"""``mlreactor``: replay event files through the engine, explain rules, check them, read the audit trail.
+
+Readable tables by default, ``--json`` (JSON Lines) for machines. Exit status: 0 when the command did its job
+(every replayed event got an outcome), 1 when ``rules check`` finds errors, 2 for operational errors (rules file
+invalid or missing, ledger cannot be opened) with a message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from shared.adapters import build_adapters, describe
+from shared.clock import SystemClock, parse_duration
+from shared.engine import Engine, EventOutcome
+from shared.errors import EventParseError, MlreactorError, RulesError
+from shared.events import ParseFailure, parse_delivery
+from shared.ledger import open_ledger
+from shared.reactions import evaluate, load_rules, throttle_key
+from shared.settings import Settings
+
+
+class CliError(Exception):
+    """An operational error: printed without a traceback, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (CliError, RulesError, OSError, MlreactorError) as exc:
+        print(f"mlreactor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mlreactor: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlreactor", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, *, state: bool = True) -> None:
+        p.add_argument("--config", type=Path, help="rules file (default: MLREACTOR_RULES_PATH or reactions.yaml)")
+        if state:
+            p.add_argument("--state", type=Path, help="folder of the SQLite ledger (default: .mlreactor/)")
+
+    replay = sub.add_parser("replay", help="run event deliveries through the engine, exactly as the function does")
+    common(replay)
+    replay.add_argument("paths", nargs="+", metavar="PATH", help="a file holding one delivery, or - for stdin")
+    replay.add_argument("--dry-run", action="store_true", help="record actions instead of sending them")
+    replay.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per event")
+    replay.set_defaults(run=cmd_replay)
+
+    explain = sub.add_parser("explain", help="for each rule: matched, or the first criterion that failed")
+    common(explain, state=False)
+    explain.add_argument("path", metavar="EVENT_FILE")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(run=cmd_explain)
+
+    rules = sub.add_parser("rules", help="work with the rules file")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
+    check = rules_sub.add_parser("check", help="validate a rules file; exit 1 with every error listed")
+    check.add_argument("file", nargs="?", type=Path)
+    check.set_defaults(run=cmd_rules_check)
+
+    audit = sub.add_parser("audit", help="what happened, newest first")
+    common(audit)
+    audit.add_argument("--event", metavar="ID", help="only this event id")
+    audit.add_argument("--correlation", metavar="ID", help="only this chain")
+    audit.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 30m, 6h, 7d)")
+    audit.add_argument("--limit", type=int, default=200)
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(run=cmd_audit)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(overrides)
+    if getattr(args, "config", None):
+        values["rules_path"] = args.config
+    if getattr(args, "state", None):
+        values["state_dir"] = args.state
+    return Settings(**values)
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return Path(path).read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+# replay -------------------------------------------------------------------------------------------------------
+def cmd_replay(args: argparse.Namespace) -> int:
+    settings = _settings(args, **({"dry_run": True} if args.dry_run else {}))
+    rules = load_rules(settings.rules_path)
+    adapters = build_adapters(settings, rules)
+    modes = describe(adapters)
+    if all(mode == "dry-run" for mode in modes.values()):
+        why = "--dry-run" if args.dry_run else "no Azure settings"
+        print(f"mlreactor: dry-run ({why}): actions are recorded, not sent", file=sys.stderr)
+    else:
+        print("mlreactor: live adapters: " + ", ".join(f"{k}={v}" for k, v in modes.items()), file=sys.stderr)
+    engine = Engine(
+        rules, open_ledger(settings), adapters, clock=SystemClock(),
+        lease=timedelta(seconds=settings.lease_seconds), budget=timedelta(seconds=settings.action_budget_seconds),
+    )
+    outcomes: list[EventOutcome] = []
+    progress = _Progress(len(args.paths))
+    try:
+        for path in args.paths:
+            for outcome in engine.handle_delivery(_read(path)):
+                outcomes.append(outcome)
+                if args.json:
+                    print(json.dumps(outcome.as_dict(), default=str), flush=True)
+            progress.step(path)
+    finally:
+        progress.done()
+        engine.ledger.close()
+    if not args.json:
+        _print_outcomes(outcomes, sys.stdout)
+    return 0
+
+
+class _Progress:
+    """``replayed 120/500 files`` on stderr, only for long runs on a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.count = total, 0
+        self.enabled = total >= 20 and sys.stderr.isatty()
+
+    def step(self, path: str) -> None:
+        self.count += 1
+        if self.enabled:
+            print(f"\rreplayed {self.count}/{self.total} files", end="", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+def _print_outcomes(outcomes: list[EventOutcome], out: TextIO) -> None:
+    rows = []
+    for o in outcomes:
+        kind = (o.event_type or "-").removeprefix("Microsoft.MachineLearningServices.")
+        actions = ", ".join(f"{a.kind}:{a.status}" for a in o.actions) or "-"
+        rows.append([o.event_id or "-", kind, o.outcome.value, o.reason, actions])
+    _table(["EVENT", "TYPE", "OUTCOME", "REASON", "ACTIONS"], rows, out)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.outcome.value] = counts.get(o.outcome.value, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    print(f"\n{len(outcomes)} event(s): {summary or 'none'}", file=out)
+    for o in outcomes:
+        for a in o.actions:
+            print(f"  {o.event_id} {a.rule}/{a.kind} [{a.status}] {a.detail}", file=out)
+
+
+# explain ------------------------------------------------------------------------------------------------------
+def cmd_explain(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    rules = load_rules(settings.rules_path)
+    engine = Engine(rules, _NoLedger(), {})
+    try:
+        items = parse_delivery(_read(args.path))
+    except EventParseError as exc:
+        raise CliError(f"{args.path}: {exc}") from None
+    for item in items:
+        if isinstance(item, ParseFailure):
+            report: dict[str, Any] = {"event_id": item.event_id, "error": item.reason}
+        else:
+            plan = engine.plan(item)
+            report = {
+                "event_id": item.id,
+                "event_type": item.event_type,
+                "kind": item.kind.value,
+                "allowed": rules.allows(item),
+                "rules": [
+                    {
+                        "rule": v.rule.name,
+                        "matched": v.matched,
+                        "reason": v.reason,
+                        "throttle_key": throttle_key(v.rule, item) if v.matched else None,
+                        "actions": [
+                            {"kind": a.kind.value, "params": a.params.model_dump(exclude_defaults=True)}
+                            for a in plan.actions if a.rule == v.rule.name
+                        ] + [{"kind": e.kind, "error": e.detail} for e in plan.errors if e.rule == v.rule.name],
+                    }
+                    for v in (evaluate(r, item) for r in rules.spec.rules)
+                ],
+            }
+        if args.json:
+            print(json.dumps(report, default=str))
+        else:
+            _print_explanation(report, sys.stdout)
+    return 0
+
+
+def _print_explanation(report: dict[str, Any], out: TextIO) -> None:
+    if "error" in report:
+        print(f"event {report['event_id']}: cannot be parsed: {report['error']}", file=out)
+        return
+    allowed = "allowed" if report["allowed"] else "NOT allowed (would be rejected)"
+    print(f"event {report['event_id']} ({report['kind']}), workspace {allowed}", file=out)
+    for rule in report["rules"]:
+        mark = "MATCH" if rule["matched"] else "skip "
+        print(f"  {mark} {rule['rule']}: {rule['reason']}", file=out)
+        if rule["throttle_key"]:
+            print(f"        throttle key: {rule['throttle_key']}", file=out)
+        for action in rule["actions"]:
+            body = action.get("error") or json.dumps(action["params"], sort_keys=True, default=str)
+            print(f"        → {action['kind']}: {body}", file=out)
+
+
+class _NoLedger:
+    """``explain`` never touches state; any call here would be a bug."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"explain must not use the ledger ({name})")
+
+
+# rules check --------------------------------------------------------------------------------------------------
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    path = args.file or Settings().rules_path
+    try:
+        rules = load_rules(path)
+    except RulesError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    spec = rules.spec
+    enabled = sum(r.enabled for r in spec.rules)
+    print(
+        f"{path}: OK — {len(spec.rules)} rule(s) ({enabled} enabled), "
+        f"{len(spec.allowed_workspaces)} allowed workspace(s), {len(spec.channels)} channel(s)"
+    )
+    return 0
+
+
+# audit --------------------------------------------------------------------------------------------------------
+def cmd_audit(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    since = None
+    if args.since:
+        try:
+            since = SystemClock().now() - parse_duration(args.since)
+        except ValueError as exc:
+            raise CliError(f"--since: {exc}") from None
+    ledger = open_ledger(settings)
+    try:
+        entries = ledger.audit(event_id=args.event, correlation_id=args.correlation, since=since, limit=args.limit)
+    finally:
+        ledger.close()
+    if args.json:
+        for entry in entries:
+            print(json.dumps(entry.as_dict(), default=str))
+        return 0
+    rows = [
+        [
+            e.at.strftime("%Y-%m-%d %H:%M:%S"), e.event_id or "-",
+            e.event_type.removeprefix("Microsoft.MachineLearningServices.") or "-", e.outcome, e.reason,
+            ", ".join(f"{a.get('kind')}:{a.get('status')}" for a in e.actions) or "-",
+        ]
+        for e in entries
+    ]
+    _table(["AT (UTC)", "EVENT", "TYPE", "OUTCOME", "REASON", "ACTIONS"], rows, sys.stdout)
+    if not entries:
+        print("(no audit records match)")
+    return 0
+
+
+# output -------------------------------------------------------------------------------------------------------
+def _table(headers: list[str], rows: Iterable[list[str]], out: TextIO) -> None:
+    """A plain aligned table; the widest column (usually REASON) is cut to fit the terminal."""
+    rows = [[str(c).replace("\n", " ") for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    limit = shutil.get_terminal_size((160, 24)).columns
+    while sum(widths) + 2 * (len(widths) - 1) > limit and max(widths) > 24:
+        widest = widths.index(max(widths))
+        widths[widest] -= 1
+
+    def fit(text: str, width: int) -> str:
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(), file=out)
+    for row in rows:
+        print("  ".join(fit(c, w).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
