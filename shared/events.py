@@ -143,6 +143,7 @@ Version = Annotated[str, BeforeValidator(_version)]
 Text = Annotated[str, BeforeValidator(_required_text)]
 OptionalText = Annotated[str | None, BeforeValidator(_optional_text)]
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
+Subject = Annotated[str, BeforeValidator(lambda v: _optional_text(v) or "")]
 
 
 class Workspace(BaseModel):
@@ -207,7 +208,7 @@ class AzureMLEvent(BaseModel):
 
     id: Text
     source: Text
-    subject: str = ""
+    subject: Subject = ""
     event_type: Text
     time: Timestamp = None
     envelope: Literal["eventgrid", "cloudevents"] = "eventgrid"
@@ -519,7 +520,7 @@ def parse_event(obj: object) -> AzureMLEvent:
     else:
         fields = {"id": "id", "source": "topic", "event_type": "eventType", "time": "eventTime"}
     values: dict[str, Any] = {name: env.get(key) for name, key in fields.items()}
-    values["subject"] = _optional_text(env.get("subject")) or ""
+    values["subject"] = env.get("subject")
     values["envelope"] = "cloudevents" if is_cloudevent else "eventgrid"
     data = env.get("data")
     values["data"] = data
@@ -554,9 +555,9 @@ def parse_event(obj: object) -> AzureMLEvent:
             except ValueError as exc:
                 raise _field_error(event_type, values["id"], "data." + data_keys.spelling("modelIds"),
                                    data_keys.get("modelIds"), str(exc)) from None
-        if model is RunStatusChanged and MONITOR_BREACH_TAG in {
-            str(k).lower() for k in (data_keys.get("runTags") or {})
-        }:
+        run_tags = data_keys.get("runTags")
+        breached = isinstance(run_tags, Mapping) and MONITOR_BREACH_TAG in {str(k).lower() for k in run_tags}
+        if model is RunStatusChanged and breached:
             model = ModelMonitorSignal
 
     try:
