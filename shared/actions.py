@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared import templates
 from shared.events import AzureMLEvent
@@ -36,7 +36,9 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="after")
-    def _templates_well_formed(self) -> Params:
+    def _templates_well_formed(self, info: ValidationInfo) -> Params:
+        if info.context and info.context.get("rendered"):
+            return self  # rendered values are event data: "{{ 7*7 }}" in a model name is not a template
         problems = [p for s in _strings(self.model_dump()) for p in templates.check(s)]
         if problems:
             raise ValueError("; ".join(problems))

@@ -137,10 +137,10 @@ class Engine:
 
     def plan(self, event: AzureMLEvent) -> Plan:
         """Match every rule and render the actions of those that fire (no throttle, no side effects)."""
-        verdicts = [evaluate(rule, event) for rule in self.rules.spec.rules]
+        context = event.context()
+        verdicts = [evaluate(rule, event, context) for rule in self.rules.spec.rules]
         actions: list[PlannedAction] = []
         errors: list[ActionOutcome] = []
-        context = event.context()
         for verdict in verdicts:
             if not verdict.matched:
                 continue
@@ -148,7 +148,7 @@ class Engine:
                 key = idempotency_key(verdict.rule.name, index, action.kind, event)
                 try:
                     rendered = templates.render_tree(action.params.model_dump(), context)
-                    params = PARAMS[action.kind].model_validate(rendered)
+                    params = PARAMS[action.kind].model_validate(rendered, context={"rendered": True})
                 except (PermanentError, ValueError) as exc:
                     errors.append(ActionOutcome(
                         verdict.rule.name, action.kind.value, key, "failed",

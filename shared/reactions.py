@@ -333,15 +333,17 @@ class Verdict:
     reason: str
 
 
-def evaluate(rule: Rule, event: AzureMLEvent) -> Verdict:
-    """Check a rule against an event; the reason names the first failing criterion and the event's value."""
+def evaluate(rule: Rule, event: AzureMLEvent, context: Mapping[str, Any] | None = None) -> Verdict:
+    """Check a rule against an event; the reason names the first failing criterion and the event's value.
+
+    ``context`` is ``event.context()``, passed in when the caller already has it (it is built once per event).
+    """
     if not rule.enabled:
         return Verdict(rule, False, "rule is disabled")
     if not event.kinds.intersection(rule.on):
         kinds = ", ".join(k.value for k in rule.on)
         return Verdict(rule, False, f"on: event is {event.kind.value}, rule wants {kinds}")
-    ctx = event.context()
-    failure = _first_failure(rule.when, event, ctx)
+    failure = _first_failure(rule.when, event, context if context is not None else event.context())
     return Verdict(rule, failure is None, failure or "all criteria hold")
 
 

@@ -214,6 +214,18 @@ def test_every_outcome_is_in_the_audit_trail_newest_first(make_engine: Build) ->
     assert [e.event_id for e in h.ledger.audit(event_id=acted.event_id)] == [acted.event_id] * 2
 
 
+@pytest.mark.parametrize("hostile", ["{{ 7*7 }}", "$(curl x)", "{{ correlation_id }}"])
+def test_hostile_event_values_reach_the_adapter_verbatim(make_engine: Build, hostile: str) -> None:
+    raw = event("model_registered")
+    raw["data"]["ModelName"] = hostile
+    h = make_engine()
+    (outcome,) = h.engine.handle_delivery(json.dumps([raw]))
+    assert outcome.outcome is Outcome.ACTED
+    (run,) = h.executed(ActionKind.RUN_PIPELINE)
+    assert run.params.model_dump()["inputs"]["model"] == f"azureml:{hostile}:20"
+    assert run.params.model_dump()["display_name"] == f"offline test of {hostile}:20"
+
+
 def test_the_correlation_id_travels_in_tags(make_engine: Build) -> None:
     raw = event("model_registered")
     raw["data"]["ModelTags"]["mlreactor.correlation"] = "chain-1"

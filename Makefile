@@ -1,0 +1,44 @@
+# mlreactor — newcomers need two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+node_modules/.installed: $(wildcard package.json package-lock.json)
+	if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
+	mkdir -p node_modules && touch $@
+
+## run: install, then replay the bundled sample deliveries through the engine (embedded SQLite, dry-run)
+run: $(STAMP)
+	@state=$$(mktemp -d); \
+	echo "== replaying the sample Azure ML deliveries (ledger: $$state)"; \
+	$(BIN)/mlreactor replay --state "$$state" tests/events/eventgrid/*.json; \
+	echo; echo "== the same deliveries again: Event Grid delivers at least once, mlreactor acts once"; \
+	$(BIN)/mlreactor replay --state "$$state" tests/events/cloudevents/*.json
+
+## test: install everything the tests need, then lint, type-check and run the whole suite
+test: $(STAMP) node_modules/.installed lint typecheck
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy shared functions function_app.py
+
+## bench: cold start and engine throughput (prints figures beside same-run baselines)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/cold_start.py
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) node_modules .mlreactor .pytest_cache .mypy_cache .ruff_cache
