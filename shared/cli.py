@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,8 @@ class CliError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # Warnings (a quarantined payload, a retried call) go to stderr; stdout stays clean for --json.
+    logging.basicConfig(level=logging.WARNING, format="mlreactor: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
         return int(args.run(args))
     except (CliError, RulesError, OSError, MlreactorError) as exc:

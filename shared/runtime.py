@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 
@@ -31,5 +32,7 @@ def engine() -> Engine:
     global _engine
     with _lock:
         if _engine is None:
-            _engine = build_engine(get_settings())
+            settings = get_settings()
+            logging.getLogger("mlreactor").setLevel(settings.log_level.upper())
+            _engine = build_engine(settings)
         return _engine

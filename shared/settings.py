@@ -20,7 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLREACTOR_", extra="ignore", frozen=True)
+    # Empty values mean "not set", so local.settings.sample.json can list every setting with "" for the unset ones.
+    model_config = SettingsConfigDict(env_prefix="MLREACTOR_", extra="ignore", frozen=True, env_ignore_empty=True)
 
     # Rules and mode ------------------------------------------------------------------------------------------
     rules_path: Path = Field(default=PROJECT_ROOT / "reactions.yaml", description="The rules file.")
