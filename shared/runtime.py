@@ -6,7 +6,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from shared.adapters import build_adapters
+from shared.adapters import build_adapters, describe
 from shared.engine import Engine
 from shared.ledger import open_ledger
 from shared.reactions import load_rules
@@ -16,12 +16,21 @@ _lock = threading.Lock()
 _engine: Engine | None = None
 
 
+log = logging.getLogger("mlreactor.runtime")
+
+
 def build_engine(settings: Settings) -> Engine:
     rules = load_rules(settings.rules_path)
+    adapters = build_adapters(settings, rules)
+    modes = describe(adapters)
+    if "live" not in modes.values():
+        log.warning("mlreactor runs in dry-run (no Azure settings): actions are recorded, not sent")
+    else:
+        log.info("mlreactor adapters: %s", ", ".join(f"{kind}={mode}" for kind, mode in modes.items()))
     return Engine(
         rules,
         open_ledger(settings),
-        build_adapters(settings, rules),
+        adapters,
         lease=timedelta(seconds=settings.lease_seconds),
         budget=timedelta(seconds=settings.action_budget_seconds),
     )
