@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,10 +31,40 @@ class ActionKind(StrEnum):
     PUBLISH_EVENT = "publish_event"
 
 
-class Params(BaseModel):
-    """Base of every action's parameters: unknown keys are errors, strings are templates."""
+_CONDITION = re.compile(r"^(?:not\s+)?[A-Za-z_][\w.-]*$")
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Params(BaseModel):
+    """Base of every action's parameters: unknown keys are errors, strings are templates.
+
+    Two keys work on every action: ``id`` names the action's result for the rule's later actions (a quality gate's
+    verdict is ``{{ gate.passed }}``), and ``if`` runs the action only when a path is truthy (``if: gate.passed``,
+    ``if: not gate.passed``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w-]*$")
+    if_: str | None = Field(default=None, alias="if")
+
+    @field_validator("if_")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        if value is not None and not _CONDITION.match(value.strip()):
+            raise ValueError(f"{value!r} is not a condition: use a path such as gate.passed or 'not gate.passed'")
+        return value
+
+    def condition_holds(self, context: Mapping[str, Any]) -> bool:
+        """Whether ``if`` holds; a path the context lacks is false."""
+        if self.if_ is None:
+            return True
+        text = self.if_.strip()
+        negate = text.startswith("not ")
+        try:
+            value = bool(templates.lookup(context, text.removeprefix("not ").strip()))
+        except KeyError:
+            value = False
+        return value != negate
 
     @model_validator(mode="after")
     def _templates_well_formed(self, info: ValidationInfo) -> Params:
@@ -196,7 +227,8 @@ class PlannedAction:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What an adapter did: the id of what it created (job name, release id ...) and where to see it."""
+    """What an adapter did: the id of what it created (job name, release id ...), where to see it, and ``data``
+    it found out that later actions of the rule may use (recorded, so a redelivery sees the same)."""
 
     external_id: str | None = None
     detail: str = ""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
@@ -22,11 +22,11 @@ from typing import Any
 
 from shared import templates
 from shared.actions import PARAMS, ActionAdapter, ActionKind, ActionResult, PlannedAction, idempotency_key
-from shared.clock import Clock, SystemClock
+from shared.clock import Clock, SystemClock, format_duration
 from shared.errors import EventParseError, NotReadyError, PermanentError, TransientError
 from shared.events import AzureMLEvent, ParseFailure, UnknownEvent, parse_delivery
 from shared.ledger.port import ActionStatus, AuditEntry, ClaimOutcome, Ledger, QuarantineRecord
-from shared.reactions import Rule, Rules, Verdict, evaluate, throttle_key
+from shared.reactions import ONCE_WINDOW, Action, Rule, Rules, Verdict, evaluate, once_key, throttle_key
 
 log = logging.getLogger("mlreactor.engine")
 
@@ -45,7 +45,7 @@ class ActionOutcome:
     rule: str
     kind: str
     key: str
-    status: str  # done | skipped | failed | retry
+    status: str  # done | skipped (done before) | not run (its if was false) | failed | retry
     detail: str = ""
     external_id: str | None = None
     url: str | None = None
@@ -136,7 +136,11 @@ class Engine:
         return outcome
 
     def plan(self, event: AzureMLEvent) -> Plan:
-        """Match every rule and render the actions of those that fire (no throttle, no side effects)."""
+        """Match every rule and render the actions of those that fire (no throttle, no side effects).
+
+        Parameters that use an earlier action's result (``{{ gate.verdict }}``) are rendered only when the rule
+        runs; here they show as not yet renderable.
+        """
         context = event.context()
         verdicts = [evaluate(rule, event, context) for rule in self.rules.spec.rules]
         actions: list[PlannedAction] = []
@@ -144,22 +148,25 @@ class Engine:
         for verdict in verdicts:
             if not verdict.matched:
                 continue
-            for index, action in enumerate(verdict.rule.do):
-                key = idempotency_key(verdict.rule.name, index, action.kind, event)
+            for index, spec in enumerate(verdict.rule.do):
                 try:
-                    rendered = templates.render_tree(action.params.model_dump(), context)
-                    params = PARAMS[action.kind].model_validate(rendered, context={"rendered": True})
+                    actions.append(self._render(verdict.rule, index, spec, event, context))
                 except (PermanentError, ValueError) as exc:
-                    errors.append(ActionOutcome(
-                        verdict.rule.name, action.kind.value, key, "failed",
-                        f"do[{index}].{action.kind.value}: cannot render parameters: {_first_line(exc)}",
-                    ))
-                    continue
-                actions.append(PlannedAction(
-                    key=key, rule=verdict.rule.name, index=index, kind=action.kind, params=params,
-                    event=event, correlation_id=event.correlation_id,
-                ))
+                    key = idempotency_key(verdict.rule.name, index, spec.kind, event)
+                    errors.append(ActionOutcome(verdict.rule.name, spec.kind.value, key, "failed", _render_error(
+                        index, spec, exc)))
         return Plan(verdicts, actions, errors)
+
+    @staticmethod
+    def _render(
+        rule: Rule, index: int, spec: Action, event: AzureMLEvent, context: dict[str, Any]
+    ) -> PlannedAction:
+        rendered = templates.render_tree(spec.params.model_dump(exclude={"id", "if_"}), context)
+        params = PARAMS[spec.kind].model_validate(rendered, context={"rendered": True})
+        return PlannedAction(
+            key=idempotency_key(rule.name, index, spec.kind, event), rule=rule.name, index=index, kind=spec.kind,
+            params=params, event=event, correlation_id=event.correlation_id,
+        )
 
     # the way of one event -------------------------------------------------------------------------------------
     def _handle_event(self, event: AzureMLEvent) -> EventOutcome:
@@ -194,74 +201,118 @@ class Engine:
         return outcome
 
     def _react(self, event: AzureMLEvent, result: Callable[..., EventOutcome]) -> EventOutcome:
-        plan = self.plan(event)
-        fired: list[str] = []
-        throttled: list[str] = []
-        for rule in plan.fired:
-            key = throttle_key(rule, event)
-            if key is not None and rule.throttle is not None:
-                decision = self.ledger.acquire_throttle(key, event.key, rule.throttle.once_within, self.clock.now())
-                if not decision.allowed:
-                    throttled.append(rule.name)
-                    continue
-            fired.append(rule.name)
-        actions = [a for a in plan.actions if a.rule in fired]
-        errors = [e for e in plan.errors if e.rule in fired]
+        context = event.context()
+        matched = [rule for rule in self.rules.spec.rules if evaluate(rule, event, context).matched]
+        fired: list[Rule] = []
+        held: list[str] = []
+        for rule in matched:
+            reason = self._hold(rule, event)
+            if reason:
+                held.append(f"{rule.name} ({reason})")
+            else:
+                fired.append(rule)
         if not fired:
-            if throttled:
-                return result(Outcome.IGNORED, f"throttled: {', '.join(throttled)}")
-            return result(Outcome.IGNORED, "no rule matched")
+            return result(Outcome.IGNORED, f"throttled: {', '.join(held)}" if held else "no rule matched")
 
-        outcomes = [*errors, *self._execute(actions)]
+        deadline = time.monotonic() + self.budget.total_seconds()
+        outcomes = [o for rule in fired for o in self._execute_rule(rule, event, context, deadline)]
+        names = [rule.name for rule in fired]
         retry = [o for o in outcomes if o.status == "retry"]
         failed = [o for o in outcomes if o.status == "failed"]
-        suffix = f"; throttled: {', '.join(throttled)}" if throttled else ""
+        suffix = f"; throttled: {', '.join(held)}" if held else ""
         if retry:
-            reason = "; ".join(o.detail for o in retry)
-            return result(Outcome.FAILED, f"will retry: {reason}{suffix}", reactions=fired, actions=outcomes)
+            reason = "; ".join(f"{o.rule}/{o.kind}: {o.detail}" for o in retry)
+            return result(Outcome.FAILED, f"will retry: {reason}{suffix}", reactions=names, actions=outcomes)
         if failed:
             reason = "; ".join(f"{o.rule}/{o.kind}: {o.detail}" for o in failed)
-            return result(Outcome.QUARANTINED, reason + suffix, reactions=fired, actions=outcomes)
-        done = sum(o.status == "done" for o in outcomes)
-        skipped = len(outcomes) - done
-        reason = f"{done} action(s) done" + (f", {skipped} already done before" if skipped else "") + suffix
-        return result(Outcome.ACTED, reason, reactions=fired, actions=outcomes)
+            return result(Outcome.QUARANTINED, reason + suffix, reactions=names, actions=outcomes)
+        counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "not run")}
+        reason = f"{counts['done']} action(s) done"
+        reason += f", {counts['skipped']} already done before" if counts["skipped"] else ""
+        reason += f", {counts['not run']} not run (condition false)" if counts["not run"] else ""
+        return result(Outcome.ACTED, reason + suffix, reactions=names, actions=outcomes)
 
-    def _execute(self, actions: Iterable[PlannedAction]) -> list[ActionOutcome]:
+    def _hold(self, rule: Rule, event: AzureMLEvent) -> str | None:
+        """Why a matching rule must not fire now (throttle window or once_per), or None."""
+        now = self.clock.now()
+        key = throttle_key(rule, event)
+        window = rule.throttle.once_within if rule.throttle else None
+        if key is not None and window is not None and not self.ledger.acquire_throttle(
+            key, event.key, window, now
+        ).allowed:
+            return f"once within {format_duration(window)}"
+        key = once_key(rule, event)
+        if key is not None and not self.ledger.acquire_throttle(key, event.key, ONCE_WINDOW, now).allowed:
+            return f"already fired once for {key.split('|', 2)[2]}"
+        return None
+
+    def _execute_rule(
+        self, rule: Rule, event: AzureMLEvent, context: dict[str, Any], deadline: float
+    ) -> list[ActionOutcome]:
+        """Run a rule's actions in order; each action's result is visible to the later ones under its ``id``.
+
+        After an action fails, the later actions that have an ``if`` wait with it (their condition may depend on
+        the failed step); the others still run, so one failing channel does not block the rest.
+        """
+        steps: dict[str, Any] = {}
+        blocked: str | None = None
         outcomes: list[ActionOutcome] = []
-        deadline = time.monotonic() + self.budget.total_seconds()
-        for action in actions:
-            if time.monotonic() > deadline:
-                detail = "out of time for this delivery; continues on redelivery"
-                outcomes.append(self._outcome(action, "retry", detail))
+        for index, spec in enumerate(rule.do):
+            key = idempotency_key(rule.name, index, spec.kind, event)
+
+            def outcome(status: str, detail: str, spec: Action = spec, key: str = key) -> ActionOutcome:
+                return ActionOutcome(rule.name, spec.kind.value, key, status, detail)
+
+            if blocked and spec.params.if_ is not None:
+                outcomes.append(outcome(blocked, f"waits for an earlier failed action ({spec.params.if_})"))
                 continue
-            outcomes.append(self._run(action))
+            scope = {**context, **steps}
+            if not spec.params.condition_holds(scope):
+                outcomes.append(outcome("not run", f"if {spec.params.if_}: false"))
+                continue
+            if time.monotonic() > deadline:
+                outcomes.append(outcome("retry", "out of time for this delivery; continues on redelivery"))
+                blocked = "retry"
+                continue
+            try:
+                action = self._render(rule, index, spec, event, scope)
+            except (PermanentError, ValueError) as exc:
+                outcomes.append(outcome("failed", _render_error(index, spec, exc)))
+                blocked = blocked or "failed"
+                continue
+            done, data = self._run(action)
+            outcomes.append(done)
+            if done.status in ("retry", "failed"):
+                blocked = "retry" if "retry" in (blocked, done.status) else "failed"
+            elif spec.params.id:
+                steps[spec.params.id] = data
         return outcomes
 
-    def _run(self, action: PlannedAction) -> ActionOutcome:
+    def _run(self, action: PlannedAction) -> tuple[ActionOutcome, dict[str, Any]]:
         record = self.ledger.start_action(
             action.key, action.event.key, action.rule, action.kind.value, self.clock.now()
         )
         if record.status is ActionStatus.DONE:
-            return self._outcome(action, "skipped", f"already done: {record.detail}", record.external_id, record.url)
+            detail = f"already done: {record.detail}"
+            return self._outcome(action, "skipped", detail, record.external_id, record.url), dict(record.data)
         if record.attempts > 1:
             action = replace(action, resumed=True)
         adapter = self.adapters[action.kind]
         try:
             done: ActionResult = adapter.execute(action)
         except NotReadyError as exc:
-            return self._outcome(action, "retry", f"not ready: {exc}")
+            return self._outcome(action, "retry", f"not ready: {exc}"), {}
         except TransientError as exc:
             log.warning("action %s/%s failed transiently: %s", action.rule, action.kind, exc)
-            return self._outcome(action, "retry", str(exc))
+            return self._outcome(action, "retry", str(exc)), {}
         except PermanentError as exc:
             self.ledger.finish_action(action.key, ActionStatus.FAILED, self.clock.now(), detail=str(exc))
-            return self._outcome(action, "failed", str(exc))
+            return self._outcome(action, "failed", str(exc)), {}
         self.ledger.finish_action(
             action.key, ActionStatus.DONE, self.clock.now(), external_id=done.external_id, detail=done.detail,
-            url=done.url,
+            url=done.url, data=dict(done.data),
         )
-        return self._outcome(action, "done", done.detail, done.external_id, done.url)
+        return self._outcome(action, "done", done.detail, done.external_id, done.url), dict(done.data)
 
     @staticmethod
     def _outcome(
@@ -298,6 +349,10 @@ class Engine:
             "event %s %s: %s (%s)", event.id, event.kind.value, outcome.outcome.value, outcome.reason,
             extra={"correlation_id": event.correlation_id, "event_id": event.id, "outcome": outcome.outcome.value},
         )
+
+
+def _render_error(index: int, spec: Action, exc: BaseException) -> str:
+    return f"do[{index}].{spec.kind.value}: cannot render parameters: {_first_line(exc)}"
 
 
 def _first_line(exc: BaseException) -> str:

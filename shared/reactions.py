@@ -36,6 +36,10 @@ from shared.errors import RulesError
 from shared.events import AzureMLEvent, EventKind, Workspace
 
 _RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+#: The top-level names of an event's template context (see ``AzureMLEvent.context``).
+CONTEXT_ROOTS = ("event", "workspace", "correlation_id", "tags", "model", "deployment", "run", "monitor", "drift")
+#: ``once_per`` is a throttle window that does not end within any retention anyone configures.
+ONCE_WINDOW = timedelta(days=36500)
 
 
 class _Strict(BaseModel):
@@ -103,6 +107,9 @@ class Rule(_Strict):
     on: list[EventKind] = Field(min_length=1)
     when: When = Field(default_factory=When)
     throttle: Throttle | None = None
+    #: Fire at most once, ever, for each combination of these values (e.g. ``[model.id]``: one offline test per
+    #: model version however many ModelRegistered events arrive).
+    once_per: list[str] | None = None
     do: list[Action] = Field(min_length=1)
 
     @field_validator("name")
@@ -152,10 +159,23 @@ class Rule(_Strict):
         return actions
 
     @model_validator(mode="after")
-    def _group_by_paths(self) -> Rule:
-        for path in self.throttle.group_by if self.throttle else []:
-            if not re.fullmatch(r"[A-Za-z_][\w.-]*", path):
-                raise ValueError(f"throttle.group_by: {path!r} is not a dotted path like monitor.name")
+    def _paths(self) -> Rule:
+        for where, paths in (("throttle.group_by", self.throttle.group_by if self.throttle else []),
+                             ("once_per", self.once_per or [])):
+            for path in paths:
+                if not re.fullmatch(r"[A-Za-z_][\w.-]*", path):
+                    raise ValueError(f"{where}: {path!r} is not a dotted path like monitor.name")
+        ids: set[str] = set()
+        for position, action in enumerate(self.do):
+            condition = action.params.if_
+            root = condition.removeprefix("not ").strip().split(".")[0] if condition else None
+            if root is not None and root not in ids and root not in CONTEXT_ROOTS:
+                raise ValueError(
+                    f"do[{position}].{action.kind.value}.if: {root!r} is neither an earlier action's id "
+                    f"({', '.join(sorted(ids)) or 'none'}) nor part of the event ({', '.join(CONTEXT_ROOTS)})"
+                )
+            if action.params.id:
+                ids.add(action.params.id)
         return self
 
 
@@ -394,11 +414,22 @@ def throttle_key(rule: Rule, event: AzureMLEvent) -> str | None:
     """``rule|value1|value2`` for the rule's ``group_by`` paths; None when the rule is not throttled."""
     if rule.throttle is None:
         return None
+    return "|".join([rule.name, *_values(rule.throttle.group_by, event)])
+
+
+def once_key(rule: Rule, event: AzureMLEvent) -> str | None:
+    """``once|rule|value1|value2`` for the rule's ``once_per`` paths; None when the rule has none."""
+    if not rule.once_per:
+        return None
+    return "|".join(["once", rule.name, ",".join(_values(rule.once_per, event))])
+
+
+def _values(paths: list[str], event: AzureMLEvent) -> list[str]:
     ctx = event.context()
     values = []
-    for path in rule.throttle.group_by:
+    for path in paths:
         try:
             values.append(str(templates.lookup(ctx, path)))
         except KeyError:
             values.append("")
-    return "|".join([rule.name, *values])
+    return values

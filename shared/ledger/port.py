@@ -68,6 +68,9 @@ class ActionRecord:
     detail: str
     url: str | None
     updated_at: datetime
+    #: What the action found out (e.g. a quality gate's verdict), so a redelivery that skips the done action
+    #: still gives later actions the same result.
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class Ledger(Protocol):
         external_id: str | None = None,
         detail: str = "",
         url: str | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None: ...
 
     def acquire_throttle(self, key: str, holder: str, window: timedelta, now: datetime) -> ThrottleDecision:

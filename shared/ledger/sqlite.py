@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS events (
     lease_until TEXT, attempts INTEGER NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS actions (
     key TEXT PRIMARY KEY, event_key TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
-    attempts INTEGER NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT, updated_at TEXT NOT NULL);
+    attempts INTEGER NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT, updated_at TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS throttles (
     key TEXT PRIMARY KEY, holder TEXT NOT NULL, window_start TEXT NOT NULL, window_end TEXT NOT NULL,
     suppressed INTEGER NOT NULL);
@@ -154,7 +155,7 @@ class SqliteLedger:
     def start_action(self, key: str, event_key: str, rule: str, kind: str, now: datetime) -> ActionRecord:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO actions VALUES (?, ?, ?, ?, ?, 0, NULL, '', NULL, ?) ON CONFLICT(key) DO NOTHING",
+                "INSERT INTO actions VALUES (?, ?, ?, ?, ?, 0, NULL, '', NULL, ?, '{}') ON CONFLICT(key) DO NOTHING",
                 (key, event_key, rule, kind, ActionStatus.STARTED, _ts(now)),
             )
             db.execute(
@@ -172,12 +173,13 @@ class SqliteLedger:
         external_id: str | None = None,
         detail: str = "",
         url: str | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE actions SET status = ?, external_id = COALESCE(?, external_id), detail = ?, "
-                "url = COALESCE(?, url), updated_at = ? WHERE key = ?",
-                (status, external_id, detail, url, _ts(now), key),
+                "url = COALESCE(?, url), updated_at = ?, data = ? WHERE key = ?",
+                (status, external_id, detail, url, _ts(now), json.dumps(data or {}, default=str), key),
             )
 
     # throttles ------------------------------------------------------------------------------------------------
@@ -291,4 +293,5 @@ def _action_record(row: tuple[Any, ...]) -> ActionRecord:
     return ActionRecord(
         key=row[0], event_key=row[1], rule=row[2], kind=row[3], status=ActionStatus(row[4]), attempts=row[5],
         external_id=row[6], detail=row[7], url=row[8], updated_at=_dt(row[9]) or datetime.min,
+        data=json.loads(row[10]),
     )

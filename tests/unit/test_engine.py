@@ -153,7 +153,7 @@ def test_throttle_fires_once_per_window_per_group(make_engine: Build) -> None:
 
     assert h.engine.handle_delivery(drift("a"))[0].outcome is Outcome.ACTED
     second = h.engine.handle_delivery(drift("b"))[0]
-    assert (second.outcome, second.reason) == (Outcome.IGNORED, "throttled: retrain-on-drift")
+    assert (second.outcome, second.reason) == (Outcome.IGNORED, "throttled: retrain-on-drift (once within 6h)")
     h.clock.advance(hours=6, seconds=1)
     assert h.engine.handle_delivery(drift("c"))[0].outcome is Outcome.ACTED
     assert len(h.executed(ActionKind.RUN_PIPELINE)) == 2
