@@ -17,13 +17,15 @@ node_modules/.installed: $(wildcard package.json package-lock.json)
 	if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
 	mkdir -p node_modules && touch $@
 
-## run: install, then replay the bundled sample deliveries through the engine (embedded SQLite, dry-run)
+## run: install, replay the bundled sample deliveries (embedded SQLite, dry-run), then simulate the whole chain
 run: $(STAMP)
 	@state=$$(mktemp -d); \
 	echo "== replaying the sample Azure ML deliveries (ledger: $$state)"; \
 	$(BIN)/mlreactor replay --state "$$state" tests/events/eventgrid/*.json; \
 	echo; echo "== the same deliveries again: Event Grid delivers at least once, mlreactor acts once"; \
-	$(BIN)/mlreactor replay --state "$$state" tests/events/cloudevents/*.json
+	$(BIN)/mlreactor replay --state "$$state" tests/events/cloudevents/*.json; \
+	echo; echo "== the retrain -> test -> release chain against a simulated workspace and Azure DevOps"; \
+	$(BIN)/mlreactor simulate --state "$$state"
 
 ## test: install everything the tests need, then lint, type-check and run the whole suite
 test: $(STAMP) node_modules/.installed lint typecheck

@@ -19,7 +19,9 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared import templates
+from shared.clock import parse_duration
 from shared.events import AzureMLEvent
+from shared.gate import MetricRule
 
 
 class ActionKind(StrEnum):
@@ -29,6 +31,7 @@ class ActionKind(StrEnum):
     QUEUE_RELEASE = "queue_release"
     NOTIFY = "notify"
     PUBLISH_EVENT = "publish_event"
+    QUALITY_GATE = "quality_gate"
 
 
 _CONDITION = re.compile(r"^(?:not\s+)?[A-Za-z_][\w.-]*$")
@@ -104,14 +107,33 @@ class RunPipelineParams(Params):
 
 
 class TagModelParams(Params):
-    """Merge tags into a model version (keys not named are kept; removals are explicit)."""
+    """Merge tags into a model version (keys not named are kept; removals are explicit).
+
+    ``set`` is a mapping of templates, or one placeholder that renders to a mapping (``"{{ gate.tags }}"``).
+    """
 
     workspace: str | None = None
     model: str = "{{ model.name }}"
     version: str = "{{ model.version }}"
-    set: dict[str, str] = Field(default_factory=dict)
+    set: dict[str, str] | str = Field(default_factory=dict)
     remove: list[str] = Field(default_factory=list)
     archive: bool = False
+    #: Tags only one version of the model may hold (e.g. ``{mlreactor.stage: champion}``): other versions holding
+    #: one of them get ``demote_to``'s value for that key (the previous champion becomes ``former-champion``).
+    exclusive: dict[str, str] = Field(default_factory=dict)
+    demote_to: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("set")
+    @classmethod
+    def _mapping_when_rendered(cls, value: dict[str, str] | str, info: ValidationInfo) -> dict[str, str] | str:
+        if isinstance(value, str) and info.context and info.context.get("rendered"):
+            raise ValueError(f"set must render to a mapping of tags, got {value!r}")
+        return value
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags to set, once rendered."""
+        return self.set if isinstance(self.set, dict) else {}
 
 
 class TagRunParams(Params):
@@ -173,6 +195,34 @@ class PublishEventParams(Params):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class QualityGateParams(Params):
+    """Judge an offline-test run's metrics against thresholds and the champion; the verdict is this step's result.
+
+    Later actions of the rule read it as ``{{ gate.passed }}``, ``{{ gate.verdict }}``, ``{{ gate.summary }}``,
+    ``{{ gate.tags }}`` (verdict and metrics as model tags) — see ``shared/gate.py``.
+    """
+
+    id: str | None = "gate"
+    workspace: str | None = None
+    model: str = "{{ run.tags.mlreactor.model_name }}"
+    version: str = "{{ run.tags.mlreactor.model_version }}"
+    run: str = "{{ run.id }}"
+    metrics: dict[str, MetricRule] = Field(min_length=1)
+    required: list[str] | None = Field(default=None, description="Metrics that must be present; default: all named.")
+    champion_tag: str = Field(default="mlreactor.stage=champion", pattern=r"^[^=]+=.+$")
+    candidate_tag: str | None = Field(
+        default="mlreactor.stage=candidate", pattern=r"^[^=]+=.+$",
+        description="The chain's mark on a registered model; the gate waits for it (out-of-order delivery).",
+    )
+    wait_for_candidate: str = Field(default="1h", description="How long to wait for that mark before giving up.")
+
+    @field_validator("wait_for_candidate")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 PARAMS: dict[ActionKind, type[Params]] = {
     ActionKind.RUN_PIPELINE: RunPipelineParams,
     ActionKind.TAG_MODEL: TagModelParams,
@@ -180,6 +230,7 @@ PARAMS: dict[ActionKind, type[Params]] = {
     ActionKind.QUEUE_RELEASE: QueueReleaseParams,
     ActionKind.NOTIFY: NotifyParams,
     ActionKind.PUBLISH_EVENT: PublishEventParams,
+    ActionKind.QUALITY_GATE: QualityGateParams,
 }
 
 
@@ -219,6 +270,8 @@ class PlannedAction:
     #: True when an earlier attempt recorded its intent but not its result: the adapter must look for what that
     #: attempt may already have created before creating it again.
     resumed: bool = False
+    #: Results of the rule's earlier actions by ``id`` (e.g. ``{"gate": {...}}``), for rich messages.
+    steps: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def short_key(self) -> str:

@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -23,8 +24,11 @@ from shared.engine import Engine, EventOutcome
 from shared.errors import EventParseError, MlreactorError, RulesError
 from shared.events import ParseFailure, parse_delivery
 from shared.ledger import open_ledger
+from shared.ledger.port import AuditEntry
+from shared.ledger.sqlite import SqliteLedger
 from shared.reactions import evaluate, load_rules, throttle_key
 from shared.settings import Settings
+from shared.simulate import Options, simulate
 
 
 class CliError(Exception):
@@ -82,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(run=cmd_audit)
+
+    sim = sub.add_parser("simulate", help="run the retrain → test → release chain against a simulated workspace")
+    common(sim)
+    sim.add_argument("--fail-gate", action="store_true", help="the candidate's offline test misses the thresholds")
+    sim.add_argument("--fail-run", choices=["retrain", "test"], help="that run of the chain fails")
+    sim.add_argument("--twice", action="store_true", help="deliver every event twice, as Event Grid may")
+    sim.add_argument("--shuffle", action="store_true", help="deliver pending events out of order")
+    sim.add_argument("--faults", type=float, default=0.0, metavar="RATE",
+                     help="share of simulated Azure calls that fail transiently (e.g. 0.2)")
+    sim.add_argument("--seed", type=int, default=7, help="seed of --shuffle and --faults")
+    sim.add_argument("--json", action="store_true", help="the outcome of every delivery as JSON Lines")
+    sim.set_defaults(run=cmd_simulate)
     return parser
 
 
@@ -269,6 +285,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for entry in entries:
             print(json.dumps(entry.as_dict(), default=str))
         return 0
+    if args.correlation:
+        _print_timeline(list(reversed(entries)), sys.stdout)
+        return 0
     rows = [
         [
             e.at.strftime("%Y-%m-%d %H:%M:%S"), e.event_id or "-",
@@ -280,6 +299,63 @@ def cmd_audit(args: argparse.Namespace) -> int:
     _table(["AT (UTC)", "EVENT", "TYPE", "OUTCOME", "REASON", "ACTIONS"], rows, sys.stdout)
     if not entries:
         print("(no audit records match)")
+    return 0
+
+
+def _print_timeline(entries: list[AuditEntry], out: TextIO) -> None:
+    """One chain, oldest first: each step, when, its outcome, and what it did (with links)."""
+    if not entries:
+        print("(no audit records for this correlation id)", file=out)
+        return
+    print(f"chain {entries[0].correlation_id}: {len(entries)} step(s)", file=out)
+    for e in entries:
+        kind = e.event_type.removeprefix("Microsoft.MachineLearningServices.")
+        rules = f" [{', '.join(e.reactions)}]" if e.reactions else ""
+        print(f"{e.at:%Y-%m-%d %H:%M:%S}  {kind:<18} {e.outcome:<11}{rules}", file=out)
+        if e.outcome not in ("acted",):
+            print(f"{'':21}{e.reason}", file=out)
+        for a in e.actions:
+            link = f"  {a['url']}" if a.get("url") else ""
+            print(f"{'':21}{a.get('kind')}: {a.get('status')} — {a.get('detail')}{link}", file=out)
+
+
+# simulate -----------------------------------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    rules = load_rules(settings.rules_path)
+    options = Options(fail_gate=args.fail_gate, fail_run=args.fail_run, duplicates=args.twice,
+                      shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults)
+    with tempfile.TemporaryDirectory(prefix="mlreactor-sim-") as scratch:
+        ledger = SqliteLedger((args.state or Path(scratch)) / "ledger.sqlite3")
+        try:
+            result = simulate(rules, ledger, options)
+            timeline = list(reversed(ledger.audit(correlation_id=result.correlation_id, limit=1000)))
+        finally:
+            ledger.close()
+    if args.json:
+        for kind, outcome in result.outcomes:
+            print(json.dumps({"kind": kind, **outcome.as_dict()}, default=str))
+        return 0
+    out = sys.stdout
+    print("== deliveries (every event through the real engine, rules and ledger)", file=out)
+    _table(["EVENT", "KIND", "OUTCOME", "REASON"],
+           [[o.event_id or "-", kind, o.outcome.value, o.reason] for kind, o in result.outcomes], out)
+    print("\n== the chain's timeline (mlreactor audit --correlation " + result.correlation_id + ")", file=out)
+    _print_timeline(timeline, out)
+    world = result.world
+    print("\n== end state", file=out)
+    for job in world.jobs.values():
+        print(f"job {job.name}: {job.purpose}, {job.status}", file=out)
+    for (name, version), tags in sorted(world.models.items()):
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(tags.items()) if k.startswith("mlreactor.") and
+                          not k.startswith("mlreactor.metric."))
+        print(f"model {name}:{version}: {shown}", file=out)
+    for release in world.releases:
+        print(f"release {release.id}: {release.status} (environment {release.environment})", file=out)
+    for message in world.notifications:
+        print(f"Ops told: {message}", file=out)
+    for published in world.published:
+        print(f"published: {published}", file=out)
     return 0
 
 

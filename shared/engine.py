@@ -159,13 +159,15 @@ class Engine:
 
     @staticmethod
     def _render(
-        rule: Rule, index: int, spec: Action, event: AzureMLEvent, context: dict[str, Any]
+        rule: Rule, index: int, spec: Action, event: AzureMLEvent, context: dict[str, Any],
+        steps: dict[str, Any] | None = None,
     ) -> PlannedAction:
-        rendered = templates.render_tree(spec.params.model_dump(exclude={"id", "if_"}), context)
+        scope = {**context, **(steps or {})}
+        rendered = templates.render_tree(spec.params.model_dump(exclude={"id", "if_"}), scope)
         params = PARAMS[spec.kind].model_validate(rendered, context={"rendered": True})
         return PlannedAction(
             key=idempotency_key(rule.name, index, spec.kind, event), rule=rule.name, index=index, kind=spec.kind,
-            params=params, event=event, correlation_id=event.correlation_id,
+            params=params, event=event, correlation_id=event.correlation_id, steps=dict(steps or {}),
         )
 
     # the way of one event -------------------------------------------------------------------------------------
@@ -266,8 +268,7 @@ class Engine:
             if blocked and spec.params.if_ is not None:
                 outcomes.append(outcome(blocked, f"waits for an earlier failed action ({spec.params.if_})"))
                 continue
-            scope = {**context, **steps}
-            if not spec.params.condition_holds(scope):
+            if not spec.params.condition_holds({**context, **steps}):
                 outcomes.append(outcome("not run", f"if {spec.params.if_}: false"))
                 continue
             if time.monotonic() > deadline:
@@ -275,7 +276,7 @@ class Engine:
                 blocked = "retry"
                 continue
             try:
-                action = self._render(rule, index, spec, event, scope)
+                action = self._render(rule, index, spec, event, context, steps)
             except (PermanentError, ValueError) as exc:
                 outcomes.append(outcome("failed", _render_error(index, spec, exc)))
                 blocked = blocked or "failed"

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from shared.actions import ActionAdapter, ActionKind
 from shared.adapters.dryrun import DryRunAdapter
+from shared.adapters.gate import GateAdapter, UnknownState
 from shared.reactions import Rules
 from shared.settings import Settings
 
@@ -15,6 +16,8 @@ Adapters = Mapping[ActionKind, ActionAdapter]
 def build_adapters(settings: Settings, rules: Rules) -> dict[ActionKind, ActionAdapter]:
     """The adapter for each action kind: live where its settings are given and dry-run is not forced."""
     adapters: dict[ActionKind, ActionAdapter] = {kind: DryRunAdapter(kind) for kind in ActionKind}
+    # The gate only reads and judges; without a workspace to read it judges the event's own numbers.
+    adapters[ActionKind.QUALITY_GATE] = GateAdapter(UnknownState())
     if settings.dry_run:
         return adapters
     return adapters

@@ -92,7 +92,7 @@ def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_rules_check_ok_and_failing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "rules", "check", str(ROOT / "reactions.yaml"))
-    assert code == 0 and "OK — 5 rule(s)" in out
+    assert code == 0 and "OK — 6 rule(s)" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("allowed_workspaces: [x]\nrules: [{name: Bad Name, on: Nope, do: []}]\n")
     code, _, err = run(capsys, "rules", "check", str(bad))
@@ -121,3 +121,31 @@ def test_the_installed_command_and_python_dash_m_work() -> None:
         result = subprocess.run([*command, "rules", "check"], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert "OK" in result.stdout
+
+
+def test_simulate_prints_the_deliveries_the_timeline_and_the_end_state(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "simulate")
+    assert code == 0
+    assert "== the chain's timeline (mlreactor audit --correlation sim-0001)" in out
+    assert "queue_release: done — release 100 queued, awaiting approval in environment production" in out
+    assert "release 100: approved and deployed (environment production)" in out
+
+
+def test_simulate_options_fail_the_gate_or_a_run_and_deliver_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(capsys, "simulate", "--fail-gate", "--json")
+    releases = [a for line in json_lines(out) for a in line["actions"] if a["kind"] == "queue_release"]  # type: ignore[union-attr]
+    assert [(a["status"], a["detail"]) for a in releases] == [("not run", "if gate.passed: false")]
+    _, out, _ = run(capsys, "simulate", "--fail-run", "retrain")
+    assert "chain_failed" in out
+    _, out, _ = run(capsys, "simulate", "--twice", "--shuffle", "--faults", "0.2")
+    assert out.count("release 100: approved") == 1 and "duplicate" in out
+
+
+def test_audit_by_correlation_prints_the_chain_as_a_timeline(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run(capsys, "simulate", "--state", str(tmp_path))
+    code, out, _ = run(capsys, "audit", "--state", str(tmp_path), "--correlation", "sim-0001")
+    assert code == 0 and out.startswith("chain sim-0001: ")
+    steps = [line.split()[2] for line in out.splitlines()[1:] if line[:4].isdigit()]
+    assert steps[0] == "RunStatusChanged" and steps[-1] == "ModelDeployed"

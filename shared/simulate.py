@@ -1,0 +1,293 @@
+"""``mlreactor simulate``: the whole retrain → test → release chain against a simulated workspace and DevOps.
+
+The simulated world answers the chain's actions with the follow-up events a real workspace would emit — a
+retraining job completes and registers a model, the offline test completes with metrics as run tags, the release
+waits for approval, a simulated person approves it, the model is deployed — and every event goes through the real
+engine, rules and ledger. Options make the candidate fail the gate, make a run fail, and deliver every event twice
+and out of order, as Event Grid may.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from shared.actions import (
+    ActionKind,
+    ActionResult,
+    NotifyParams,
+    PlannedAction,
+    PublishEventParams,
+    QueueReleaseParams,
+    RunPipelineParams,
+    TagModelParams,
+    TagRunParams,
+)
+from shared.adapters.gate import GateAdapter
+from shared.clock import Clock
+from shared.engine import Engine, EventOutcome, Outcome
+from shared.errors import TransientError
+from shared.ledger.port import Ledger
+from shared.reactions import Rules
+
+EVENT_TYPE = "Microsoft.MachineLearningServices."
+MODEL = "credit-fraud"
+MONITOR = "credit_card_fraud_monitor"
+
+
+@dataclass
+class Options:
+    fail_gate: bool = False
+    fail_run: Literal["retrain", "test"] | None = None
+    duplicates: bool = False
+    shuffle: bool = False
+    seed: int = 7
+    #: Share of adapter calls that fail transiently — half before the effect, half after it (the effect happened
+    #: but its answer was lost), which is what the idempotency keys and resumed lookups are for.
+    fault_rate: float = 0.0
+    max_deliveries: int = 500
+
+
+class SimClock:
+    """Simulated time: each delivery moves the clock a little, as real deliveries are spread out."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def tick(self, seconds: float = 30) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+@dataclass
+class Job:
+    name: str
+    purpose: str
+    tags: dict[str, str]
+    inputs: dict[str, str]
+    status: str = "Running"
+
+
+@dataclass
+class Release:
+    id: int
+    project: str
+    environment: str
+    parameters: dict[str, str]
+    status: str = "awaiting approval"
+
+
+@dataclass
+class World:
+    """A workspace (models, jobs) and a DevOps project (releases), plus what Ops was told and what was published."""
+
+    workspace: str
+    clock: SimClock
+    options: Options
+    models: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    releases: list[Release] = field(default_factory=list)
+    notifications: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    # ModelState (what the quality gate reads) ------------------------------------------------------------------
+    authoritative = True
+
+    def model_tags(self, workspace: str, name: str, version: str) -> Mapping[str, str] | None:
+        return self.models.get((name, version))
+
+    def find_model_by_tag(
+        self, workspace: str, name: str, key: str, value: str
+    ) -> tuple[str, Mapping[str, str]] | None:
+        found = [(int(v), v, t) for (n, v), t in self.models.items() if n == name and t.get(key) == value]
+        return (max(found)[1], max(found)[2]) if found else None
+
+    def run_tags(self, workspace: str, run_id: str) -> Mapping[str, str]:
+        job = self.jobs.get(run_id)
+        return dict(job.tags) if job else {}
+
+    # events the world emits -------------------------------------------------------------------------------------
+    def emit(self, kind: str, subject: str, data: dict[str, Any]) -> None:
+        self.pending.append({
+            "id": f"sim-{next(self._ids):04d}", "topic": self.workspace, "subject": subject,
+            "eventType": EVENT_TYPE + kind, "eventTime": self.clock.now().isoformat(), "data": data,
+            "dataVersion": "", "metadataVersion": "1",
+        })
+
+    def finish_job(self, job: Job) -> None:
+        failing = self.options.fail_run == {"retrain": "retrain", "offline-test": "test"}.get(job.purpose)
+        run = {"experimentId": "exp-" + job.purpose, "experimentName": f"mlreactor-{job.purpose}", "runId": job.name,
+               "runType": "azureml.PipelineRun", "runTags": job.tags, "runProperties": {}}
+        subject = f"experiments/exp-{job.purpose}/runs/{job.name}"
+        if failing:
+            job.status = "Failed"
+            self.emit("RunStatusChanged", subject, {**run, "runStatus": "Failed"})
+            return
+        if job.purpose == "offline-test":
+            good = not self.options.fail_gate
+            job.tags.update({"mlreactor.metric.auc": "0.91" if good else "0.74",
+                             "mlreactor.metric.latency_ms": "32" if good else "61"})
+        job.status = "Completed"
+        self.emit("RunCompleted", subject, {**run, "runTags": dict(job.tags)})
+        if job.purpose == "retrain":
+            version = str(1 + max((int(v) for (n, v) in self.models if n == MODEL), default=0))
+            tags = {"mlreactor.correlation": job.tags.get("mlreactor.correlation", ""), "source_job": job.name}
+            self.models[(MODEL, version)] = dict(tags)
+            self.emit("ModelRegistered", f"models/{MODEL}:{version}",
+                      {"modelName": MODEL, "modelVersion": version, "modelTags": tags, "modelProperties": {}})
+
+    def approve(self, release: Release) -> None:
+        """A person approves the production stage in Azure DevOps; the release deploys the model."""
+        release.status = "approved and deployed"
+        name, version = release.parameters["modelName"], release.parameters["modelVersion"]
+        self.emit("ModelDeployed", "endpoints/credit-fraud-online", {
+            "serviceName": "credit-fraud-online", "serviceComputeType": "Managed",
+            "modelIds": f"{name}:{version}",
+            "serviceTags": {"mlreactor.correlation": release.parameters.get("correlationId", "")},
+            "serviceProperties": {},
+        })
+
+
+class SimAdapter:
+    """Carries out every action kind against the ``World``; idempotent like the real adapters."""
+
+    live = False
+
+    def __init__(self, world: World, kind: ActionKind, rng: random.Random) -> None:
+        self.world = world
+        self.kind = kind
+        self.rng = rng
+
+    def execute(self, action: PlannedAction) -> ActionResult:
+        rate = self.world.options.fault_rate
+        if rate and self.rng.random() < rate / 2:
+            raise TransientError(f"simulated {self.kind.value} fault before the call")
+        result = self._apply(action)
+        if rate and self.rng.random() < rate / 2:
+            raise TransientError(f"simulated {self.kind.value} fault after the call: its answer was lost")
+        return result
+
+    def _apply(self, action: PlannedAction) -> ActionResult:
+        w, p = self.world, action.params
+        if isinstance(p, RunPipelineParams):
+            name = f"mlr-{action.key[:12]}"  # the real adapter derives the job name from the idempotency key too
+            if name not in w.jobs:
+                tags = {**p.tags, "mlreactor.correlation": action.correlation_id, "mlreactor.purpose": p.purpose,
+                        "mlreactor.reaction": action.rule}
+                w.jobs[name] = Job(name, p.purpose, tags, dict(p.inputs))
+            return ActionResult(external_id=name, detail=f"{p.purpose} job {name} submitted",
+                                url=f"https://ml.azure.com/runs/{name}?wsid={w.workspace}")
+        if isinstance(p, TagModelParams):
+            tags = w.models.setdefault((p.model, p.version), {})
+            for (name, version), other in w.models.items():
+                for key, value in p.exclusive.items():
+                    if (name, version) != (p.model, p.version) and name == p.model and other.get(key) == value:
+                        other[key] = p.demote_to.get(key, "")
+            tags.update(p.tags)
+            for key in p.remove:
+                tags.pop(key, None)
+            shown = ", ".join(f"{k}={v}" for k, v in p.tags.items())
+            return ActionResult(external_id=f"{p.model}:{p.version}", detail=f"tagged {p.model}:{p.version} {shown}")
+        if isinstance(p, TagRunParams):
+            job = w.jobs.get(p.run)
+            if job:
+                job.tags.update(p.set)
+            return ActionResult(external_id=p.run, detail=f"tagged run {p.run}")
+        if isinstance(p, QueueReleaseParams):
+            release = next((r for r in w.releases if r.parameters.get("mlreactor.key") == action.key), None)
+            if release is None:
+                release = Release(100 + len(w.releases), p.project, p.environment,
+                                  {**p.parameters, "mlreactor.key": action.key})
+                w.releases.append(release)
+            return ActionResult(external_id=str(release.id),
+                                detail=f"release {release.id} queued, awaiting approval in environment {p.environment}",
+                                url=f"https://dev.azure.com/contoso/{p.project}/_build/results?buildId={release.id}")
+        if isinstance(p, NotifyParams):
+            w.notifications.append(_message(p, action))
+            return ActionResult(detail=f"notified {', '.join(p.channels)}: {p.message}")
+        if isinstance(p, PublishEventParams):
+            w.published.append(p.type)
+            return ActionResult(external_id=action.key[:16], detail=f"published {p.type}")
+        raise AssertionError(f"no simulation for {self.kind}")
+
+
+def _message(p: NotifyParams, action: PlannedAction) -> str:
+    gate = action.steps.get("gate")
+    if gate:
+        return f"{p.message}: {gate['model']}:{gate['version']} {gate['verdict']} ({gate['summary']})"
+    ctx = action.event.context()
+    about = ctx.get("model", {}).get("id") or ctx.get("run", {}).get("id") or ctx.get("monitor", {}).get("name", "")
+    return f"{p.message}: {about}"
+
+
+@dataclass
+class Result:
+    world: World
+    outcomes: list[tuple[str, EventOutcome]]
+    correlation_id: str
+
+
+def simulate(rules: Rules, ledger: Ledger, options: Options, start: datetime | None = None) -> Result:
+    """Run the chain from one drift signal until nothing is pending; return the world and every outcome."""
+    workspace = rules.spec.allowed_workspaces[0]
+    clock = SimClock(start or datetime.now(UTC))
+    world = World(workspace, clock, options)
+    world.models[(MODEL, "1")] = {"mlreactor.stage": "champion", "mlreactor.metric.auc": "0.88",
+                                  "mlreactor.metric.latency_ms": "30"}
+    rng = random.Random(options.seed)  # noqa: S311 - simulated faults and order, not security
+    adapters = {kind: SimAdapter(world, kind, rng) for kind in ActionKind}
+    engine = Engine(rules, ledger, {**adapters, ActionKind.QUALITY_GATE: GateAdapter(world, clock)}, clock=_as(clock))
+    world.emit("RunStatusChanged", f"experiments/monitor/runs/{MONITOR}_signal_1", {
+        "experimentId": "monitor", "experimentName": MONITOR, "runId": f"{MONITOR}_signal_1",
+        "runType": "azureml.PipelineRun", "runStatus": "Completed", "runProperties": {},
+        "runTags": {"azureml_modelmonitor_threshold_breached": f"The signal '{MONITOR}_data_drift' has failed due"
+                    " to one or more features violating metric thresholds."},
+    })
+    correlation_id = world.pending[0]["id"]
+    outcomes: list[tuple[str, EventOutcome]] = []
+    deliveries = 0
+    while deliveries < options.max_deliveries:
+        if not world.pending:
+            if not _advance(world):
+                break
+            continue
+        batch, world.pending = world.pending, []
+        if options.duplicates:
+            batch = batch + [copy.deepcopy(e) for e in batch]
+        if options.shuffle:
+            rng.shuffle(batch)
+        for raw in batch:
+            deliveries += 1
+            clock.tick()
+            (outcome,) = engine.handle_delivery(json.dumps([raw]))
+            outcomes.append((raw["eventType"].removeprefix(EVENT_TYPE), outcome))
+            if outcome.outcome is Outcome.FAILED:  # Event Grid redelivers later
+                world.pending.append(raw)
+    return Result(world, outcomes, correlation_id)
+
+
+def _advance(world: World) -> bool:
+    """Time passes in the world: a running job finishes, or a person approves a waiting release."""
+    running = [job for job in world.jobs.values() if job.status == "Running"]
+    if running:
+        world.finish_job(running[0])
+        return True
+    waiting = [r for r in world.releases if r.status == "awaiting approval"]
+    if waiting:
+        world.approve(waiting[0])
+        return True
+    return False
+
+
+def _as(clock: SimClock) -> Clock:
+    return clock
