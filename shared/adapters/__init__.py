@@ -5,18 +5,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shared.actions import ActionAdapter, ActionKind
+from shared.adapters.devops import DevOpsReleaseAdapter
 from shared.adapters.dryrun import DryRunAdapter
+from shared.ledger import open_ledger
+from shared.ledger.port import Ledger
 from shared.reactions import Rules
 from shared.settings import Settings
 
 Adapters = Mapping[ActionKind, ActionAdapter]
 
 
-def build_adapters(settings: Settings, rules: Rules) -> dict[ActionKind, ActionAdapter]:
-    """The adapter for each action kind: live where its settings are given and dry-run is not forced."""
+def build_adapters(settings: Settings, rules: Rules, ledger: Ledger | None = None) -> dict[ActionKind, ActionAdapter]:
+    """The adapter for each action kind: live where its settings are given and dry-run is not forced.
+
+    ``ledger`` is the engine's: the release adapter keeps its model-version guard there. Without it, the adapter
+    opens the configured ledger itself on its first release.
+    """
     adapters: dict[ActionKind, ActionAdapter] = {kind: DryRunAdapter(kind) for kind in ActionKind}
     if settings.dry_run:
         return adapters
+    if settings.devops_organization_url:
+        adapters[ActionKind.QUEUE_RELEASE] = DevOpsReleaseAdapter(settings, ledger or (lambda: open_ledger(settings)))
     return adapters
 
 
