@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
 
 from shared.actions import ActionResult, PlannedAction, QueueReleaseParams
@@ -175,6 +176,9 @@ class _Auth:
         return "Basic " + base64.b64encode(f":{pat.get_secret_value()}".encode()).decode()
 
     def signed_session(self, session: Any) -> Any:
+        """Called by msrest before every request: a fresh start for the wire facts of this one request."""
+        self._last.status = None
+        self._last.retry_after = None
         session.headers["Authorization"] = self._header
         session.hooks["response"] = [self._record]
         return session
@@ -190,11 +194,8 @@ class _Auth:
         self._last.status = response.status_code
         self._last.retry_after = response.headers.get("Retry-After")
 
-    def forget(self) -> None:
-        self._last.status = None
-        self._last.retry_after = None
-
     def last(self) -> tuple[int | None, float | None]:
+        """Status and ``Retry-After`` of the last request this thread sent (None, None: no response at all)."""
         status = getattr(self._last, "status", None)
         raw = getattr(self._last, "retry_after", None)
         try:
@@ -204,12 +205,15 @@ class _Auth:
         return status, retry_after
 
 
-def _import_sdk(settings: Settings) -> Any:
-    """Import azure-devops on first use; its cache dir must be set before the import (it is created then)."""
+def _import_sdk(settings: Settings) -> SimpleNamespace:
+    """The one way into azure-devops, on first use: its cache dir must be set before the import (created then)."""
     os.environ["AZURE_DEVOPS_CACHE_DIR"] = str(settings.devops_cache_dir)
-    from azure.devops import connection  # noqa: PLC0415 - cold start: only when the first release is queued
+    # Cold start: these load only when the first release is queued.
+    from azure.devops.connection import Connection  # noqa: PLC0415
+    from azure.devops.v7_1.pipelines import models as pipelines  # noqa: PLC0415
+    from azure.devops.v7_1.release import models as release  # noqa: PLC0415
 
-    return connection
+    return SimpleNamespace(Connection=Connection, pipelines=pipelines, release=release)
 
 
 class DevOpsReleaseAdapter:
@@ -234,6 +238,7 @@ class DevOpsReleaseAdapter:
         self._auth = _Auth(settings, credential)
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._sdk: SimpleNamespace | None = None
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
@@ -360,7 +365,6 @@ class DevOpsReleaseAdapter:
     def _once(self, what: str, call: Callable[[], T]) -> T:
         """One SDK call; its failure becomes a ``_Failure`` with the status the SDK's exception lacks."""
         self._auth.prepare(self._clock.now())
-        self._auth.forget()
         try:
             return call()
         except (PermanentError, TransientError):
@@ -373,8 +377,8 @@ class DevOpsReleaseAdapter:
 
     # pipelines (YAML) -----------------------------------------------------------------------------------------
     def _create_run(self, target: _Target, action: PlannedAction, key: str) -> Queued:
-        from azure.devops.v7_1.pipelines import models  # noqa: PLC0415 - cold start
-
+        client = self._client(target, "pipelines")
+        models = self._sdk_().pipelines
         p = target.params
         event = action.event
         source_event = {
@@ -396,7 +400,7 @@ class DevOpsReleaseAdapter:
             resources=resources,
             stages_to_skip=p.stages_to_skip or None,
         )
-        run = self._client(target, "pipelines").run_pipeline(run_parameters, p.project, p.pipeline_id)
+        run = client.run_pipeline(run_parameters, p.project, p.pipeline_id)
         return self._run(target, run)
 
     def _run(self, target: _Target, run: Any) -> Queued:
@@ -427,8 +431,8 @@ class DevOpsReleaseAdapter:
 
     # classic releases -----------------------------------------------------------------------------------------
     def _create_release(self, target: _Target, action: PlannedAction, key: str) -> Queued:
-        from azure.devops.v7_1.release import models  # noqa: PLC0415 - cold start
-
+        client = self._client(target, "release")
+        models = self._sdk_().release
         p = target.params
         artifacts = [
             models.ArtifactMetadata(
@@ -442,7 +446,7 @@ class DevOpsReleaseAdapter:
             artifacts=artifacts or None,
             variables={k: models.ConfigurationVariableValue(value=v) for k, v in p.variables.items()} or None,
         )
-        release = self._client(target, "release").create_release(metadata, p.project)
+        release = client.create_release(metadata, p.project)
         return self._release(target, release)
 
     def _release(self, target: _Target, release: Any) -> Queued:
@@ -469,6 +473,11 @@ class DevOpsReleaseAdapter:
             return self._find_run(target, key, deadline)
         return self._find_release(target, key, deadline)
 
+    def _sdk_(self) -> SimpleNamespace:
+        if self._sdk is None:
+            self._sdk = _import_sdk(self._settings)
+        return self._sdk
+
     # clients --------------------------------------------------------------------------------------------------
     def _client(self, target: _Target, area: str) -> Any:
         """One SDK client per organization and area, built on first use and kept for the process."""
@@ -476,7 +485,7 @@ class DevOpsReleaseAdapter:
             cached = self._clients.get((target.organization, area))
             if cached is not None:
                 return cached
-            connection = _import_sdk(self._settings).Connection(base_url=target.organization, creds=self._auth)
+            connection = self._sdk_().Connection(base_url=target.organization, creds=self._auth)
             factory = connection.clients_v7_1
             client = factory.get_pipelines_client() if area == "pipelines" else factory.get_release_client()
             # Our retries, not msrest's (it cannot retry a POST under urllib3 2 anyway): no hidden waits.
