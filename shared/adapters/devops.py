@@ -258,10 +258,12 @@ class DevOpsReleaseAdapter:
         claim = ledger.claim_event(lock, action.event.id, now, lease)
         if claim.outcome is ClaimOutcome.DONE:
             done = ledger.get_action(key)
-            detail = done.detail if done else ""
+            if done is None:  # the lock outlived its record (purged): say so rather than queue again
+                raise PermanentError(f"the release of {params.model}:{params.version} was queued before; its record "
+                                     "is gone")
             return ActionResult(
-                external_id=done.external_id if done else None, url=done.url if done else None,
-                detail=f"already queued for {params.model}:{params.version}: {detail}",
+                external_id=done.external_id, url=done.url, data=done.data,
+                detail=f"already queued for {params.model}:{params.version}: {done.detail}",
             )
         if claim.outcome is ClaimOutcome.BUSY:
             raise TransientError(
@@ -281,7 +283,7 @@ class DevOpsReleaseAdapter:
         result = self._result(target, queued, key)
         ledger.finish_action(
             key, ActionStatus.DONE, self._clock.now(), external_id=result.external_id, detail=result.detail,
-            url=result.url,
+            url=result.url, data=dict(result.data),
         )
         ledger.finish_event(lock, "queued", self._clock.now())
         log.info("queue_release: %s", result.detail, extra={"correlation_id": action.correlation_id})
@@ -302,11 +304,11 @@ class DevOpsReleaseAdapter:
         )
         return ActionResult(
             external_id=str(queued.id), detail=detail, url=queued.url,
-            data={"release": {
-                "flavour": p.flavour, "id": queued.id, "name": queued.name, "url": queued.url,
+            data={
+                "id": queued.id, "name": queued.name, "url": queued.url, "flavour": p.flavour,
                 "environment": p.environment, "model": p.model, "version": p.version, "release_key": key,
                 "status": "awaiting approval",
-            }},
+            },
         )
 
     # queue with our own retries -------------------------------------------------------------------------------
