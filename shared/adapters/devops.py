@@ -15,10 +15,14 @@ a second, model-scoped guard lives here, in the same ledger::
       DONE     → already queued (by this or another event): answer with the recorded run/release, queue nothing
       BUSY     → another instance is queueing it right now: TransientError, Event Grid redelivers
       RESUMED  → an earlier attempt may have POSTed and died before recording: find its run/release by the key
-                 (list recent runs/releases, match ``releaseKey``/description) and only queue if there is none
+                 and only queue if there is none
 
-**Retries are ours** (msrest never retries a POST): 429 and 5xx/408 and dropped connections are retried with
-exponential backoff and full jitter, honouring ``Retry-After``, inside ``devops_retry_budget_seconds``. A 429 was
+Where the key is found again: the pipeline runs list (7.1) returns run references without template parameters or
+variables, so each run created within ``devops_lookup_hours`` is read (GET run, at most 50) and its ``releaseKey``
+template parameter compared; the releases list does return each release's description, which ends with the key.
+
+**Retries are ours** (msrest never retries a POST): 408, 429, 500, 502, 503, 504 and dropped connections are retried
+with exponential backoff and full jitter, honouring ``Retry-After``, inside ``devops_retry_budget_seconds``. A 429 was
 rejected before it was processed, so the POST is simply repeated; after a 5xx or a dropped connection the outcome is
 unknown, so the idempotency lookup runs before the POST is repeated. 4xx are permanent (quarantined).
 

@@ -134,3 +134,39 @@ def test_the_queue_release_adapter_is_live_only_with_an_organization_and_without
     assert live[ActionKind.QUEUE_RELEASE].live
     assert not forced[ActionKind.QUEUE_RELEASE].live
     assert not unset[ActionKind.QUEUE_RELEASE].live
+
+
+def test_given_no_token_and_no_pat_then_the_release_waits_for_redelivery_and_nothing_is_sent(
+    make_release: Callable[..., Release], fake_devops: FakeAzureDevOps
+) -> None:
+    class FlakyIdentity:
+        def get_token(self, *scopes: str) -> object:
+            from azure.core.exceptions import ClientAuthenticationError
+
+            raise ClientAuthenticationError("IMDS timed out")
+
+    release = make_release(credential=FlakyIdentity(), devops_auth="auto", devops_pat=None)
+
+    outcome = release.deliver()
+
+    assert outcome.outcome.value == "failed"
+    assert "cannot get an Entra ID token for Azure DevOps: ClientAuthenticationError" in outcome.reason
+    assert fake_devops.requests == []
+
+
+def test_given_no_identity_configured_and_no_pat_then_the_event_is_quarantined(
+    make_release: Callable[..., Release], fake_devops: FakeAzureDevOps
+) -> None:
+    class NoIdentity:
+        def get_token(self, *scopes: str) -> object:
+            from azure.identity import CredentialUnavailableError
+
+            raise CredentialUnavailableError("no credential in the chain")
+
+    release = make_release(credential=NoIdentity(), devops_auth="entra")
+
+    outcome = release.deliver()
+
+    assert outcome.outcome.value == "quarantined"
+    assert "CredentialUnavailableError" in outcome.reason
+    assert fake_devops.requests == []
