@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared import templates
-from shared.events import AzureMLEvent
+from shared.events import AzureMLEvent, as_text
 
 
 class ActionKind(StrEnum):
@@ -123,24 +123,12 @@ class TagRunParams(Params):
     remove: list[str] = Field(default_factory=list)
 
 
-def _as_text(value: object) -> str:
+def _text_map(value: object) -> object:
     """Azure DevOps takes template parameters and variables as strings: JSON for objects, ``true``/``false``.
 
     The SDK would ``str()`` them (``True`` → ``"True"``, a list → its Python repr), which no pipeline expects.
     """
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _text_map(value: object) -> object:
-    return {str(k): _as_text(v) for k, v in value.items()} if isinstance(value, Mapping) else value
+    return {str(k): as_text(v) for k, v in value.items()} if isinstance(value, Mapping) else value
 
 
 TextMap = Annotated[dict[str, str], BeforeValidator(_text_map)]
