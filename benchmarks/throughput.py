@@ -69,7 +69,7 @@ def main() -> int:
     rules = load_rules(ROOT / "reactions.yaml")
     with tempfile.TemporaryDirectory() as state:
         ledger = SqliteLedger(Path(state) / "ledger.sqlite3")
-        engine = Engine(rules, ledger, build_adapters(Settings(dry_run=True), rules))
+        engine = Engine(rules, ledger, build_adapters(Settings(dry_run=True), rules, ledger))
         latencies: list[float] = []
         outcomes: dict[str, int] = {}
         start = time.perf_counter()

@@ -14,13 +14,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared import templates
 from shared.clock import parse_duration
-from shared.events import AzureMLEvent
+from shared.events import AzureMLEvent, as_text
 from shared.gate import MetricRule
 
 
@@ -145,21 +145,44 @@ class TagRunParams(Params):
     remove: list[str] = Field(default_factory=list)
 
 
+def _text_map(value: object) -> object:
+    """Azure DevOps takes template parameters and variables as strings: JSON for objects, ``true``/``false``.
+
+    The SDK would ``str()`` them (``True`` → ``"True"``, a list → its Python repr), which no pipeline expects.
+    """
+    return {str(k): as_text(v) for k, v in value.items()} if isinstance(value, Mapping) else value
+
+
+TextMap = Annotated[dict[str, str], BeforeValidator(_text_map)]
+
+#: Template parameters mlreactor passes to every release pipeline run; the pipeline must declare them (all of type
+#: string). ``releaseKey`` is how a resumed attempt recognises a run it may already have queued.
+RELEASE_PARAMETERS = ("modelName", "modelVersion", "correlationId", "sourceEvent", "releaseKey")
+
+
 class QueueReleaseParams(Params):
-    """Queue a gated Azure DevOps release; production waits for a person. The app never approves."""
+    """Queue a gated Azure DevOps release; production waits for a person. The app never approves.
+
+    ``model``/``version`` name what is released: a release is queued at most once per model version and rule, however
+    many events ask for it.
+    """
 
     flavour: Literal["pipeline", "classic"] = "pipeline"
     organization: str | None = Field(default=None, description="https://dev.azure.com/ORG; default: a setting.")
     project: str
     pipeline_id: int | None = None
     definition_id: int | None = None
+    model: str = "{{ model.name }}"
+    version: str = "{{ model.version }}"
     branch: str | None = None
-    parameters: dict[str, str] = Field(default_factory=dict)
-    variables: dict[str, str] = Field(default_factory=dict)
+    parameters: TextMap = Field(default_factory=dict)
+    variables: TextMap = Field(default_factory=dict)
     stages_to_skip: list[str] = Field(default_factory=list)
-    artifacts: list[dict[str, str]] = Field(default_factory=list)
+    artifacts: list[dict[str, str]] = Field(
+        default_factory=list, description="Classic: [{alias, version_id, version_name?}] of the build artifacts."
+    )
     description: str | None = None
-    environment: str = "production"
+    environment: str = Field(default="production", description="The environment (stage) whose approval holds it.")
 
     @model_validator(mode="after")
     def _target(self) -> QueueReleaseParams:
@@ -167,6 +190,13 @@ class QueueReleaseParams(Params):
             raise ValueError("flavour 'pipeline' needs pipeline_id")
         if self.flavour == "classic" and self.definition_id is None:
             raise ValueError("flavour 'classic' needs definition_id")
+        reserved = sorted(set(self.parameters) & set(RELEASE_PARAMETERS))
+        if reserved:
+            raise ValueError(f"parameters {reserved} are set by mlreactor itself (use model/version)")
+        for artifact in self.artifacts:
+            missing = [k for k in ("alias", "version_id") if not artifact.get(k)]
+            if missing:
+                raise ValueError(f"artifact {artifact} needs {' and '.join(missing)}")
         return self
 
 

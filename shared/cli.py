@@ -125,7 +125,8 @@ def _read(path: str) -> str:
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings(args, **({"dry_run": True} if args.dry_run else {}))
     rules = load_rules(settings.rules_path)
-    adapters = build_adapters(settings, rules)
+    ledger = open_ledger(settings)
+    adapters = build_adapters(settings, rules, ledger)
     modes = describe(adapters)
     if all(mode == "dry-run" for mode in modes.values()):
         why = "--dry-run" if args.dry_run else "no Azure settings"
@@ -133,7 +134,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         print("mlreactor: live adapters: " + ", ".join(f"{k}={v}" for k, v in modes.items()), file=sys.stderr)
     engine = Engine(
-        rules, open_ledger(settings), adapters, clock=SystemClock(),
+        rules, ledger, adapters, clock=SystemClock(),
         lease=timedelta(seconds=settings.lease_seconds), budget=timedelta(seconds=settings.action_budget_seconds),
     )
     outcomes: list[EventOutcome] = []

@@ -63,8 +63,11 @@ _SIGNAL_RE = re.compile(r"signal\s+'(?P<name>[^']+)'", re.IGNORECASE)
 _FRACTION_RE = re.compile(r"(\.\d{6})\d+")
 
 
-def _text(value: object) -> str:
-    """Tag and property values are strings in Azure ML; tolerate scalars, keep objects as JSON."""
+def as_text(value: object) -> str:
+    """Tag and property values are strings in Azure ML; tolerate scalars, keep objects as JSON.
+
+    Also how values become Azure DevOps template parameters and variables (``true``, not Python's ``True``).
+    """
     if isinstance(value, str):
         return value
     if value is None:
@@ -73,7 +76,7 @@ def _text(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    return json.dumps(value, sort_keys=True)
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _string_map(value: object) -> Mapping[str, str]:
@@ -81,7 +84,7 @@ def _string_map(value: object) -> Mapping[str, str]:
         return {}
     if not isinstance(value, Mapping):
         raise ValueError(f"expected an object of string values, got {type(value).__name__}")
-    return {str(k): _text(v) for k, v in value.items()}
+    return {str(k): as_text(v) for k, v in value.items()}
 
 
 def _version(value: object) -> str:
@@ -526,7 +529,7 @@ def parse_event(obj: object) -> AzureMLEvent:
     values["data"] = data
     if env.get("deadLetterReason") is not None:
         values["dead_letter"] = {
-            "reason": _text(env.get("deadLetterReason")),
+            "reason": as_text(env.get("deadLetterReason")),
             "delivery_attempts": env.get("deliveryAttempts"),
             "last_delivery_outcome": env.get("lastDeliveryOutcome"),
             "publish_time": env.get("publishTime"),

@@ -21,7 +21,8 @@ log = logging.getLogger("mlreactor.runtime")
 
 def build_engine(settings: Settings) -> Engine:
     rules = load_rules(settings.rules_path)
-    adapters = build_adapters(settings, rules)
+    ledger = open_ledger(settings)
+    adapters = build_adapters(settings, rules, ledger)
     modes = describe(adapters)
     if "live" not in modes.values():
         log.warning("mlreactor runs in dry-run (no Azure settings): actions are recorded, not sent")
@@ -29,7 +30,7 @@ def build_engine(settings: Settings) -> Engine:
         log.info("mlreactor adapters: %s", ", ".join(f"{kind}={mode}" for kind, mode in modes.items()))
     return Engine(
         rules,
-        open_ledger(settings),
+        ledger,
         adapters,
         lease=timedelta(seconds=settings.lease_seconds),
         budget=timedelta(seconds=settings.action_budget_seconds),

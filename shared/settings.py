@@ -9,6 +9,7 @@ Nothing else in the code reads ``os.environ``. Each field is documented in the R
 from __future__ import annotations
 
 import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -64,6 +65,26 @@ class Settings(BaseSettings):
     # Azure DevOps --------------------------------------------------------------------------------------------
     devops_organization_url: str | None = Field(default=None, description="https://dev.azure.com/ORG")
     devops_pat: SecretStr | None = Field(default=None, description="Fallback PAT (Key Vault reference in Azure).")
+    devops_auth: Literal["auto", "entra", "pat"] = Field(
+        default="auto",
+        description="auto: Entra ID token (managed identity), the PAT only if no token can be had; entra; pat.",
+    )
+    devops_cache_dir: Path = Field(
+        default=Path(tempfile.gettempdir()) / "mlreactor-azure-devops",
+        description="AZURE_DEVOPS_CACHE_DIR for the SDK's location cache (it writes there at import time).",
+    )
+    devops_timeout_seconds: float = Field(default=8.0, gt=0, description="Connect/read timeout per Azure DevOps call.")
+    devops_retry_attempts: int = Field(
+        default=3, ge=0, description="Retries of a throttled (429) or failed (5xx, reset) Azure DevOps call."
+    )
+    devops_retry_budget_seconds: float = Field(
+        default=12.0, gt=0, description="Time one release may spend waiting between retries (Event Grid: 30 s)."
+    )
+    devops_lookup_hours: float = Field(
+        default=26.0, gt=0,
+        description="How far back a resumed release looks for a run/release an earlier attempt created "
+        "(Event Grid redelivers for up to 24 h).",
+    )
 
     # Notifications and events out ----------------------------------------------------------------------------
     allow_http_webhooks: bool = Field(

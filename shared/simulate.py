@@ -204,14 +204,20 @@ class SimAdapter:
                 job.tags.update(p.set)
             return ActionResult(external_id=p.run, detail=f"tagged run {p.run}")
         if isinstance(p, QueueReleaseParams):
-            release = next((r for r in w.releases if r.parameters.get("mlreactor.key") == action.key), None)
+            # Like the real adapter: the release key (rule + model version) travels as a parameter and is looked up.
+            parameters = {**p.parameters, "modelName": p.model, "modelVersion": p.version,
+                          "correlationId": action.correlation_id, "releaseKey": f"{action.rule}|{p.model}:{p.version}"}
+            release = next((r for r in w.releases if r.parameters["releaseKey"] == parameters["releaseKey"]), None)
             if release is None:
-                release = Release(100 + len(w.releases), p.project, p.environment,
-                                  {**p.parameters, "mlreactor.key": action.key})
+                release = Release(100 + len(w.releases), p.project, p.environment, parameters)
                 w.releases.append(release)
-            return ActionResult(external_id=str(release.id),
-                                detail=f"release {release.id} queued, awaiting approval in environment {p.environment}",
-                                url=f"https://dev.azure.com/contoso/{p.project}/_build/results?buildId={release.id}")
+            url = f"https://dev.azure.com/contoso/{p.project}/_build/results?buildId={release.id}"
+            return ActionResult(
+                external_id=str(release.id), url=url,
+                detail=f"release {release.id} queued, awaiting approval in environment {p.environment}",
+                data={"id": release.id, "url": url, "environment": p.environment, "model": p.model,
+                      "version": p.version, "status": release.status},
+            )
         if isinstance(p, NotifyParams):
             w.notifications.append(_message(p, action))
             return ActionResult(detail=f"notified {', '.join(p.channels)}: {p.message}")

@@ -5,21 +5,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shared.actions import ActionAdapter, ActionKind
+from shared.adapters.devops import DevOpsReleaseAdapter
 from shared.adapters.dryrun import DryRunAdapter
 from shared.adapters.gate import GateAdapter, UnknownState
+from shared.ledger.port import Ledger
 from shared.reactions import Rules
 from shared.settings import Settings
 
 Adapters = Mapping[ActionKind, ActionAdapter]
 
 
-def build_adapters(settings: Settings, rules: Rules) -> dict[ActionKind, ActionAdapter]:
-    """The adapter for each action kind: live where its settings are given and dry-run is not forced."""
+def build_adapters(settings: Settings, rules: Rules, ledger: Ledger) -> dict[ActionKind, ActionAdapter]:
+    """The adapter for each action kind: live where its settings are given and dry-run is not forced.
+
+    ``ledger`` is the engine's: the release adapter keeps its model-version guard there.
+    """
     adapters: dict[ActionKind, ActionAdapter] = {kind: DryRunAdapter(kind) for kind in ActionKind}
     # The gate only reads and judges; without a workspace to read it judges the event's own numbers.
     adapters[ActionKind.QUALITY_GATE] = GateAdapter(UnknownState())
     if settings.dry_run:
         return adapters
+    if settings.devops_organization_url:
+        adapters[ActionKind.QUEUE_RELEASE] = DevOpsReleaseAdapter(settings, ledger)
     return adapters
 
 

@@ -59,7 +59,8 @@ def test_drift_becomes_a_tested_release_waiting_for_approval_then_a_champion(
     assert world.models[(MODEL, "2")]["mlreactor.verdict"] == "challenger"
     assert world.models[(MODEL, "2")]["mlreactor.metric.auc"] == "0.91"
     assert world.models[(MODEL, "1")]["mlreactor.stage"] == "former-champion"
-    assert [m.split(":")[0] for m in world.notifications] == ["drift_detected", "offline_test", "model_deployed"]
+    assert [m.split(":")[0] for m in world.notifications] == [
+        "drift_detected", "offline_test", "release_queued", "model_deployed"]
     assert "challenger" in world.notifications[1] and "vs champion 1" in world.notifications[1]
     assert world.published == ["mlreactor.RetrainStarted", "mlreactor.ReleaseQueued"]
 

@@ -51,7 +51,7 @@ payloads = st.one_of(
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory, shipped_rules_module: Rules) -> Iterator[Engine]:
     ledger = SqliteLedger(tmp_path_factory.mktemp("fuzz") / "ledger.sqlite3")
-    yield Engine(shipped_rules_module, ledger, build_adapters(Settings(dry_run=True), shipped_rules_module))
+    yield Engine(shipped_rules_module, ledger, build_adapters(Settings(dry_run=True), shipped_rules_module, ledger))
     ledger.close()
 
 

@@ -1,0 +1,56 @@
+"""The app never approves: no Python in the repository names an approvals endpoint or sends a PATCH to one, and no
+test run ever sent Azure DevOps anything but discovery, reads and the queueing POST."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import ROOT
+from tests.devops.conftest import CLASSIC_RULES, Release
+from tests.fakes.azure_devops import FakeAzureDevOps
+
+#: SDK methods and REST paths that approve or reject: Release approvals (classic), pipeline approvals and checks (YAML).
+APPROVAL_API = re.compile(
+    r"update_release_approvals?\b|update_approvals?\b|get_approvals?\b|_apis/pipelines/approvals"
+    r"|_apis/release/approvals|pipelines/checks/approvals|ReleaseApproval\b|ApprovalStatus\b",
+    re.IGNORECASE,
+)
+PATCH = re.compile(r"""["']PATCH["']|http_method\s*=\s*["']PATCH|\.patch\(""", re.IGNORECASE)
+
+
+def _python_files() -> list[Path]:
+    return [
+        p for p in ROOT.rglob("*.py")
+        if not any(part.startswith(".") or part in ("node_modules", "build") for part in p.relative_to(ROOT).parts)
+        and p != Path(__file__)
+    ]
+
+
+def test_no_python_file_in_the_repository_calls_an_approval_api_or_sends_a_patch() -> None:
+    files = _python_files()
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if APPROVAL_API.search(line) or PATCH.search(line)
+    ]
+    assert len(files) > 20, "the scan must see the repository"
+    assert offenders == []
+
+
+def test_the_scan_recognises_an_approval_call() -> None:
+    assert APPROVAL_API.search("client.update_release_approval(approval, project, approval_id)")
+    assert APPROVAL_API.search('url = f"{org}/{project}/_apis/pipelines/approvals?api-version=7.1"')
+    assert PATCH.search("self._send(http_method='PATCH', location_id=...)")
+
+
+def test_queueing_sends_only_discovery_reads_and_the_post(
+    make_release: Callable[..., Release], fake_devops: FakeAzureDevOps
+) -> None:
+    make_release().deliver()
+    make_release(CLASSIC_RULES).deliver(id="classic-event")
+
+    assert {r.method for r in fake_devops.requests} <= {"OPTIONS", "GET", "POST"}
+    assert not [r for r in fake_devops.requests if "approval" in r.path.lower()]

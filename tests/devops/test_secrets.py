@@ -1,0 +1,81 @@
+"""No credential ever appears in a log line, an exception message, stdout/stderr or the ledger: every failure path is
+run with a recognisable PAT and Entra token, everything captured is grepped for them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FakeClock
+from tests.devops.conftest import BASIC, BEARER, PAT, TOKEN, FakeCredential, Release
+from tests.fakes.azure_devops import FakeAzureDevOps, wrapped_exception
+
+RUNS = "/_apis/pipelines/42/runs"
+SECRETS = (PAT, base64.b64encode(f":{PAT}".encode()).decode(), TOKEN)
+
+
+def _faults(fake: FakeAzureDevOps, scenario: str) -> None:
+    if scenario == "throttled":
+        fake.fail_next("POST", RUNS, 429, times=5, headers={"Retry-After": "1"})
+    elif scenario == "server-errors":
+        fake.fail_next("POST", RUNS, 500, times=2)
+        fake.fail_next("POST", RUNS, 503, times=5)
+    elif scenario == "reset":
+        fake.reset_next("POST", RUNS)
+        fake.reset_next("POST", RUNS, after_processing=True)
+    elif scenario == "unauthorized":
+        fake.accepted_auth = {"Basic bm90LXRoaXMtb25l"}
+    elif scenario == "not-found":
+        fake.fail_next("POST", RUNS, 404, body=wrapped_exception("Pipeline with id 42 not found.", "X"))
+    elif scenario == "lookup-fails":
+        fake.reset_next("POST", RUNS, after_processing=True)
+        fake.fail_next("GET", RUNS, 500, times=10)
+
+
+class BrokenIdentity:
+    def get_token(self, *scopes: str) -> object:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        raise ClientAuthenticationError(f"token endpoint said no (debug dump: {TOKEN})")
+
+
+@pytest.mark.parametrize(
+    "scenario", ["throttled", "server-errors", "reset", "unauthorized", "not-found", "lookup-fails", "no-identity"]
+)
+@pytest.mark.parametrize("auth", ["pat", "entra"])
+def test_no_failure_path_leaks_the_pat_or_the_token(
+    make_release: Callable[..., Release], fake_devops: FakeAzureDevOps, clock: FakeClock, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], scenario: str, auth: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _faults(fake_devops, scenario)
+    credential = BrokenIdentity() if scenario == "no-identity" else FakeCredential(clock)
+    release = make_release(
+        credential=credential, devops_auth="auto" if auth == "entra" else "pat",
+        **({"devops_pat": None} if scenario == "no-identity" and auth == "entra" else {}),
+    )
+
+    outcomes = [release.deliver(), release.deliver()]
+    clock.advance(minutes=5)
+    outcomes.append(release.deliver(id="another-event-same-version"))
+
+    captured = capfd.readouterr()
+    release.ledger.close()
+    seen = "\n".join([
+        caplog.text,
+        *(r.getMessage() for r in caplog.records),
+        *(json.dumps(o.as_dict()) for o in outcomes),
+        captured.out,
+        captured.err,
+        *(f.read_bytes().decode("utf-8", errors="replace") for f in tmp_path.glob("ledger.sqlite3*")),
+    ])
+    assert caplog.records, "nothing was captured: the test would prove nothing"
+    if fake_devops.requests:  # the credential was in play: it went on the wire, and only there
+        assert {r.headers["authorization"] for r in fake_devops.requests} & {BASIC, BEARER}
+    for secret in SECRETS:
+        assert secret not in seen
