@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from shared.actions import ActionAdapter, ActionKind
 from shared.adapters.dryrun import DryRunAdapter
+from shared.adapters.eventgrid_out import EventGridPublisher
 from shared.reactions import Rules
 from shared.settings import Settings
 
@@ -17,6 +18,8 @@ def build_adapters(settings: Settings, rules: Rules) -> dict[ActionKind, ActionA
     adapters: dict[ActionKind, ActionAdapter] = {kind: DryRunAdapter(kind) for kind in ActionKind}
     if settings.dry_run:
         return adapters
+    if settings.eventgrid_topic_endpoint:
+        adapters[ActionKind.PUBLISH_EVENT] = EventGridPublisher(settings)
     return adapters
 
 
