@@ -13,11 +13,11 @@ Each action publishes one CloudEvent (a batch of one, ``application/cloudevents-
 
 Authentication: the topic key (``MLREACTOR_EVENTGRID_TOPIC_KEY``, sent as ``aeg-sas-key``) when set, else the
 managed identity (bearer token for ``https://eventgrid.azure.net/.default``; the identity needs *EventGrid Data
-Sender* on the topic — the Bicep grants it and turns key auth off).
+Sender* on the topic — the Bicep grants it and turns key auth off, so the key is for topics made elsewhere).
 
 Retries are ours, not azure-core's: azure-core does not retry a POST that got 429 without ``Retry-After`` and sleeps
 any ``Retry-After`` in full, which can outlast Event Grid's 30 s delivery window. We retry 408/429/5xx and
-connection errors a few times with short waits, then raise ``TransientError`` so Event Grid redelivers later.
+connection errors a few times, waiting at most 6 s in all, then raise ``TransientError`` so Event Grid redelivers.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ SOURCE_PREFIX = "/mlreactor"
 #: A CloudEvents extension name: lower-case letters and digits only (spec), so not ``correlation_id``.
 CORRELATION_EXTENSION = "correlationid"
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-#: The longest wait we spend in-process before a retry; a longer ``Retry-After`` is left to Event Grid's redelivery.
-_MAX_WAIT_SECONDS = 8.0
+#: In-process waiting between attempts, in total. With the default 4 attempts of at most 5 s each, one publish stays
+#: under Event Grid's 30 s delivery window; a longer ``Retry-After`` is left to Event Grid's redelivery.
+_MAX_TOTAL_WAIT_SECONDS = 6.0
 
 
 class EventGridPublisher:
@@ -107,6 +108,7 @@ class EventGridPublisher:
         attempts = self._settings.eventgrid_retry_total + 1
         timeout = self._settings.eventgrid_timeout_seconds
         failure = ""
+        waited = 0.0
         for attempt in range(1, attempts + 1):
             try:
                 client.send(
@@ -125,10 +127,11 @@ class EventGridPublisher:
                 failure = f"no answer: {type(exc).__name__}: {exc}"
                 wait = None
             wait = wait if wait is not None else 0.5 * 2 ** (attempt - 1)
-            if attempt == attempts or wait > _MAX_WAIT_SECONDS:
+            if attempt == attempts or waited + wait > _MAX_TOTAL_WAIT_SECONDS:
                 break
             log.info("%s: %s; retry %d/%d in %.1f s", what, failure, attempt, attempts - 1, wait)
             self._sleep(wait)
+            waited += wait
         raise TransientError(f"{what}: {failure} (after {attempt} attempt(s)); Event Grid will redeliver")
 
     def _client_once(self) -> EventGridPublisherClient:

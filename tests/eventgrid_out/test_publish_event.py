@@ -95,6 +95,9 @@ def test_given_a_topic_key_when_an_action_publishes_then_one_cloudevents_batch_o
         "experiment": "automl-local-regression",
     }
     assert published["time"].endswith("Z")
+    extensions = set(published) - {"id", "source", "type", "specversion", "subject", "time", "datacontenttype", "data"}
+    assert extensions == {"correlationid"}
+    assert all(name.isalnum() and name.islower() and len(name) <= 20 for name in extensions), "CloudEvents naming"
     assert "topic 127.0.0.1" in result.detail
 
 
@@ -143,6 +146,15 @@ def test_throttled_with_retry_after_then_the_publisher_waits_that_long_and_succe
     assert len(topic.requests) == 2
     assert sleeps == [2.0]
     assert topic.requests[0].json() == topic.requests[1].json(), "the retry repeats the same event"
+
+
+def test_retries_wait_at_most_six_seconds_in_all_to_stay_inside_the_delivery_window(
+    topic: FakeEventGridTopic, publisher: Callable[..., EventGridPublisher], sleeps: list[float]
+) -> None:
+    topic.fail_next(429, times=3, headers={"Retry-After": "4"})
+    with pytest.raises(TransientError, match="after 2 attempt"):
+        publisher(eventgrid_retry_total=5).execute(planned())
+    assert sleeps == [4.0]
 
 
 def test_an_outage_is_retried_with_backoff_then_handed_back_to_event_grid_as_transient(
