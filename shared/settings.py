@@ -71,10 +71,6 @@ class Settings(BaseSettings):
     )
     eventgrid_topic_endpoint: str | None = Field(default=None, description="Custom topic for publish_event.")
     eventgrid_topic_key: SecretStr | None = Field(default=None, description="Topic key; unset = managed identity.")
-    eventgrid_retry_total: int = Field(
-        default=3, ge=0, description="Retries of one publish on 408/429/5xx or no answer, inside the 30 s window."
-    )
-    eventgrid_timeout_seconds: float = Field(default=5.0, gt=0, description="Connect/read timeout per publish.")
 
     # Telemetry -----------------------------------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="Python log level of the mlreactor loggers.")

@@ -45,8 +45,10 @@ SOURCE_PREFIX = "/mlreactor"
 #: A CloudEvents extension name: lower-case letters and digits only (spec), so not ``correlation_id``.
 CORRELATION_EXTENSION = "correlationid"
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-#: In-process waiting between attempts, in total. With the default 4 attempts of at most 5 s each, one publish stays
-#: under Event Grid's 30 s delivery window; a longer ``Retry-After`` is left to Event Grid's redelivery.
+# Sized to Event Grid's 30 s delivery window, not tuned per deployment: 4 attempts of at most 5 s each plus at most
+# 6 s of waiting between them; a longer ``Retry-After`` is left to Event Grid's redelivery.
+RETRY_TOTAL = 3
+TIMEOUT_SECONDS = 5.0
 _MAX_TOTAL_WAIT_SECONDS = 6.0
 
 
@@ -54,7 +56,7 @@ class EventGridPublisher:
     """Publishes ``publish_event`` actions to the custom topic at ``MLREACTOR_EVENTGRID_TOPIC_ENDPOINT``.
 
     ``credential`` and ``connection_verify`` exist for tests against a local HTTPS topic (a self-signed cert);
-    ``sleep`` lets them observe the waits between retries without waiting.
+    ``sleep`` lets them observe the waits between retries without waiting, ``retry_total`` vary the attempts.
     """
 
     live = True
@@ -66,6 +68,7 @@ class EventGridPublisher:
         credential: AzureKeyCredential | TokenCredential | None = None,
         connection_verify: bool | str = True,
         sleep: Callable[[float], None] = time.sleep,
+        retry_total: int = RETRY_TOTAL,
     ) -> None:
         if not settings.eventgrid_topic_endpoint:
             raise ConfigError("MLREACTOR_EVENTGRID_TOPIC_ENDPOINT is not set: publish_event has no topic")
@@ -74,6 +77,7 @@ class EventGridPublisher:
         self._credential = credential
         self._verify = connection_verify
         self._sleep = sleep
+        self._attempts = retry_total + 1
         self._client: EventGridPublisherClient | None = None
         self._lock = threading.Lock()
 
@@ -105,14 +109,13 @@ class EventGridPublisher:
 
         client = self._client_once()
         what = f"publish {params.type} to topic {self.topic}"
-        attempts = self._settings.eventgrid_retry_total + 1
-        timeout = self._settings.eventgrid_timeout_seconds
+        attempts = self._attempts
         failure = ""
         waited = 0.0
         for attempt in range(1, attempts + 1):
             try:
                 client.send(
-                    [event], retry_total=0, connection_timeout=timeout, read_timeout=timeout,
+                    [event], retry_total=0, connection_timeout=TIMEOUT_SECONDS, read_timeout=TIMEOUT_SECONDS,
                     connection_verify=self._verify,
                 )
                 return

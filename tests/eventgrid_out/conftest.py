@@ -30,14 +30,14 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def publisher(topic: FakeEventGridTopic, sleeps: list[float]) -> Callable[..., EventGridPublisher]:
-    """A real publisher on the fake topic: key auth by default, any setting or constructor argument overridable."""
+    """A real publisher on the fake topic: key auth by default; settings, credential and retries overridable."""
 
-    def build(credential: Any = None, **settings: Any) -> EventGridPublisher:
+    def build(credential: Any = None, retry_total: int = 3, **settings: Any) -> EventGridPublisher:
         values: dict[str, Any] = {"eventgrid_topic_endpoint": topic.endpoint, "eventgrid_topic_key": TOPIC_KEY}
         values.update(settings)
         return EventGridPublisher(
             Settings(**values), credential=credential, connection_verify=str(topic.cert.cert_path),
-            sleep=sleeps.append,
+            sleep=sleeps.append, retry_total=retry_total,
         )
 
     return build

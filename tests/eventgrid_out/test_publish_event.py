@@ -153,7 +153,7 @@ def test_retries_wait_at_most_six_seconds_in_all_to_stay_inside_the_delivery_win
 ) -> None:
     topic.fail_next(429, times=3, headers={"Retry-After": "4"})
     with pytest.raises(TransientError, match="after 2 attempt"):
-        publisher(eventgrid_retry_total=5).execute(planned())
+        publisher(retry_total=5).execute(planned())
     assert sleeps == [4.0]
 
 
@@ -162,7 +162,7 @@ def test_an_outage_is_retried_with_backoff_then_handed_back_to_event_grid_as_tra
 ) -> None:
     topic.fail_next(503, times=10)
     with pytest.raises(TransientError) as caught:
-        publisher(eventgrid_retry_total=3).execute(planned())
+        publisher(retry_total=3).execute(planned())
 
     assert len(topic.requests) == 4
     assert sleeps == [0.5, 1.0, 2.0]
@@ -207,7 +207,7 @@ def test_a_wrong_key_is_a_permanent_error(
 def test_a_topic_that_does_not_answer_is_transient(
     topic: FakeEventGridTopic, publisher: Callable[..., EventGridPublisher], sleeps: list[float]
 ) -> None:
-    adapter = publisher(eventgrid_retry_total=1)
+    adapter = publisher(retry_total=1)
     topic.stop()  # nothing listens on the port any more: connection refused
     with pytest.raises(TransientError, match="no answer"):
         adapter.execute(planned())
@@ -224,7 +224,7 @@ def engine_with(adapter: EventGridPublisher, tmp_path: Path) -> Engine:
 def test_an_outage_fails_the_delivery_and_the_redelivery_publishes_the_same_id_once(
     topic: FakeEventGridTopic, publisher: Callable[..., EventGridPublisher], tmp_path: Path
 ) -> None:
-    engine = engine_with(publisher(eventgrid_retry_total=1), tmp_path)
+    engine = engine_with(publisher(retry_total=1), tmp_path)
     payload = json.dumps(delivery("run_completed"))
     topic.fail_next(503, times=2)
 

@@ -18,6 +18,7 @@ What is checked:
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 from functools import cache
 from typing import Any
@@ -27,7 +28,6 @@ import yaml
 from azure.eventgrid import SystemEventNames
 from pycep import BicepParser
 
-from function_app import app
 from shared.events import EventKind, parse_event
 from shared.settings import Settings
 from tests.conftest import ROOT, SAMPLES, event
@@ -49,11 +49,17 @@ def subscriptions() -> list[dict[str, Any]]:
 def event_grid_functions() -> frozenset[str]:
     """The functions the host would index with an Event Grid trigger (HTTP, timer ... functions are left out).
 
-    Cached: ``app.get_functions()`` indexes once; a second call reports every function as a duplicate.
+    ``app.get_functions()`` may be called once per app (a second call reports every function as a duplicate) and
+    other tests index ``function_app.app``, so this runs ``function_app.py`` again as a module of its own: a new
+    ``FunctionApp`` with whatever that file registers.
     """
+    spec = importlib.util.spec_from_file_location("function_app_indexed_by_infra_tests", ROOT / "function_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return frozenset(
         fn.get_function_name()
-        for fn in app.get_functions()
+        for fn in module.app.get_functions()
         if any(binding.type == "eventGridTrigger" for binding in fn.get_bindings())
     )
 
