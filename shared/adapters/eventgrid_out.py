@@ -149,7 +149,7 @@ class EventGridPublisher:
 
     def _new_credential(self) -> AzureKeyCredential | TokenCredential:
         key = self._settings.eventgrid_topic_key
-        if key is not None:
+        if key is not None and key.get_secret_value():  # "" (local.settings.sample.json) means unset
             from azure.core.credentials import AzureKeyCredential  # noqa: PLC0415
 
             return AzureKeyCredential(key.get_secret_value())

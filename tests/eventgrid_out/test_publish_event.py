@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken
+from azure.identity import DefaultAzureCredential
 
 from shared.actions import ActionKind, PlannedAction
 from shared.adapters import build_adapters
@@ -111,6 +112,14 @@ def test_given_no_key_when_publishing_then_the_managed_identity_token_is_sent_fo
     assert post.headers["authorization"] == "Bearer token-for-eventgrid"
     assert "aeg-sas-key" not in post.headers
     assert identity.scopes == [("https://eventgrid.azure.net/.default",)]
+
+
+@pytest.mark.parametrize("key", [None, ""], ids=["unset", "empty-as-in-the-sample-settings"])
+def test_without_a_key_the_publisher_authenticates_with_the_managed_identity(key: str | None) -> None:
+    """No token is fetched here (that would call the instance metadata endpoint): the credential's type is the claim."""
+    endpoint = "https://t.westeurope-1.eventgrid.azure.net/api/events"
+    publisher = EventGridPublisher(Settings(eventgrid_topic_endpoint=endpoint, eventgrid_topic_key=key))
+    assert isinstance(publisher._new_credential(), DefaultAzureCredential)
 
 
 def test_publishing_logs_no_warning_for_every_event(
