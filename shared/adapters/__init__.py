@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from shared.actions import ActionAdapter, ActionKind
 from shared.adapters.devops import DevOpsReleaseAdapter
 from shared.adapters.dryrun import DryRunAdapter
+from shared.adapters.eventgrid_out import EventGridPublisher
 from shared.adapters.gate import GateAdapter, UnknownState
 from shared.ledger.port import Ledger
 from shared.reactions import Rules
@@ -27,6 +28,8 @@ def build_adapters(settings: Settings, rules: Rules, ledger: Ledger) -> dict[Act
         return adapters
     if settings.devops_organization_url:
         adapters[ActionKind.QUEUE_RELEASE] = DevOpsReleaseAdapter(settings, ledger)
+    if settings.eventgrid_topic_endpoint:
+        adapters[ActionKind.PUBLISH_EVENT] = EventGridPublisher(settings)
     return adapters
 
 
