@@ -95,6 +95,11 @@ class Settings(BaseSettings):
 
     # Telemetry -----------------------------------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="Python log level of the mlreactor loggers.")
+    applicationinsights_connection_string: SecretStr | None = Field(
+        default=None,
+        validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING",
+        description="Application Insights: traces, metrics and logs through OpenTelemetry; unset = telemetry off.",
+    )
 
     def secret(self, name: str) -> SecretStr | None:
         """A secret named by the rules file (e.g. a channel's ``url_setting``), read from the app settings.
