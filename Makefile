@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck checkov bench clean
+.PHONY: run test lint typecheck checkov chromium bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ node_modules/.installed: $(wildcard package.json package-lock.json)
 	if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
 	mkdir -p node_modules && touch $@
 
+# headless Chromium for the timeline page test (Debian's package; needs root, as on CI and these machines)
+chromium:
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 ## run: install, replay the bundled sample deliveries (embedded SQLite, dry-run), then simulate the whole chain
 run: $(STAMP)
 	@state=$$(mktemp -d); \
@@ -28,7 +32,7 @@ run: $(STAMP)
 	$(BIN)/mlreactor simulate --state "$$state"
 
 ## test: install everything the tests need, then lint, type-check and run the whole suite
-test: $(STAMP) node_modules/.installed lint typecheck checkov
+test: $(STAMP) node_modules/.installed chromium lint typecheck checkov
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -6,7 +6,8 @@ path lookups, so a value is never itself rendered, evaluated or spliced into cod
 the event context and a few filters.
 
 A parameter that is exactly one placeholder keeps the value's type (``data: "{{ run.tags }}"`` gives an object);
-anything else renders to a string.
+anything else renders to a string. A path the event lacks fails the action, unless the filter is ``optional``
+(``{{ run.tags.owner | optional }}`` renders as empty).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def _slug(value: object) -> str:
 
 
 FILTERS: dict[str, Callable[[Any], Any]] = {
+    "optional": lambda v: v,  # a missing value renders as "" instead of failing the action (see _value)
     "json": lambda v: json.dumps(v, sort_keys=True, default=str),
     "lower": lambda v: str(v).lower(),
     "upper": lambda v: str(v).upper(),
@@ -100,6 +102,8 @@ def _value(match: re.Match[str], context: Mapping[str, Any]) -> Any:
     try:
         value = lookup(context, path)
     except KeyError:
+        if name == "optional":
+            return ""
         available = ", ".join(sorted(k for k in context if not k.startswith("_")))
         raise TemplateError(f"{{{{ {path} }}}} is not available for this event (available: {available})") from None
     if name is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,14 @@ def event(name: str, schema: str = "eventgrid", **changes: Any) -> dict[str, Any
     obj = delivery(name, schema)[0]
     obj.update(changes)
     return obj
+
+
+@functools.cache
+def indexed() -> dict[str, Any]:
+    """The functions the host indexes, by name (``get_functions`` may be called once per app, as the host does)."""
+    import function_app
+
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
@@ -13,23 +12,16 @@ import pytest
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 
-import function_app
 from shared import runtime
 from shared.actions import ActionKind
 from shared.engine import Outcome
 from shared.errors import TransientError
-from tests.conftest import ROOT, SAMPLES, Harness, event
+from tests.conftest import ROOT, SAMPLES, Harness, event, indexed
 
 EVENT_GRID_FUNCTIONS = {
     "on_model_registered", "on_model_deployed", "on_run_completed", "on_run_failed", "on_dataset_drift",
     "on_model_monitor_signal",
 }
-
-
-@functools.cache
-def indexed() -> dict[str, Any]:
-    """What the host indexes (``get_functions`` may be called once per app, like the host does)."""
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 def test_the_host_indexes_one_event_grid_function_per_subscription() -> None:

@@ -45,6 +45,11 @@ def test_a_missing_value_is_an_error_that_names_the_path_and_what_is_available()
         render("{{ monitor.name }}", CONTEXT)
 
 
+def test_optional_renders_a_missing_value_as_empty() -> None:
+    assert render("owner={{ run.tags.owner | optional }}", CONTEXT) == "owner="
+    assert render("{{ model.version | optional }}", CONTEXT) == "3"
+
+
 def test_render_tree_renders_keys_and_nested_values() -> None:
     tree = {"inputs": {"model": "azureml:{{ model.name }}:{{ model.version }}"}, "n": 1, "l": ["{{ run.id }}"]}
     assert render_tree(tree, CONTEXT) == {"inputs": {"model": "azureml:{{ 7*7 }}:3"}, "n": 1, "l": ["$(curl x)"]}
