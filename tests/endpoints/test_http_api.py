@@ -114,7 +114,7 @@ def test_the_timeline_page_escapes_event_values_and_allows_no_script(app_engine:
 class _Handler(BaseHTTPRequestHandler):
     """Serves /api/<name> by calling the function itself, as the Functions host would."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         params = {k: v[0] for k, v in parse_qs(url.query).items()}
         response = call(url.path.removeprefix("/api/"), **params)
