@@ -8,6 +8,7 @@ from shared.actions import ActionAdapter, ActionKind
 from shared.adapters.devops import DevOpsReleaseAdapter
 from shared.adapters.dryrun import DryRunAdapter
 from shared.adapters.gate import GateAdapter, UnknownState
+from shared.clock import Clock
 from shared.ledger.port import Ledger
 from shared.reactions import Rules
 from shared.settings import Settings
@@ -15,10 +16,13 @@ from shared.settings import Settings
 Adapters = Mapping[ActionKind, ActionAdapter]
 
 
-def build_adapters(settings: Settings, rules: Rules, ledger: Ledger) -> dict[ActionKind, ActionAdapter]:
+def build_adapters(
+    settings: Settings, rules: Rules, ledger: Ledger, *, clock: Clock | None = None
+) -> dict[ActionKind, ActionAdapter]:
     """The adapter for each action kind: live where its settings are given and dry-run is not forced.
 
-    ``ledger`` is the engine's: the release adapter keeps its model-version guard there.
+    ``ledger`` is the engine's: the release adapter keeps its model-version guard there, notify its throttle
+    windows and per-channel delivery records (stamped by ``clock``).
     """
     adapters: dict[ActionKind, ActionAdapter] = {kind: DryRunAdapter(kind) for kind in ActionKind}
     # The gate only reads and judges; without a workspace to read it judges the event's own numbers.
@@ -27,6 +31,10 @@ def build_adapters(settings: Settings, rules: Rules, ledger: Ledger) -> dict[Act
         return adapters
     if settings.devops_organization_url:
         adapters[ActionKind.QUEUE_RELEASE] = DevOpsReleaseAdapter(settings, ledger)
+    if settings.dry_run is False or settings.notify_live:
+        from shared.adapters.notify import NotifyAdapter
+
+        adapters[ActionKind.NOTIFY] = NotifyAdapter(settings, rules, ledger, clock=clock)
     return adapters
 
 

@@ -1,0 +1,332 @@
+"""What Ops reads: one ``Message`` per situation, composed from the event, the action's parameters and a layout.
+
+A layout is plain text with sandboxed placeholders (``shared.templates``): a title, a sentence, facts and links. It
+never contains markup — the renderers (``render.py``) add markup and escape every value for their format, so a run
+named ``<script>`` or ``*bold*`` reaches Teams, Slack and e-mail as text. Built-in layouts are below; a file
+``<kind>.yaml`` in ``MLREACTOR_NOTIFY_TEMPLATES_DIR`` overrides any of their keys::
+
+    title: "{{ run.status }} — {{ run.experiment_name }}"
+    facts: {Owner: "{{ run.tags.owner }}", Type: ""}     # a fact rendered empty is left out
+
+A placeholder the event does not have renders empty (the fact is dropped) rather than failing the notification.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+
+from shared import templates
+from shared.actions import NotifyParams, PlannedAction
+from shared.errors import PermanentError
+
+STUDIO = "https://ml.azure.com"
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Message:
+    """Plain text parts of one notification; ``severity`` is good | warning | attention | accent."""
+
+    kind: str
+    severity: str
+    title: str
+    text: str
+    facts: tuple[tuple[str, str], ...] = ()
+    links: tuple[Link, ...] = ()
+    table: Table | None = None
+    digest: str = ""
+    footer: str = ""
+    event: Mapping[str, str] = field(default_factory=dict)
+    correlation_id: str = ""
+    rule: str = ""
+
+
+@dataclass(frozen=True)
+class Layout:
+    title: str
+    text: str
+    severity: str = "accent"
+    facts: tuple[tuple[str, str], ...] = ()
+    links: tuple[tuple[str, str], ...] = ()
+    #: What repeats are called in a digest: "and 14 more <noun>".
+    noun: str = "notifications"
+
+
+_RUN_FACTS = (
+    ("Workspace", "{{ workspace.name }}"),
+    ("Experiment", "{{ run.experiment_name }}"),
+    ("Run", "{{ run.id }}"),
+    ("Type", "{{ run.type }}"),
+    ("Status", "{{ run.status }}"),
+)
+
+LAYOUTS: dict[str, Layout] = {
+    "generic": Layout(
+        title="{{ event.kind }}: {{ event.subject }}",
+        text="Azure ML event {{ event.type }} in workspace {{ workspace.name }}.",
+        facts=(("Workspace", "{{ workspace.name }}"), ("Event", "{{ event.type }}"),
+               ("Subject", "{{ event.subject }}")),
+        links=(("Open in Azure ML studio", "{{ notify.run_url }}"),),
+    ),
+    "run_failed": Layout(
+        title="Run {{ run.status | lower }}: {{ run.experiment_name }} / {{ run.id }}",
+        text="Run {{ run.id }} of experiment {{ run.experiment_name }} ended with status {{ run.status }}.",
+        severity="{{ notify.severity }}",
+        facts=(*_RUN_FACTS, ("Duration", "{{ notify.duration }}"), ("Error", "{{ notify.error }}"),
+               ("Event time", "{{ event.time }}")),
+        links=(("Open run in Azure ML studio", "{{ notify.run_url }}"),),
+        noun="failed or canceled runs",
+    ),
+    "drift_detected": Layout(
+        title="Drift detected by {{ monitor.name }}: retraining started",
+        text="Monitor {{ monitor.name }} reported drift in workspace {{ workspace.name }}; rule {{ notify.rule }} "
+        "launched the retraining pipeline.",
+        severity="warning",
+        facts=(("Monitor", "{{ monitor.name }}"), ("Signal", "{{ monitor.signal }}"),
+               ("Drift coefficient", "{{ drift.coefficient }}"), ("Breach", "{{ monitor.message }}"),
+               ("Monitoring run", "{{ notify.run_id }}"), ("Workspace", "{{ workspace.name }}")),
+        links=(("Open monitoring run", "{{ notify.run_url }}"),),
+        noun="drift alerts",
+    ),
+    "offline_test": Layout(
+        title="Offline test {{ notify.verdict }}: {{ notify.model }}",
+        text="The offline test of {{ notify.model }} {{ notify.verdict }} the quality gate.",
+        severity="{{ notify.severity }}",
+        facts=(("Model", "{{ notify.model }}"), ("Verdict", "{{ notify.verdict }}"),
+               ("Test run", "{{ run.id }}"), ("Experiment", "{{ run.experiment_name }}")),
+        links=(("Open test run", "{{ notify.run_url }}"), ("Open model", "{{ notify.model_url }}")),
+        noun="offline test results",
+    ),
+    "release_queued": Layout(
+        title="Release of {{ notify.model }} queued: awaiting approval",
+        text="A release of {{ notify.model }} was queued. Production waits for a person to approve it in "
+        "Azure DevOps; mlreactor never approves.",
+        severity="accent",
+        facts=(("Model", "{{ notify.model }}"), ("Tested by run", "{{ run.id }}"),
+               ("Correlation id", "{{ correlation_id }}")),
+        links=(("Open test run", "{{ notify.run_url }}"), ("Open model", "{{ notify.model_url }}")),
+        noun="queued releases",
+    ),
+    "model_deployed": Layout(
+        title="{{ notify.model }} deployed to {{ deployment.service_name }}: new champion",
+        text="{{ deployment.service_name }} now serves {{ notify.models }}; that version is the champion.",
+        severity="good",
+        facts=(("Service", "{{ deployment.service_name }}"), ("Compute", "{{ deployment.compute_type }}"),
+               ("Models", "{{ notify.models }}"), ("Workspace", "{{ workspace.name }}")),
+        links=(("Open model", "{{ notify.model_url }}"),),
+        noun="deployments",
+    ),
+    "event_quarantined": Layout(
+        title="Event quarantined: {{ event.kind }} {{ event.subject }}",
+        text="mlreactor stopped acting on event {{ event.id }} and stored it for a person. After fixing the cause, "
+        "redrive it with: mlreactor deadletter redrive --event-id {{ event.id }}",
+        severity="attention",
+        facts=(("Event", "{{ event.id }}"), ("Type", "{{ event.type }}"), ("Subject", "{{ event.subject }}"),
+               ("Workspace", "{{ workspace.name }}"), ("Correlation id", "{{ correlation_id }}")),
+        noun="quarantined events",
+    ),
+}
+
+_VERDICTS = {"passed": "passed", "pass": "passed", "failed": "failed", "fail": "failed"}
+_SEVERITIES = {"good", "warning", "attention", "accent"}
+_METRIC = re.compile(r"^mlreactor\.(?P<what>metric|threshold|champion)\.(?P<name>.+)$")
+_THRESHOLD = re.compile(r"^\s*(?P<op>>=|<=|>|<)?\s*(?P<value>[-+0-9.eE]+)\s*$")
+
+
+def load_layouts(directory: Path | None) -> dict[str, Layout]:
+    """Built-in layouts with the overrides found in ``directory`` (read once, when the adapter is built)."""
+    layouts = dict(LAYOUTS)
+    if directory is None:
+        return layouts
+    for kind, base in LAYOUTS.items():
+        path = directory / f"{kind}.yaml"
+        if path.is_file():
+            layouts[kind] = _override(base, path)
+    return layouts
+
+
+def _override(base: Layout, path: Path) -> Layout:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise PermanentError(f"message template {path}: cannot read it: {exc}") from None
+    allowed = {"title", "text", "severity", "facts", "links", "noun"}
+    if not isinstance(doc, Mapping) or set(doc) - allowed:
+        raise PermanentError(f"message template {path}: a mapping with only {', '.join(sorted(allowed))}")
+    problems = [p for s in _strings(doc) for p in templates.check(s)]
+    if problems:
+        raise PermanentError(f"message template {path}: {'; '.join(problems)}")
+    changes: dict[str, Any] = {k: str(v) for k, v in doc.items() if k in {"title", "text", "severity", "noun"}}
+    for key in ("facts", "links"):
+        if key in doc:
+            merged = dict(getattr(base, key))
+            merged.update({str(k): str(v or "") for k, v in (doc[key] or {}).items()})
+            changes[key] = tuple(merged.items())
+    return replace(base, **changes)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        return [s for k, v in value.items() for s in (str(k), *_strings(v))]
+    return [value] if isinstance(value, str) else []
+
+
+def compose(
+    action: PlannedAction, layout: Layout, *, digest: int = 0, digest_key: str = "", window: str = ""
+) -> Message:
+    """The message for one notify action; ``digest`` counts repeats held back in the previous throttle window."""
+    params = action.params
+    assert isinstance(params, NotifyParams)
+    ctx = action.event.context()
+    ctx["notify"] = _extras(ctx, action.rule)
+
+    def text(template: str) -> str:
+        return _render(template, ctx)
+
+    facts = {label: text(value) for label, value in layout.facts}
+    facts.update(params.facts)  # already rendered at plan time
+    links = {label: text(url) for label, url in layout.links}
+    links.update(params.links)
+    severity = text(layout.severity)
+    event = ctx["event"]
+    return Message(
+        kind=params.message,
+        severity=severity if severity in _SEVERITIES else "accent",
+        title=_one_line(params.title or text(layout.title)),
+        text=params.text or text(layout.text),
+        facts=tuple((k, v) for k, v in facts.items() if v.strip()),
+        links=tuple(Link(k, v) for k, v in links.items() if _is_https(v)),
+        table=_metrics_table(ctx) if params.message == "offline_test" else None,
+        digest=(
+            f"Also: {digest} more {layout.noun} for {digest_key} were held back in the previous {window} window."
+            if digest else ""
+        ),
+        footer=f"mlreactor · rule {action.rule} · correlation {action.correlation_id} · event {event['id']}",
+        event={k: str(event[k]) for k in ("id", "type", "subject", "source", "time")},
+        correlation_id=action.correlation_id,
+        rule=action.rule,
+    )
+
+
+def _render(template: str, ctx: Mapping[str, Any]) -> str:
+    try:
+        value = templates.render(template, ctx)
+    except templates.TemplateError:
+        return ""
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _one_line(value: str) -> str:
+    return " ".join(value.split())
+
+
+def _is_https(url: str) -> bool:
+    """Buttons open only https:// links: an event value can never become a ``javascript:`` or http link."""
+    return url.startswith("https://") and not any(c.isspace() or c in "<>\"'`" for c in url)
+
+
+def _extras(ctx: Mapping[str, Any], rule: str) -> dict[str, str]:
+    """Derived values the layouts need: studio links, the model a run is about, duration, error, verdict."""
+    ws = str(ctx["workspace"]["id"])
+    run = ctx.get("run") or {}
+    drift = ctx.get("drift") or {}
+    tags: Mapping[str, str] = run.get("tags") or {}
+    props: Mapping[str, str] = run.get("properties") or {}
+    run_id = str(run.get("id") or drift.get("run_id") or "")
+    model = ctx.get("model") or {}
+    name = model.get("name") or tags.get("mlreactor.model_name", "")
+    version = model.get("version") or tags.get("mlreactor.model_version", "")
+    model_id = f"{name}:{version}" if name and version else str(name)
+    verdict = (tags.get("mlreactor.verdict") or props.get("mlreactor.verdict") or "").lower()
+    status = str(run.get("status", ""))
+    deployed = ctx.get("deployment", {}).get("models", [])
+    wsid = quote(ws, safe="/")
+    return {
+        "rule": rule,
+        "run_id": run_id,
+        "run_url": f"{STUDIO}/runs/{quote(run_id, safe='')}?wsid={wsid}" if run_id else "",
+        "model": model_id,
+        "models": ", ".join(m["id"] for m in deployed),
+        "model_url": f"{STUDIO}/model/{quote(model_id, safe=':')}/details/overview?wsid={wsid}"
+        if name and version else "",
+        "verdict": _VERDICTS.get(verdict, "finished"),
+        "severity": "attention" if status == "Failed" or verdict.startswith("fail") else
+        "good" if verdict.startswith("pass") else "warning",
+        "duration": _duration(props),
+        "error": _error(tags, props),
+    }
+
+
+def _duration(props: Mapping[str, str]) -> str:
+    """Azure ML puts no times in run events; some runs carry start/end properties — use them when present."""
+    lowered = {k.lower(): v for k, v in props.items()}
+    try:
+        start = datetime.fromisoformat(lowered.get("starttimeutc") or lowered.get("starttime") or "")
+        end = datetime.fromisoformat(lowered.get("endtimeutc") or lowered.get("endtime") or "")
+        if end < start:
+            return ""
+    except (ValueError, TypeError):  # absent, unparseable, or naive vs aware
+        return ""
+    seconds = int((end - start).total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {rest // 60:02d}m {rest % 60:02d}s" if hours else f"{rest // 60}m {rest % 60:02d}s"
+
+
+def _error(tags: Mapping[str, str], props: Mapping[str, str]) -> str:
+    for source in (props, tags):
+        for key, value in source.items():
+            if "error" in key.lower() and value.strip():
+                return value.strip()[:500]
+    return ""
+
+
+def _metrics_table(ctx: Mapping[str, Any]) -> Table | None:
+    """``mlreactor.metric.<m>``, ``mlreactor.threshold.<m>`` (``>=0.8``), ``mlreactor.champion.<m>`` run tags."""
+    run = ctx.get("run") or {}
+    values: dict[str, dict[str, str]] = {}
+    for source in (run.get("properties") or {}, run.get("tags") or {}):
+        for key, value in source.items():
+            match = _METRIC.match(key)
+            if match:
+                values.setdefault(match["name"], {})[match["what"]] = value
+    if not values:
+        return None
+    rows = []
+    for metric in sorted(values):
+        v = values[metric]
+        rows.append((metric, v.get("metric", ""), v.get("threshold", ""), v.get("champion", ""),
+                     _gate(v.get("metric", ""), v.get("threshold", ""))))
+    return Table(("Metric", "Candidate", "Threshold", "Champion", "Gate"), tuple(rows))
+
+
+def _gate(value: str, threshold: str) -> str:
+    match = _THRESHOLD.match(threshold)
+    try:
+        candidate = float(value)
+        limit = float(match["value"]) if match else None
+    except ValueError:
+        return ""
+    if limit is None:
+        return ""
+    op = match["op"] if match and match["op"] else ">="
+    ok = {">=": candidate >= limit, ">": candidate > limit, "<=": candidate <= limit, "<": candidate < limit}[op]
+    return "pass" if ok else "FAIL"
