@@ -32,7 +32,7 @@ def build_adapters(
     if settings.devops_organization_url:
         adapters[ActionKind.QUEUE_RELEASE] = DevOpsReleaseAdapter(settings, ledger)
     if settings.dry_run is False or settings.notify_live:
-        from shared.adapters.notify import NotifyAdapter
+        from shared.adapters.notify import NotifyAdapter  # noqa: PLC0415 - only when live
 
         adapters[ActionKind.NOTIFY] = NotifyAdapter(settings, rules, ledger, clock=clock)
     return adapters

@@ -35,6 +35,11 @@ ALL_CHANNELS_RULE = {
 }
 
 
+def only(channel: str, message: str = "run_failed") -> dict[str, Any]:
+    """The page-everyone rule, narrowed to one channel."""
+    return {**ALL_CHANNELS_RULE, "do": [{"notify": {"channels": channel, "message": message}}]}
+
+
 def card_of(request_json: dict[str, Any]) -> dict[str, Any]:
     attachment = request_json["attachments"][0]
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
@@ -91,7 +96,7 @@ def test_given_a_failed_run_when_notified_on_every_channel_then_each_real_receiv
 def test_given_a_webhook_channel_when_delivered_then_the_receiver_can_verify_the_hmac_signature(
     make_harness: Any, receivers: Receivers
 ) -> None:
-    harness = make_harness([{**ALL_CHANNELS_RULE, "do": [{"notify": {"channels": "audit-hook"}}]}])
+    harness = make_harness([only("audit-hook", message="generic")])
 
     harness.engine.handle(event("run_status_changed_failed"))
 
@@ -135,13 +140,13 @@ def test_given_a_run_named_with_markup_when_notified_then_every_channel_shows_it
     assert "<script>" not in html_part and "&lt;script&gt;alert(1)&lt;/script&gt; *bold*" in html_part
     assert EVIL_EXPERIMENT in mail.get_body(("plain",)).get_content()
     # Webhook: JSON data, byte for byte.
-    assert any(f == {"label": "Experiment", "value": EVIL_EXPERIMENT} for f in receivers.hook.requests[0].json()["facts"])
+    assert {"label": "Experiment", "value": EVIL_EXPERIMENT} in receivers.hook.requests[0].json()["facts"]
 
 
 def test_given_an_email_channel_when_notified_then_smtp_uses_starttls_and_auth_and_sends_both_parts(
     make_harness: Any, receivers: Receivers
 ) -> None:
-    harness = make_harness([{**ALL_CHANNELS_RULE, "do": [{"notify": {"channels": "ops-mail", "message": "run_failed"}}]}])
+    harness = make_harness([only("ops-mail")])
 
     harness.engine.handle(event("run_status_changed_failed"))
 
@@ -163,7 +168,7 @@ def test_given_an_email_channel_when_notified_then_smtp_uses_starttls_and_auth_a
 def test_given_an_acs_email_channel_when_notified_then_the_real_sdk_sends_a_signed_request_once_per_delivery(
     make_harness: Any, receivers: Receivers
 ) -> None:
-    harness = make_harness([{**ALL_CHANNELS_RULE, "do": [{"notify": {"channels": "ops-acs", "message": "run_failed"}}]}])
+    harness = make_harness([only("ops-acs")])
 
     outcome = harness.engine.handle(event("run_status_changed_failed"))
 
@@ -187,7 +192,9 @@ def test_given_a_secret_webhook_url_when_delivery_fails_then_no_log_audit_or_err
     outcome = harness.engine.handle(event("run_status_changed_failed"))
 
     assert outcome.outcome is Outcome.QUARANTINED
-    assert "ops-teams: failed (channel ops-teams: the receiver answered HTTP 404 (workflow not found))" in outcome.reason
+    assert "ops-teams: failed (channel ops-teams: the receiver answered HTTP 404 (workflow not found))" in (
+        outcome.reason
+    )
     everything = "\n".join([
         caplog.text, json.dumps([a.as_dict() for a in harness.ledger.audit()]),
         json.dumps([q.reason for q in harness.ledger.quarantined()]),
@@ -210,8 +217,7 @@ def test_given_a_webhook_url_when_it_is_not_https_then_it_is_refused_unless_loop
     accepted: bool,
 ) -> None:
     monkeypatch.setenv("MLREACTOR_TEST_HOOK_URL", url.format(port=receivers.hook.port))
-    harness = make_harness([{**ALL_CHANNELS_RULE, "do": [{"notify": {"channels": "audit-hook"}}]}],
-                           allow_http_webhooks=allow_http)
+    harness = make_harness([only("audit-hook")], allow_http_webhooks=allow_http)
 
     outcome = harness.engine.handle(event("run_status_changed_failed"))
 

@@ -219,8 +219,10 @@ def _derived(action_key: str, part: str) -> str:
 
 
 def _state(action: PlannedAction) -> str:
-    """What "the same state" means for flapping: the subject, the run status and the deployed models."""
+    """What "the same state" means for flapping: the run and its status, else the subject and deployed models."""
     ctx = action.event.context()
-    status = (ctx.get("run") or {}).get("status", "")
+    run = ctx.get("run") or {}
+    if run:
+        return f"run|{run['id']}|{run['status']}"
     models = ",".join(m["id"] for m in (ctx.get("deployment") or {}).get("models", []))
-    return f"{action.params.model_dump().get('message')}|{action.event.subject}|{status}|{models}"
+    return f"subject|{action.event.subject}|{models}"

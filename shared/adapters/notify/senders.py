@@ -178,8 +178,12 @@ def send_acs(
     sending a second mail. Waiting for the final status would not fit Event Grid's 30 s; the operation id is
     recorded, and ACS reports the outcome in its own logs / Event Grid ``EmailDeliveryReportReceived``.
     """
-    from azure.communication.email import EmailClient
-    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+    from azure.communication.email import EmailClient  # noqa: PLC0415 - the SDK only when an ACS channel sends
+    from azure.core.exceptions import (  # noqa: PLC0415
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
 
     plain = mail.get_body(("plain",))
     rich = mail.get_body(("html",))
