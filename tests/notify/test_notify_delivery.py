@@ -123,7 +123,7 @@ def test_given_a_run_named_with_markup_when_notified_then_every_channel_shows_it
     card = card_of(receivers.teams.requests[0].json())
     facts = {f["title"]: f["value"] for f in next(b for b in card["body"] if b["type"] == "FactSet")["facts"]}
     assert facts["Experiment"] == (
-        r"\<script\>alert\(1\)\</script\> \*bold\* \_it\_ \[x\]\(javascript:alert\(1\)\) \<\!channel\> & co"
+        r"\<script\>alert\(1\)\</script\> \*bold\* \_it\_ \[x\]\(javascript:alert\(1\)\) \<!channel\> & co"
     )
     assert all(a["url"].startswith("https://ml.azure.com/") for a in card["actions"])
     # Slack: values are plain_text (never parsed); mrkdwn text has entities and unpairable formatting characters.

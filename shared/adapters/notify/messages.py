@@ -128,7 +128,7 @@ LAYOUTS: dict[str, Layout] = {
     ),
     "model_deployed": Layout(
         title="{{ notify.model }} deployed to {{ deployment.service_name }}: new champion",
-        text="{{ deployment.service_name }} now serves {{ notify.models }}; that version is the champion.",
+        text="{{ deployment.service_name }} now serves {{ notify.models }}; {{ notify.model }} is the new champion.",
         severity="good",
         facts=(("Service", "{{ deployment.service_name }}"), ("Compute", "{{ deployment.compute_type }}"),
                ("Models", "{{ notify.models }}"), ("Workspace", "{{ workspace.name }}")),
@@ -204,8 +204,9 @@ def compose(
 
     facts = {label: text(value) for label, value in layout.facts}
     facts.update(params.facts)  # already rendered at plan time
-    links = {label: text(url) for label, url in layout.links}
-    links.update(params.links)
+    # The rule's own links come first (the primary button): e.g. the pending approval of a queued release.
+    links = dict(params.links)
+    links.update({label: text(url) for label, url in layout.links if label not in params.links})
     severity = text(layout.severity)
     event = ctx["event"]
     return Message(

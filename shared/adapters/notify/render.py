@@ -24,8 +24,8 @@ _TEAMS_COLOR = {"good": "Good", "warning": "Warning", "attention": "Attention", 
 _SLACK_EMOJI = {"good": "✅", "warning": "⚠️", "attention": "🔴", "accent": "ℹ️"}  # noqa: RUF001
 _HTML_COLOR = {"good": "#107c10", "warning": "#c19c00", "attention": "#d13438", "accent": "#0078d4"}
 
-_MD_SPECIAL = re.compile(r"([\\*_~`\[\]()<>!])")
-_MD_LINE_START = re.compile(r"^(\s*)([-+#>]|\d+[.)])", re.MULTILINE)
+_MD_SPECIAL = re.compile(r"([\\*_~`\[\]()<>])")
+_MD_LINE_START = re.compile(r"^(\s*)([-+#]|\d+[.)])(?=\s|$)", re.MULTILINE)
 _SLACK_PAIRING = re.compile(r"([*_~`])")
 _ZWSP = "\u200b"
 
