@@ -102,3 +102,19 @@ def test_given_a_channel_whose_setting_is_missing_then_it_fails_for_good_naming_
     assert outcome.outcome is Outcome.QUARANTINED
     assert "channel ops-slack: app setting MLREACTOR_TEST_SLACK_URL is not set" in outcome.reason
     assert counts(receivers) == (1, 0, 1)
+
+
+def test_given_the_time_budget_is_spent_then_the_remaining_channels_wait_for_the_redelivery_without_losing_attempts(
+    make_harness: Any, receivers: Receivers
+) -> None:
+    # The budget is spent as soon as the first channel is sent: one channel per delivery.
+    harness = make_harness(action_budget_seconds=0.000_001, notify_retries=0, notify_max_attempts=2)
+    receivers.slack.fail_next(503)
+
+    outcomes = [harness.engine.handle(event("run_status_changed_failed")) for _ in range(4)]
+
+    assert [o.outcome for o in outcomes] == [Outcome.FAILED, Outcome.FAILED, Outcome.FAILED, Outcome.ACTED]
+    assert "ops-slack: retry (out of time in this delivery; sent on the next)" in outcomes[0].reason
+    # Waiting in delivery 1 did not count: Slack's first real try (delivery 2) is attempt 1 of 2, not a give-up.
+    assert "ops-slack: retry (attempt 1/2: channel ops-slack: the receiver answered HTTP 503" in outcomes[1].reason
+    assert counts(receivers) == (1, 2, 1)  # no channel sent twice after it was delivered

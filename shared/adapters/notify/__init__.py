@@ -57,6 +57,7 @@ class Delivery:
     channel: str
     status: str  # delivered | skipped | failed | retry
     detail: str
+    attempted: bool = False  # sent (or tried to) in this delivery
 
 
 class NotifyAdapter:
@@ -96,7 +97,13 @@ class NotifyAdapter:
         )
         parent = self.ledger.get_action(action.key)
         redrive = parent is not None and parent.status is ActionStatus.FAILED
-        deliveries = [self._deliver(action, name, message, redrive) for name in params.channels]
+        # Event Grid waits 30 s: past the budget, channels not yet tried wait for the redelivery (at least one
+        # channel is always tried, so every delivery makes progress).
+        deadline = time.monotonic() + self.settings.action_budget_seconds
+        deliveries: list[Delivery] = []
+        for name in params.channels:
+            in_time = time.monotonic() < deadline or not any(d.attempted for d in deliveries)
+            deliveries.append(self._deliver(action, name, message, redrive, deadline if in_time else None))
         summary = "; ".join(f"{d.channel}: {d.status} ({d.detail})" for d in deliveries)
         if any(d.status == "retry" for d in deliveries):
             raise TransientError(f"notify {summary}")
@@ -148,37 +155,51 @@ class NotifyAdapter:
         return Gate(True, "")
 
     # deliver ------------------------------------------------------------------------------------------------------
-    def _deliver(self, action: PlannedAction, name: str, message: Message, redrive: bool) -> Delivery:
+    def _deliver(
+        self, action: PlannedAction, name: str, message: Message, redrive: bool, deadline: float | None
+    ) -> Delivery:
+        """One channel, exactly once; ``deadline`` None means out of time: report without sending (or counting)."""
         key = _derived(action.key, f"channel|{name}")
-        record = self.ledger.start_action(key, action.event.key, action.rule, f"notify:{name}", self.clock.now())
-        if record.status is ActionStatus.DONE:
+        if deadline is None:
+            known = self.ledger.get_action(key)
+            record = known if known is not None and known.status is not ActionStatus.STARTED else None
+        else:
+            record = self.ledger.start_action(key, action.event.key, action.rule, f"notify:{name}", self.clock.now())
+        if record is not None and record.status is ActionStatus.DONE:
             return Delivery(name, "skipped", f"already delivered: {record.detail}")
-        if record.status is ActionStatus.FAILED and not redrive:
+        if record is not None and record.status is ActionStatus.FAILED and not redrive:
             return Delivery(name, "failed", record.detail)
+        if deadline is None or record is None:
+            return Delivery(name, "retry", "out of time in this delivery; sent on the next")
         try:
-            detail = self._send_with_retries(name, message, key)
+            detail = self._send_with_retries(name, message, key, deadline)
         except PermanentError as exc:
             self.ledger.finish_action(key, ActionStatus.FAILED, self.clock.now(), detail=str(exc))
             log.error("notification failed permanently: %s", exc)
-            return Delivery(name, "failed", str(exc))
+            return Delivery(name, "failed", str(exc), attempted=True)
         except TransientError as exc:
             if record.attempts >= self.settings.notify_max_attempts:
                 detail = f"gave up after {record.attempts} deliveries: {exc}"
                 self.ledger.finish_action(key, ActionStatus.FAILED, self.clock.now(), detail=detail)
                 log.error("notification failed: %s", detail)
-                return Delivery(name, "failed", detail)
-            return Delivery(name, "retry", f"attempt {record.attempts}/{self.settings.notify_max_attempts}: {exc}")
+                return Delivery(name, "failed", detail, attempted=True)
+            return Delivery(
+                name, "retry", f"attempt {record.attempts}/{self.settings.notify_max_attempts}: {exc}", attempted=True
+            )
         self.ledger.finish_action(key, ActionStatus.DONE, self.clock.now(), external_id=name, detail=detail)
-        return Delivery(name, "delivered", detail)
+        return Delivery(name, "delivered", detail, attempted=True)
 
-    def _send_with_retries(self, name: str, message: Message, delivery_id: str) -> str:
+    def _send_with_retries(self, name: str, message: Message, delivery_id: str, deadline: float) -> str:
+        """Retry a transient failure in-process while another attempt still fits before ``deadline``."""
         for attempt in range(self.settings.notify_retries + 1):
             try:
                 return self._send(name, message, delivery_id)
             except TransientError:
-                if attempt == self.settings.notify_retries:
+                pause = self.sleep * (2**attempt)
+                fits = time.monotonic() + pause + self.settings.notify_timeout_seconds < deadline
+                if attempt == self.settings.notify_retries or not fits:
                     raise
-                time.sleep(self.sleep * (2**attempt))
+                time.sleep(pause)
         raise AssertionError("unreachable")
 
     def _send(self, name: str, message: Message, delivery_id: str) -> str:
