@@ -26,6 +26,7 @@ class FakeAcsEmail:
         self.access_key = base64.b64encode(b"fake-acs-access-key-0123456789abcdef").decode()
         self.sent: dict[str, dict[str, object]] = {}
         self.auth_failures = 0
+        self.lost_responses = 0
         self.receiver = WebhookReceiver(tls=tls, responder=self._respond)
 
     def start(self) -> FakeAcsEmail:
@@ -43,6 +44,10 @@ class FakeAcsEmail:
     def connection_string(self) -> str:
         return f"endpoint={self.endpoint};accesskey={self.access_key}"
 
+    def lose_next_response(self) -> None:
+        """Accept the next mail, then answer 503 as if the response were lost (the client cannot know it was sent)."""
+        self.lost_responses += 1
+
     def _respond(self, request: Recorded) -> Reply:
         if not request.path.startswith("/emails:send?api-version="):
             return Reply(404, b'{"error":{"code":"NotFound","message":"unknown route"}}')
@@ -51,6 +56,9 @@ class FakeAcsEmail:
             return Reply(401, b'{"error":{"code":"Denied","message":"Denied by the resource provider."}}')
         operation = request.header("Operation-Id") or str(uuid.uuid4())
         self.sent.setdefault(operation, request.json())
+        if self.lost_responses:
+            self.lost_responses -= 1
+            return Reply(503, b'{"error":{"code":"ServiceUnavailable","message":"try again"}}')
         body = json.dumps({"id": operation, "status": "Running"}).encode()
         location = f"{self.endpoint}emails/operations/{operation}?api-version=2025-09-01"
         return Reply(202, body, {"Operation-Location": location, "Content-Type": "application/json",

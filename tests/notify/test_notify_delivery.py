@@ -178,7 +178,22 @@ def test_given_an_acs_email_channel_when_notified_then_the_real_sdk_sends_a_sign
     assert sent["recipients"] == {"to": [{"address": "ml-ops@contoso.test"}]}
     assert sent["content"]["subject"] == f"Run failed: automl-local-regression / {RUN_ID}"
     assert STUDIO_RUN in sent["content"]["plainText"] and "<html>" in sent["content"]["html"]
-    assert f"ACS operation {operation}" in outcome.actions[0].detail
+    assert f"ops-acs: delivered (ACS accepted operation {operation})" in outcome.actions[0].detail
+
+
+
+def test_given_acs_accepted_a_mail_but_the_response_was_lost_then_the_retry_reuses_the_operation_id_and_no_second_mail(
+    make_harness: Any, receivers: Receivers
+) -> None:
+    harness = make_harness([only("ops-acs")], notify_retries=1)
+    receivers.acs.lose_next_response()
+
+    outcome = harness.engine.handle(event("run_status_changed_failed"))
+
+    assert outcome.outcome is Outcome.ACTED
+    first, second = receivers.acs.receiver.requests
+    assert first.header("Operation-Id") == second.header("Operation-Id") is not None
+    assert len(receivers.acs.sent) == 1
 
 
 def test_given_a_secret_webhook_url_when_delivery_fails_then_no_log_audit_or_error_shows_the_secret(

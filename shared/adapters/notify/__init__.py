@@ -111,7 +111,6 @@ class NotifyAdapter:
             raise PermanentError(f"notify {summary}")
         note = f"; {gate.reason}" if gate.digest else ""
         return ActionResult(
-            external_id=",".join(d.channel for d in deliveries),
             detail=f"notified {summary}{note}",
             data={"channels": {d.channel: d.status for d in deliveries}, "digest": gate.digest},
         )

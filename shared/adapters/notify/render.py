@@ -41,7 +41,7 @@ def teams(message: Message) -> dict[str, Any]:
     md = teams_markdown
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "text": md(message.title), "size": "Medium", "weight": "Bolder", "wrap": True,
-         "style": "heading", "color": _TEAMS_COLOR[message.severity]},
+         "color": _TEAMS_COLOR[message.severity]},
         {"type": "TextBlock", "text": md(message.text), "wrap": True},
     ]
     if message.digest:
@@ -109,11 +109,12 @@ def slack(message: Message) -> dict[str, Any]:
         blocks.append({"type": "section", "fields": fields[start:start + 10]})
     if message.table:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _slack_table(message.table)}})
-    if message.links:
+    links = [link for link in message.links if len(link.url) <= 3000][:25]  # Block Kit's limits: a 400 otherwise
+    if links:
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": _plain(link.label, 75), "url": link.url, "action_id": f"open-{i}",
              **({"style": "primary"} if i == 0 else {})}
-            for i, link in enumerate(message.links[:25])
+            for i, link in enumerate(links)
         ]})
     blocks.append({"type": "context", "elements": [_plain(message.footer, 2000)]})
     return {"text": slack_mrkdwn(message.title), "blocks": blocks[:50]}

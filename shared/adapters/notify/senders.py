@@ -204,8 +204,7 @@ def send_acs(
         options["connection_verify"] = ca_file
     try:
         client = EmailClient.from_connection_string(connection_string, **options)
-        poller = client.begin_send(payload, operation_id=operation_id, polling=False)
-        status = poller.status()
+        client.begin_send(payload, operation_id=operation_id, polling=False)
     except ValueError:
         raise PermanentError(f"channel {channel}: the ACS connection string is malformed") from None
     except HttpResponseError as exc:
@@ -215,7 +214,7 @@ def send_acs(
         raise error(f"channel {channel}: ACS answered HTTP {code} ({detail})") from None
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise TransientError(f"channel {channel}: cannot reach ACS: {type(exc).__name__}") from None
-    return f"ACS operation {operation_id} {status}"
+    return f"ACS accepted operation {operation_id}"
 
 
 def body_json(payload: dict[str, Any]) -> bytes:
