@@ -12,7 +12,7 @@ from shared.actions import ActionKind, NotifyParams, PlannedAction
 from shared.adapters import build_adapters, describe
 from shared.adapters.notify.messages import LAYOUTS, compose, load_layouts
 from shared.channels import EmailChannel, SlackChannel, TeamsChannel
-from shared.errors import PermanentError, RulesError
+from shared.errors import ConfigError, RulesError
 from shared.ledger.sqlite import SqliteLedger
 from shared.reactions import load_rules, parse_rules
 from shared.settings import Settings
@@ -102,7 +102,7 @@ def test_given_a_templates_folder_then_its_layout_overrides_the_built_in_one(tmp
 
 def test_given_a_broken_template_override_then_the_adapter_refuses_to_start_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "run_failed.yaml").write_text('title: "{{ run.id | shout }}"\n')
-    with pytest.raises(PermanentError, match=r"run_failed.yaml: unknown filter 'shout'"):
+    with pytest.raises(ConfigError, match=r"TEMPLATES_DIR: .*run_failed.yaml: unknown filter 'shout'"):
         load_layouts(tmp_path)
 
 

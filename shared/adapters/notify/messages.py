@@ -8,7 +8,8 @@ named ``<script>`` or ``*bold*`` reaches Teams, Slack and e-mail as text. Built-
     title: "{{ run.status }} — {{ run.experiment_name }}"
     facts: {Owner: "{{ run.tags.owner }}", Type: ""}     # a fact rendered empty is left out
 
-A placeholder the event does not have renders empty (the fact is dropped) rather than failing the notification.
+A placeholder the event does not have renders empty (the fact is dropped) rather than failing the notification;
+a malformed override file stops the adapter from starting (``ConfigError``), like a malformed rules file.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import yaml
 
 from shared import templates
 from shared.actions import NotifyParams, PlannedAction
-from shared.errors import PermanentError
+from shared.errors import ConfigError
 
 STUDIO = "https://ml.azure.com"
 
@@ -168,16 +169,18 @@ def _override(base: Layout, path: Path) -> Layout:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise PermanentError(f"message template {path}: cannot read it: {exc}") from None
+        raise ConfigError(f"MLREACTOR_NOTIFY_TEMPLATES_DIR: {path}: cannot read it: {exc}") from None
     allowed = {"title", "text", "severity", "facts", "links", "noun"}
     if not isinstance(doc, Mapping) or set(doc) - allowed:
-        raise PermanentError(f"message template {path}: a mapping with only {', '.join(sorted(allowed))}")
+        raise ConfigError(f"MLREACTOR_NOTIFY_TEMPLATES_DIR: {path}: a mapping with only {', '.join(sorted(allowed))}")
     problems = [p for s in _strings(doc) for p in templates.check(s)]
     if problems:
-        raise PermanentError(f"message template {path}: {'; '.join(problems)}")
+        raise ConfigError(f"MLREACTOR_NOTIFY_TEMPLATES_DIR: {path}: {'; '.join(problems)}")
     changes: dict[str, Any] = {k: str(v) for k, v in doc.items() if k in {"title", "text", "severity", "noun"}}
     for key in ("facts", "links"):
         if key in doc:
+            if not isinstance(doc[key] or {}, Mapping):
+                raise ConfigError(f"MLREACTOR_NOTIFY_TEMPLATES_DIR: {path}: {key} must be a mapping label: template")
             merged = dict(getattr(base, key))
             merged.update({str(k): str(v or "") for k, v in (doc[key] or {}).items()})
             changes[key] = tuple(merged.items())
