@@ -150,7 +150,7 @@ def make_harness(
         ledgers.append(ledger)
         config = Settings(**{"allow_http_webhooks": True, "notify_ca_file": tls.ca_file, **settings})
         parsed = rules_with(receivers, rules or [NOTIFY_FAILED_RUNS])
-        adapter = NotifyAdapter(config, parsed, ledger, clock=clock, sleep=0)
+        adapter = NotifyAdapter(config, parsed, ledger, clock=clock, backoff=0)
         adapters: dict[ActionKind, Any] = {kind: DryRunAdapter(kind) for kind in ActionKind}
         adapters[ActionKind.NOTIFY] = adapter
         engine = Engine(parsed, ledger, adapters, clock=clock)

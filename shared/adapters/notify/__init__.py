@@ -61,27 +61,29 @@ class Delivery:
 
 
 class NotifyAdapter:
-    """Carries out ``notify`` actions on the channels declared in the rules file."""
+    """Carries out ``notify`` actions on the channels declared in the rules file.
+
+    ``ledger`` holds throttle windows and per-channel delivery records; ``clock`` stamps them (tests move it);
+    ``backoff`` is the first pause between in-process retries (doubling).
+    """
 
     live = True
 
     def __init__(
-        self, settings: Settings, rules: Rules, ledger: Ledger, *, clock: Clock | None = None,
-        tls: ssl.SSLContext | None = None, sleep: float = 0.5,
+        self, settings: Settings, rules: Rules, ledger: Ledger, *, clock: Clock | None = None, backoff: float = 0.5
     ) -> None:
         self.settings = settings
         self.channels = rules.spec.channels
         self.ledger = ledger
         self.clock = clock or SystemClock()
+        self.backoff = backoff
         self.layouts: dict[str, Layout] = load_layouts(settings.notify_templates_dir)
-        ca_file = str(settings.notify_ca_file) if settings.notify_ca_file else None
-        self.ca_file = ca_file
+        self.ca_file = str(settings.notify_ca_file) if settings.notify_ca_file else None
         self.transport = senders.Transport(
             timeout=settings.notify_timeout_seconds,
-            tls=tls or ssl.create_default_context(cafile=ca_file),
+            tls=ssl.create_default_context(cafile=self.ca_file),
             allow_http_loopback=settings.allow_http_webhooks,
         )
-        self.sleep = sleep
 
     def execute(self, action: PlannedAction) -> ActionResult:
         params = action.params
@@ -194,7 +196,7 @@ class NotifyAdapter:
             try:
                 return self._send(name, message, delivery_id)
             except TransientError:
-                pause = self.sleep * (2**attempt)
+                pause = self.backoff * (2**attempt)
                 fits = time.monotonic() + pause + self.settings.notify_timeout_seconds < deadline
                 if attempt == self.settings.notify_retries or not fits:
                     raise
