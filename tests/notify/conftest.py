@@ -144,17 +144,20 @@ def make_harness(
 ) -> Iterator[Callable[..., Harness]]:
     ledgers: list[SqliteLedger] = []
 
-    def make(rules: list[dict[str, Any]] | None = None, **settings: Any) -> Harness:
+    def make(
+        rules: list[dict[str, Any]] | None = None, adapters: dict[ActionKind, Any] | None = None, **settings: Any
+    ) -> Harness:
         clock = ManualClock()
         ledger = SqliteLedger(tmp_path / f"ledger-{len(ledgers)}.sqlite3")
         ledgers.append(ledger)
         config = Settings(**{"allow_http_webhooks": True, "notify_ca_file": tls.ca_file, **settings})
         parsed = rules_with(receivers, rules or [NOTIFY_FAILED_RUNS])
         adapter = NotifyAdapter(config, parsed, ledger, clock=clock, backoff=0)
-        adapters: dict[ActionKind, Any] = {kind: DryRunAdapter(kind) for kind in ActionKind}
-        adapters[ActionKind.NOTIFY] = adapter
-        engine = Engine(parsed, ledger, adapters, clock=clock)
-        return Harness(engine, adapter, ledger, clock, adapters[ActionKind.TAG_RUN])
+        chosen: dict[ActionKind, Any] = {kind: DryRunAdapter(kind) for kind in ActionKind}
+        chosen.update(adapters or {})
+        chosen[ActionKind.NOTIFY] = adapter
+        engine = Engine(parsed, ledger, chosen, clock=clock)
+        return Harness(engine, adapter, ledger, clock, chosen[ActionKind.TAG_RUN])
 
     yield make
     for ledger in ledgers:

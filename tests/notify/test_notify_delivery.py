@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shared.actions import ActionKind, ActionResult, PlannedAction
 from shared.engine import Outcome
 from tests.notify.conftest import (
     SMTP_PASSWORD,
@@ -180,6 +181,41 @@ def test_given_an_acs_email_channel_when_notified_then_the_real_sdk_sends_a_sign
     assert STUDIO_RUN in sent["content"]["plainText"] and "<html>" in sent["content"]["html"]
     assert f"ops-acs: delivered (ACS accepted operation {operation})" in outcome.actions[0].detail
 
+
+
+
+class QueuedRelease:
+    """Stands in for the Azure DevOps adapter: reports where the pending approval waits."""
+
+    live = True
+
+    def execute(self, action: PlannedAction) -> ActionResult:
+        return ActionResult(external_id="run-812", data={
+            "approval_url": "https://dev.azure.com/contoso/mlops/_build/results?buildId=812&view=results"})
+
+
+def test_given_a_release_queued_earlier_in_the_rule_then_the_card_leads_with_its_pending_approval_link(
+    make_harness: Any, receivers: Receivers
+) -> None:
+    harness = make_harness([{
+        "name": "release-tested-model", "on": "RunCompleted",
+        "do": [
+            {"queue_release": {"id": "release", "project": "mlops", "pipeline_id": 42}},
+            {"notify": {"channels": "ops-teams", "message": "release_queued",
+                        "links": {"Review the pending approval": "{{ release.approval_url }}"}}},
+        ],
+    }], adapters={ActionKind.QUEUE_RELEASE: QueuedRelease()})
+
+    outcome = harness.engine.handle(event("run_completed", runTags={
+        "mlreactor.model_name": "credit-default", "mlreactor.model_version": "7"}))
+
+    assert outcome.outcome is Outcome.ACTED, outcome.reason
+    card = card_of(receivers.teams.requests[0].json())
+    assert card["body"][0]["text"] == "Release of credit\\-default:7 queued: awaiting approval".replace("\\-", "-")
+    assert [(a["title"], a["url"]) for a in card["actions"]][:2] == [
+        ("Review the pending approval", "https://dev.azure.com/contoso/mlops/_build/results?buildId=812&view=results"),
+        ("Open test run", STUDIO_RUN),
+    ]
 
 
 def test_given_acs_accepted_a_mail_but_the_response_was_lost_then_the_retry_reuses_the_operation_id_and_no_second_mail(

@@ -123,13 +123,12 @@ class NotifyAdapter:
         key = _derived(action.key, "gate")
         recorded = self.ledger.get_action(key)
         if recorded is not None and recorded.status is ActionStatus.DONE:
-            verdict, _, count = (recorded.external_id or "send:0").partition(":")
-            return Gate(verdict == "send", recorded.detail, int(count or 0))
+            return Gate(bool(recorded.data.get("send")), recorded.detail, int(recorded.data.get("digest", 0)))
         self.ledger.start_action(key, action.event.key, action.rule, "notify:gate", self.clock.now())
         gate = self._decide(action, params, window)
         self.ledger.finish_action(
             key, ActionStatus.DONE, self.clock.now(),
-            external_id=f"{'send' if gate.send else 'hold'}:{gate.digest}", detail=gate.reason,
+            detail=gate.reason, data={"send": gate.send, "digest": gate.digest},
         )
         return gate
 
