@@ -211,7 +211,7 @@ def test_given_a_release_queued_earlier_in_the_rule_then_the_card_leads_with_its
 
     assert outcome.outcome is Outcome.ACTED, outcome.reason
     card = card_of(receivers.teams.requests[0].json())
-    assert card["body"][0]["text"] == "Release of credit\\-default:7 queued: awaiting approval".replace("\\-", "-")
+    assert card["body"][0]["text"] == "Release of credit-default:7 queued: awaiting approval"
     assert [(a["title"], a["url"]) for a in card["actions"]][:2] == [
         ("Review the pending approval", "https://dev.azure.com/contoso/mlops/_build/results?buildId=812&view=results"),
         ("Open test run", STUDIO_RUN),
