@@ -201,7 +201,8 @@ class QueueReleaseParams(Params):
 
 
 MessageKind = Literal[
-    "generic", "run_failed", "drift_detected", "offline_test", "release_queued", "model_deployed", "event_quarantined"
+    "generic", "run_failed", "chain_failed", "drift_detected", "offline_test", "release_queued", "model_deployed",
+    "event_quarantined",
 ]
 
 

@@ -19,17 +19,27 @@ import pytest
 from shared.actions import ActionKind, NotifyParams, PlannedAction
 from shared.adapters.notify import render
 from shared.adapters.notify.messages import LAYOUTS, compose
+from shared.gate import MetricRule, evaluate
 from tests.notify.conftest import event
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 OFFLINE_TEST_TAGS = {
-    "mlreactor.purpose": "offline-test", "mlreactor.verdict": "passed",
+    "mlreactor.purpose": "offline-test", "mlreactor.correlation": "drift-2026-11-20-credit",
     "mlreactor.model_name": "credit-default", "mlreactor.model_version": "7",
-    "mlreactor.metric.auc": "0.912", "mlreactor.threshold.auc": ">=0.85", "mlreactor.champion.auc": "0.897",
-    "mlreactor.metric.rmse": "41.2", "mlreactor.threshold.rmse": "<=45", "mlreactor.champion.rmse": "43.0",
+    "mlreactor.metric.auc": "0.912", "mlreactor.metric.latency_ms": "41.5",
 }
+
+
+def gate_result() -> dict[str, Any]:
+    """What the quality_gate action records (shared/gate.py), as a later notify sees it under ``gate``."""
+    rules = {"auc": MetricRule(min=0.80, min_improvement=0.0),
+             "latency_ms": MetricRule(max=50, max_regression=5, higher_is_better=False)}
+    candidate = {"auc": 0.912, "latency_ms": 41.5}
+    verdict = evaluate(rules, list(rules), candidate, {"auc": 0.897, "latency_ms": 38.0}, "6")
+    return {**verdict.as_data(candidate), "model": "credit-default", "version": "7", "notes": []}
+
 
 CASES: dict[str, tuple[Any, dict[str, Any], int]] = {
     "run_failed": (
@@ -38,6 +48,9 @@ CASES: dict[str, tuple[Any, dict[str, Any], int]] = {
             "azureml.runError": "UserError: Memory exhausted on node 0 (see 70_driver_log.txt)",
         }),
         {}, 14,
+    ),
+    "chain_failed": (
+        event("run_status_changed_failed", experimentName="mlreactor-offline-test", runTags=OFFLINE_TEST_TAGS), {}, 0
     ),
     "drift_detected": (event("model_monitor_threshold_breached"), {}, 0),
     "offline_test": (
@@ -63,6 +76,7 @@ def rendered(kind: str) -> dict[str, str]:
     action = PlannedAction(
         key="0" * 64, rule="golden-rule", index=0, kind=ActionKind.NOTIFY, params=params, event=the_event,
         correlation_id=the_event.correlation_id,
+        steps={"gate": gate_result()} if kind in {"offline_test", "release_queued"} else {},
     )
     message = compose(action, LAYOUTS[kind], digest=digest, digest_key=params.throttle_key or "", window="10m")
     return {

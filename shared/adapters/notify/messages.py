@@ -27,6 +27,7 @@ import yaml
 from shared import templates
 from shared.actions import NotifyParams, PlannedAction
 from shared.errors import ConfigError
+from shared.gate import metrics_from_tags
 
 STUDIO = "https://ml.azure.com"
 
@@ -97,6 +98,17 @@ LAYOUTS: dict[str, Layout] = {
         links=(("Open run in Azure ML studio", "{{ notify.run_url }}"),),
         noun="failed or canceled runs",
     ),
+    "chain_failed": Layout(
+        title="Chain run {{ run.status | lower }}: {{ run.experiment_name }} / {{ run.id }}",
+        text="Run {{ run.id }} of the retrain → test → release chain ended with status {{ run.status }}. The chain "
+        "stops here; a model under test is tagged rejected.",
+        severity="{{ notify.severity }}",
+        facts=(("Step", "{{ run.tags.mlreactor.purpose }}"), ("Model", "{{ notify.model }}"), *_RUN_FACTS,
+               ("Duration", "{{ notify.duration }}"), ("Error", "{{ notify.error }}"),
+               ("Correlation id", "{{ correlation_id }}")),
+        links=(("Open run in Azure ML studio", "{{ notify.run_url }}"), ("Open model", "{{ notify.model_url }}")),
+        noun="chain failures",
+    ),
     "drift_detected": Layout(
         title="Drift detected by {{ monitor.name }}: retraining started",
         text="Monitor {{ monitor.name }} reported drift in workspace {{ workspace.name }}; rule {{ notify.rule }} "
@@ -113,6 +125,7 @@ LAYOUTS: dict[str, Layout] = {
         text="The offline test of {{ notify.model }} {{ notify.verdict }} the quality gate.",
         severity="{{ notify.severity }}",
         facts=(("Model", "{{ notify.model }}"), ("Verdict", "{{ notify.verdict }}"),
+               ("Champion", "{{ notify.champion }}"), ("Notes", "{{ notify.gate_notes }}"),
                ("Test run", "{{ run.id }}"), ("Experiment", "{{ run.experiment_name }}")),
         links=(("Open test run", "{{ notify.run_url }}"), ("Open model", "{{ notify.model_url }}")),
         noun="offline test results",
@@ -147,10 +160,9 @@ LAYOUTS: dict[str, Layout] = {
     ),
 }
 
-_VERDICTS = {"passed": "passed", "pass": "passed", "failed": "failed", "fail": "failed"}
+_PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
+_VERDICTS = {"passed": "passed", "challenger": "passed", "failed": "failed", "rejected": "failed"}
 _SEVERITIES = {"good", "warning", "attention", "accent"}
-_METRIC = re.compile(r"^mlreactor\.(?P<what>metric|threshold|champion)\.(?P<name>.+)$")
-_THRESHOLD = re.compile(r"^\s*(?P<op>>=|<=|>|<)?\s*(?P<value>[-+0-9.eE]+)\s*$")
 
 
 def load_layouts(directory: Path | None) -> dict[str, Layout]:
@@ -199,8 +211,10 @@ def compose(
     """The message for one notify action; ``digest`` counts repeats held back in the previous throttle window."""
     params = action.params
     assert isinstance(params, NotifyParams)
-    ctx = action.event.context()
-    ctx["notify"] = _extras(ctx, action.rule)
+    # Earlier results of the rule are visible as in parameter templates ({{ gate.summary }}, {{ release.url }}).
+    ctx = {**action.event.context(), **action.steps}
+    gate = _gate_result(action.steps)
+    ctx["notify"] = _extras(ctx, action.rule, gate)
 
     def text(template: str) -> str:
         return _render(template, ctx)
@@ -219,7 +233,7 @@ def compose(
         text=params.text or text(layout.text),
         facts=tuple((k, v) for k, v in facts.items() if v.strip()),
         links=tuple(Link(k, v) for k, v in links.items() if _is_https(v)),
-        table=_metrics_table(ctx) if params.message == "offline_test" else None,
+        table=_metrics_table(ctx, gate) if params.message == "offline_test" else None,
         digest=(
             f"Also: {digest} more {layout.noun} for {digest_key} were held back in the previous {window} window."
             if digest else ""
@@ -232,11 +246,16 @@ def compose(
 
 
 def _render(template: str, ctx: Mapping[str, Any]) -> str:
-    try:
-        value = templates.render(template, ctx)
-    except templates.TemplateError:
-        return ""
-    return value if isinstance(value, str) else "" if value is None else str(value)
+    """Each placeholder on its own: one the event lacks becomes empty, the rest of the text stays."""
+
+    def one(match: re.Match[str]) -> str:
+        try:
+            value = templates.render(match.group(0), ctx)
+        except templates.TemplateError:
+            return ""
+        return value if isinstance(value, str) else "" if value is None else str(value)
+
+    return _PLACEHOLDER.sub(one, template)
 
 
 def _one_line(value: str) -> str:
@@ -248,7 +267,12 @@ def _is_https(url: str) -> bool:
     return url.startswith("https://") and not any(c.isspace() or c in "<>\"'`" for c in url)
 
 
-def _extras(ctx: Mapping[str, Any], rule: str) -> dict[str, str]:
+def _gate_result(steps: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The recorded quality-gate result among the rule's earlier steps (whatever its ``id``), if any."""
+    return next((v for v in steps.values() if isinstance(v, Mapping) and "table" in v and "passed" in v), None)
+
+
+def _extras(ctx: Mapping[str, Any], rule: str, gate: Mapping[str, Any] | None) -> dict[str, str]:
     """Derived values the layouts need: studio links, the model a run is about, duration, error, verdict."""
     ws = str(ctx["workspace"]["id"])
     run = ctx.get("run") or {}
@@ -257,10 +281,14 @@ def _extras(ctx: Mapping[str, Any], rule: str) -> dict[str, str]:
     props: Mapping[str, str] = run.get("properties") or {}
     run_id = str(run.get("id") or drift.get("run_id") or "")
     model = ctx.get("model") or {}
-    name = model.get("name") or tags.get("mlreactor.model_name", "")
-    version = model.get("version") or tags.get("mlreactor.model_version", "")
+    gate = gate or {}
+    name = gate.get("model") or model.get("name") or tags.get("mlreactor.model_name", "")
+    version = gate.get("version") or model.get("version") or tags.get("mlreactor.model_version", "")
     model_id = f"{name}:{version}" if name and version else str(name)
-    verdict = (tags.get("mlreactor.verdict") or props.get("mlreactor.verdict") or "").lower()
+    if "passed" in gate:
+        verdict = "passed" if gate["passed"] else "failed"
+    else:
+        verdict = (tags.get("mlreactor.verdict") or props.get("mlreactor.verdict") or "").lower()
     status = str(run.get("status", ""))
     deployed = ctx.get("deployment", {}).get("models", [])
     wsid = quote(ws, safe="/")
@@ -277,6 +305,8 @@ def _extras(ctx: Mapping[str, Any], rule: str) -> dict[str, str]:
         "good" if verdict.startswith("pass") else "warning",
         "duration": _duration(props),
         "error": _error(tags, props),
+        "champion": f"{name}:{gate['champion_version']}" if gate.get("champion_version") else "",
+        "gate_notes": "; ".join(str(r) for r in gate.get("reasons", [])),
     }
 
 
@@ -303,34 +333,21 @@ def _error(tags: Mapping[str, str], props: Mapping[str, str]) -> str:
     return ""
 
 
-def _metrics_table(ctx: Mapping[str, Any]) -> Table | None:
-    """``mlreactor.metric.<m>``, ``mlreactor.threshold.<m>`` (``>=0.8``), ``mlreactor.champion.<m>`` run tags."""
+def _metrics_table(ctx: Mapping[str, Any], gate: Mapping[str, Any] | None) -> Table | None:
+    """The gate's own table (metric, candidate, champion, check, result); without a gate, the run's metric tags."""
+    if gate is not None and gate.get("table"):
+        rows = tuple(
+            (str(r["metric"]), _number(r.get("candidate")), _number(r.get("champion")), str(r["check"]),
+             "pass" if r.get("passed") else "FAIL")
+            for r in gate["table"]
+        )
+        return Table(("Metric", "Candidate", "Champion", "Check", "Result"), rows)
     run = ctx.get("run") or {}
-    values: dict[str, dict[str, str]] = {}
-    for source in (run.get("properties") or {}, run.get("tags") or {}):
-        for key, value in source.items():
-            match = _METRIC.match(key)
-            if match:
-                values.setdefault(match["name"], {})[match["what"]] = value
-    if not values:
+    metrics = metrics_from_tags(run.get("tags") or {}, run.get("properties") or {})
+    if not metrics:
         return None
-    rows = []
-    for metric in sorted(values):
-        v = values[metric]
-        rows.append((metric, v.get("metric", ""), v.get("threshold", ""), v.get("champion", ""),
-                     _gate(v.get("metric", ""), v.get("threshold", ""))))
-    return Table(("Metric", "Candidate", "Threshold", "Champion", "Gate"), tuple(rows))
+    return Table(("Metric", "Candidate"), tuple((k, _number(v)) for k, v in sorted(metrics.items())))
 
 
-def _gate(value: str, threshold: str) -> str:
-    match = _THRESHOLD.match(threshold)
-    try:
-        candidate = float(value)
-        limit = float(match["value"]) if match else None
-    except ValueError:
-        return ""
-    if limit is None:
-        return ""
-    op = match["op"] if match and match["op"] else ">="
-    ok = {">=": candidate >= limit, ">": candidate > limit, "<=": candidate <= limit, "<": candidate < limit}[op]
-    return "pass" if ok else "FAIL"
+def _number(value: object) -> str:
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
