@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from shared.actions import ActionKind, ActionResult, PlannedAction
+from shared.adapters.gate import GateAdapter, UnknownState
 from shared.engine import Outcome
 from tests.notify.conftest import (
     SMTP_PASSWORD,
@@ -216,6 +217,31 @@ def test_given_a_release_queued_earlier_in_the_rule_then_the_card_leads_with_its
         ("Review the pending approval", "https://dev.azure.com/contoso/mlops/_build/results?buildId=812&view=results"),
         ("Open test run", STUDIO_RUN),
     ]
+
+
+
+def test_given_a_quality_gate_earlier_in_the_rule_then_the_offline_test_card_carries_its_verdict_table(
+    make_harness: Any, receivers: Receivers
+) -> None:
+    harness = make_harness([{
+        "name": "judge", "on": "RunCompleted",
+        "do": [
+            {"quality_gate": {"metrics": {"auc": {"min": 0.95}}}},
+            {"notify": {"channels": "ops-teams", "message": "offline_test"}},
+        ],
+    }], adapters={ActionKind.QUALITY_GATE: GateAdapter(UnknownState())})
+
+    outcome = harness.engine.handle(event("run_completed", runTags={
+        "mlreactor.model_name": "credit-default", "mlreactor.model_version": "7", "mlreactor.metric.auc": "0.912"}))
+
+    assert outcome.outcome is Outcome.ACTED, outcome.reason
+    card = card_of(receivers.teams.requests[0].json())
+    assert card["body"][0]["text"] == "Offline test failed: credit-default:7"
+    assert card["body"][0]["color"] == "Attention"
+    table = next(b for b in card["body"] if b["type"] == "Container")
+    cells = [[c["items"][0]["text"] for c in row["columns"]] for row in table["items"]]
+    assert cells == [["Metric", "Candidate", "Champion", "Check", "Result"],
+                     ["auc", "0.912", "", r"auc 0.912 \>= 0.95", "FAIL"]]
 
 
 def test_given_acs_accepted_a_mail_but_the_response_was_lost_then_the_retry_reuses_the_operation_id_and_no_second_mail(
