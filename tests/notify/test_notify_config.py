@@ -117,12 +117,11 @@ def test_given_rule_overrides_and_a_non_https_link_then_the_rule_wins_and_the_li
     assert [link.label for link in message.links] == ["Runbook", "Open run in Azure ML studio"]
 
 
-def test_given_notify_live_and_a_ledger_then_build_adapters_wires_the_live_notify_adapter(tmp_path: Path) -> None:
+def test_given_notify_live_then_the_live_notify_adapter_is_wired_unless_dry_run_is_forced(tmp_path: Path) -> None:
     rules = load_rules(ROOT / "reactions.yaml")
     ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
     try:
         assert describe(build_adapters(Settings(notify_live=True), rules, ledger))["notify"] == "live"
-        assert describe(build_adapters(Settings(notify_live=True), rules))["notify"] == "dry-run"  # no ledger
         assert describe(build_adapters(Settings(notify_live=True, dry_run=True), rules, ledger))["notify"] == "dry-run"
         assert describe(build_adapters(Settings(), rules, ledger))["notify"] == "dry-run"
     finally:

@@ -191,8 +191,9 @@ class QueuedRelease:
     live = True
 
     def execute(self, action: PlannedAction) -> ActionResult:
-        return ActionResult(external_id="run-812", data={
-            "approval_url": "https://dev.azure.com/contoso/mlops/_build/results?buildId=812&view=results"})
+        return ActionResult(external_id="812", data={
+            "id": 812, "name": "20261120.3", "url": "https://dev.azure.com/contoso/mlops/_build/results?buildId=812",
+            "environment": "production", "model": "credit-default", "version": "7", "status": "awaiting approval"})
 
 
 def test_given_a_release_queued_earlier_in_the_rule_then_the_card_leads_with_its_pending_approval_link(
@@ -201,9 +202,9 @@ def test_given_a_release_queued_earlier_in_the_rule_then_the_card_leads_with_its
     harness = make_harness([{
         "name": "release-tested-model", "on": "RunCompleted",
         "do": [
-            {"queue_release": {"id": "release", "project": "mlops", "pipeline_id": 42}},
-            {"notify": {"channels": "ops-teams", "message": "release_queued",
-                        "links": {"Review the pending approval": "{{ release.approval_url }}"}}},
+            {"queue_release": {"id": "release", "project": "mlops", "pipeline_id": 42,
+                               "model": "credit-default", "version": "7"}},
+            {"notify": {"channels": "ops-teams", "message": "release_queued"}},
         ],
     }], adapters={ActionKind.QUEUE_RELEASE: QueuedRelease()})
 
@@ -214,7 +215,7 @@ def test_given_a_release_queued_earlier_in_the_rule_then_the_card_leads_with_its
     card = card_of(receivers.teams.requests[0].json())
     assert card["body"][0]["text"] == "Release of credit-default:7 queued: awaiting approval"
     assert [(a["title"], a["url"]) for a in card["actions"]][:2] == [
-        ("Review the pending approval", "https://dev.azure.com/contoso/mlops/_build/results?buildId=812&view=results"),
+        ("Review the pending approval", "https://dev.azure.com/contoso/mlops/_build/results?buildId=812"),
         ("Open test run", STUDIO_RUN),
     ]
 

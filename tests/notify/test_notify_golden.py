@@ -41,6 +41,13 @@ def gate_result() -> dict[str, Any]:
     return {**verdict.as_data(candidate), "model": "credit-default", "version": "7", "notes": []}
 
 
+RELEASE = {  # what the queue_release action records (shared/adapters/devops.py)
+    "id": 812, "name": "20261120.3", "url": "https://dev.azure.com/contoso/mlops/_build/results?buildId=812",
+    "flavour": "pipeline", "environment": "production", "model": "credit-default", "version": "7",
+    "status": "awaiting approval",
+}
+STEPS = {"offline_test": {"gate": gate_result()}, "release_queued": {"gate": gate_result(), "release": RELEASE}}
+
 CASES: dict[str, tuple[Any, dict[str, Any], int]] = {
     "run_failed": (
         event("run_status_changed_failed", runProperties={
@@ -58,8 +65,7 @@ CASES: dict[str, tuple[Any, dict[str, Any], int]] = {
     ),
     "release_queued": (
         event("run_completed", experimentName="mlreactor-offline-test", runTags=OFFLINE_TEST_TAGS),
-        {"links": {"Review the pending approval": "https://dev.azure.com/contoso/mlops/_environments/3?view=approvals"}},
-        0,
+        {}, 0,
     ),
     "model_deployed": (event("model_deployed"), {}, 0),
     "event_quarantined": (
@@ -76,7 +82,7 @@ def rendered(kind: str) -> dict[str, str]:
     action = PlannedAction(
         key="0" * 64, rule="golden-rule", index=0, kind=ActionKind.NOTIFY, params=params, event=the_event,
         correlation_id=the_event.correlation_id,
-        steps={"gate": gate_result()} if kind in {"offline_test", "release_queued"} else {},
+        steps=STEPS.get(kind, {}),
     )
     message = compose(action, LAYOUTS[kind], digest=digest, digest_key=params.throttle_key or "", window="10m")
     return {

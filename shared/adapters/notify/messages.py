@@ -135,9 +135,11 @@ LAYOUTS: dict[str, Layout] = {
         text="A release of {{ notify.model }} was queued. Production waits for a person to approve it in "
         "Azure DevOps; mlreactor never approves.",
         severity="accent",
-        facts=(("Model", "{{ notify.model }}"), ("Tested by run", "{{ run.id }}"),
-               ("Correlation id", "{{ correlation_id }}")),
-        links=(("Open test run", "{{ notify.run_url }}"), ("Open model", "{{ notify.model_url }}")),
+        facts=(("Model", "{{ notify.model }}"), ("Release", "{{ notify.release_name }}"),
+               ("Environment", "{{ notify.release_environment }}"), ("Status", "{{ notify.release_status }}"),
+               ("Tested by run", "{{ run.id }}"), ("Correlation id", "{{ correlation_id }}")),
+        links=(("Review the pending approval", "{{ notify.release_url }}"), ("Open test run", "{{ notify.run_url }}"),
+               ("Open model", "{{ notify.model_url }}")),
         noun="queued releases",
     ),
     "model_deployed": Layout(
@@ -213,8 +215,9 @@ def compose(
     assert isinstance(params, NotifyParams)
     # Earlier results of the rule are visible as in parameter templates ({{ gate.summary }}, {{ release.url }}).
     ctx = {**action.event.context(), **action.steps}
-    gate = _gate_result(action.steps)
-    ctx["notify"] = _extras(ctx, action.rule, gate)
+    gate = _step(action.steps, "table", "passed")  # the quality gate's recorded verdict
+    release = _step(action.steps, "url", "environment", "status")  # the queued release, awaiting approval
+    ctx["notify"] = _extras(ctx, action.rule, gate, release)
 
     def text(template: str) -> str:
         return _render(template, ctx)
@@ -233,7 +236,7 @@ def compose(
         text=params.text or text(layout.text),
         facts=tuple((k, v) for k, v in facts.items() if v.strip()),
         links=tuple(Link(k, v) for k, v in links.items() if _is_https(v)),
-        table=_metrics_table(ctx, gate) if params.message == "offline_test" else None,
+        table=_metrics_table(ctx, gate or None) if params.message == "offline_test" else None,
         digest=(
             f"Also: {digest} more {layout.noun} for {digest_key} were held back in the previous {window} window."
             if digest else ""
@@ -267,12 +270,14 @@ def _is_https(url: str) -> bool:
     return url.startswith("https://") and not any(c.isspace() or c in "<>\"'`" for c in url)
 
 
-def _gate_result(steps: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The recorded quality-gate result among the rule's earlier steps (whatever its ``id``), if any."""
-    return next((v for v in steps.values() if isinstance(v, Mapping) and "table" in v and "passed" in v), None)
+def _step(steps: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
+    """The first earlier result of the rule that has ``keys`` (whatever ``id`` the rule gave it), else empty."""
+    return next((v for v in steps.values() if isinstance(v, Mapping) and all(k in v for k in keys)), {})
 
 
-def _extras(ctx: Mapping[str, Any], rule: str, gate: Mapping[str, Any] | None) -> dict[str, str]:
+def _extras(
+    ctx: Mapping[str, Any], rule: str, gate: Mapping[str, Any], release: Mapping[str, Any]
+) -> dict[str, str]:
     """Derived values the layouts need: studio links, the model a run is about, duration, error, verdict."""
     ws = str(ctx["workspace"]["id"])
     run = ctx.get("run") or {}
@@ -281,9 +286,9 @@ def _extras(ctx: Mapping[str, Any], rule: str, gate: Mapping[str, Any] | None) -
     props: Mapping[str, str] = run.get("properties") or {}
     run_id = str(run.get("id") or drift.get("run_id") or "")
     model = ctx.get("model") or {}
-    gate = gate or {}
-    name = gate.get("model") or model.get("name") or tags.get("mlreactor.model_name", "")
-    version = gate.get("version") or model.get("version") or tags.get("mlreactor.model_version", "")
+    name = gate.get("model") or release.get("model") or model.get("name") or tags.get("mlreactor.model_name", "")
+    version = (gate.get("version") or release.get("version") or model.get("version")
+               or tags.get("mlreactor.model_version", ""))
     model_id = f"{name}:{version}" if name and version else str(name)
     if "passed" in gate:
         verdict = "passed" if gate["passed"] else "failed"
@@ -307,6 +312,10 @@ def _extras(ctx: Mapping[str, Any], rule: str, gate: Mapping[str, Any] | None) -
         "error": _error(tags, props),
         "champion": f"{name}:{gate['champion_version']}" if gate.get("champion_version") else "",
         "gate_notes": "; ".join(str(r) for r in gate.get("reasons", [])),
+        "release_url": str(release.get("url") or ""),
+        "release_name": str(release.get("name") or ""),
+        "release_environment": str(release.get("environment") or ""),
+        "release_status": str(release.get("status") or ""),
     }
 
 
