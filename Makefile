@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck checkov bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ run: $(STAMP)
 	$(BIN)/mlreactor simulate --state "$$state"
 
 ## test: install everything the tests need, then lint, type-check and run the whole suite
-test: $(STAMP) node_modules/.installed lint typecheck
+test: $(STAMP) node_modules/.installed lint typecheck checkov
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -37,10 +37,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy shared functions function_app.py
 
+## checkov: scan infra/ (Bicep) offline; checkov lives in its own venv (.venv-checkov)
+checkov:
+	scripts/checkov.sh
+
 ## bench: cold start and engine throughput (prints figures beside same-run baselines)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) node_modules .mlreactor .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov node_modules .mlreactor .pytest_cache .mypy_cache .ruff_cache

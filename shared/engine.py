@@ -27,6 +27,7 @@ from shared.errors import EventParseError, NotReadyError, PermanentError, Transi
 from shared.events import AzureMLEvent, ParseFailure, UnknownEvent, parse_delivery
 from shared.ledger.port import ActionStatus, AuditEntry, ClaimOutcome, Ledger, QuarantineRecord
 from shared.reactions import ONCE_WINDOW, Action, Rule, Rules, Verdict, evaluate, once_key, throttle_key
+from shared.telemetry import NoTelemetry, Telemetry
 
 log = logging.getLogger("mlreactor.engine")
 
@@ -110,6 +111,7 @@ class Engine:
         clock: Clock | None = None,
         lease: timedelta = timedelta(minutes=2),
         budget: timedelta = timedelta(seconds=20),
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.rules = rules
         self.ledger = ledger
@@ -117,6 +119,7 @@ class Engine:
         self.clock = clock or SystemClock()
         self.lease = lease
         self.budget = budget
+        self.telemetry = telemetry or NoTelemetry()
 
     # entry points ---------------------------------------------------------------------------------------------
     def handle_delivery(self, payload: str | bytes | object) -> list[EventOutcome]:
@@ -131,8 +134,10 @@ class Engine:
     def handle(self, item: AzureMLEvent | ParseFailure) -> EventOutcome:
         if isinstance(item, ParseFailure):
             return self._quarantine_unparsed(item.event_id, item.reason, json.dumps(item.raw, default=str))
-        outcome = self._handle_event(item)
-        self._record(item, outcome)
+        with self.telemetry.event(item) as span:
+            outcome = self._handle_event(item)
+            self._record(item, outcome)
+            self.telemetry.event_done(span, outcome)
         return outcome
 
     def plan(self, event: AzureMLEvent) -> Plan:
@@ -290,6 +295,13 @@ class Engine:
         return outcomes
 
     def _run(self, action: PlannedAction) -> tuple[ActionOutcome, dict[str, Any]]:
+        with self.telemetry.action(action) as span:
+            started = time.monotonic()
+            outcome, data = self._attempt(action)
+            self.telemetry.action_done(span, outcome, time.monotonic() - started)
+        return outcome, data
+
+    def _attempt(self, action: PlannedAction) -> tuple[ActionOutcome, dict[str, Any]]:
         record = self.ledger.start_action(
             action.key, action.event.key, action.rule, action.kind.value, self.clock.now()
         )

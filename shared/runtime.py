@@ -11,6 +11,7 @@ from shared.engine import Engine
 from shared.ledger import open_ledger
 from shared.reactions import load_rules
 from shared.settings import Settings, get_settings
+from shared.telemetry import configure
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -28,10 +29,12 @@ def build_engine(settings: Settings) -> Engine:
         log.warning("mlreactor runs in dry-run (no Azure settings): actions are recorded, not sent")
     else:
         log.info("mlreactor adapters: %s", ", ".join(f"{kind}={mode}" for kind, mode in modes.items()))
+    connection = settings.applicationinsights_connection_string
     return Engine(
         rules,
         ledger,
         adapters,
+        telemetry=configure(connection.get_secret_value() if connection else None),
         lease=timedelta(seconds=settings.lease_seconds),
         budget=timedelta(seconds=settings.action_budget_seconds),
     )

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
 
     # Telemetry -----------------------------------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="Python log level of the mlreactor loggers.")
+    applicationinsights_connection_string: SecretStr | None = Field(
+        default=None,
+        validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING",
+        description="Application Insights: traces, metrics and logs through OpenTelemetry; unset = telemetry off.",
+    )
 
     @field_validator("notify_state_window", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from shared.actions import ActionAdapter, ActionKind
 from shared.adapters.devops import DevOpsReleaseAdapter
 from shared.adapters.dryrun import DryRunAdapter
+from shared.adapters.eventgrid_out import EventGridPublisher
 from shared.adapters.gate import GateAdapter, UnknownState
 from shared.clock import Clock
 from shared.ledger.port import Ledger
@@ -31,6 +32,8 @@ def build_adapters(
         return adapters
     if settings.devops_organization_url:
         adapters[ActionKind.QUEUE_RELEASE] = DevOpsReleaseAdapter(settings, ledger)
+    if settings.eventgrid_topic_endpoint:
+        adapters[ActionKind.PUBLISH_EVENT] = EventGridPublisher(settings)
     if settings.dry_run is False or settings.notify_live:
         from shared.adapters.notify import NotifyAdapter  # noqa: PLC0415 - only when live
 

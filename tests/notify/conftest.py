@@ -23,7 +23,7 @@ from shared.reactions import Rules, parse_rules
 from shared.settings import Settings
 from tests.fakes.acs_email import FakeAcsEmail
 from tests.fakes.smtp_server import SmtpServer
-from tests.fakes.tls import LocalTLS, make_local_tls
+from tests.fakes.tls import SelfSignedCert, make_cert
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 EVENTS = Path(__file__).resolve().parent.parent / "events" / "eventgrid"
@@ -73,12 +73,13 @@ class Receivers:
 
 
 @pytest.fixture(scope="session")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> LocalTLS:
-    return make_local_tls(tmp_path_factory.mktemp("tls"))
+def tls(tmp_path_factory: pytest.TempPathFactory) -> SelfSignedCert:
+    """One certificate for 127.0.0.1: SMTP STARTTLS and the ACS fake present it; the adapter trusts it as its CA."""
+    return make_cert(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
-def receivers(tls: LocalTLS, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receivers]:
+def receivers(tls: SelfSignedCert, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receivers]:
     started = Receivers(
         teams=WebhookReceiver().start(),
         slack=WebhookReceiver().start(),
@@ -140,7 +141,7 @@ class Harness:
 
 @pytest.fixture
 def make_harness(
-    tmp_path: Path, tls: LocalTLS, receivers: Receivers
+    tmp_path: Path, tls: SelfSignedCert, receivers: Receivers
 ) -> Iterator[Callable[..., Harness]]:
     ledgers: list[SqliteLedger] = []
 
@@ -150,7 +151,7 @@ def make_harness(
         clock = ManualClock()
         ledger = SqliteLedger(tmp_path / f"ledger-{len(ledgers)}.sqlite3")
         ledgers.append(ledger)
-        config = Settings(**{"allow_http_webhooks": True, "notify_ca_file": tls.ca_file, **settings})
+        config = Settings(**{"allow_http_webhooks": True, "notify_ca_file": tls.cert_path, **settings})
         parsed = rules_with(receivers, rules or [NOTIFY_FAILED_RUNS])
         adapter = NotifyAdapter(config, parsed, ledger, clock=clock, backoff=0)
         chosen: dict[ActionKind, Any] = {kind: DryRunAdapter(kind) for kind in ActionKind}

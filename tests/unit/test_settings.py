@@ -9,7 +9,10 @@ import pytest
 from shared.settings import Settings
 from tests.conftest import ROOT
 
-NAMES = [f"MLREACTOR_{name.upper()}" for name in Settings.model_fields]
+NAMES = [
+    field.validation_alias if isinstance(field.validation_alias, str) else f"MLREACTOR_{name.upper()}"
+    for name, field in Settings.model_fields.items()
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
