@@ -200,21 +200,38 @@ class QueueReleaseParams(Params):
         return self
 
 
+MessageKind = Literal[
+    "generic", "run_failed", "chain_failed", "drift_detected", "offline_test", "release_queued", "model_deployed",
+    "event_quarantined",
+]
+
+
 class NotifyParams(Params):
-    """Tell Ops on one or more channels declared under ``channels:`` in the rules file."""
+    """Tell Ops on one or more channels declared under ``channels:`` in the rules file.
+
+    ``message`` picks the built-in layout (title, facts, links) for the situation; ``title``/``text``/``facts``/
+    ``links`` add to or override it. ``throttle_key`` folds repeats inside ``throttle_window`` into one digest.
+    """
 
     channels: list[str] = Field(min_length=1)
-    message: str = Field(default="generic", description="Message kind: run_failed, drift_detected, ...")
+    message: MessageKind = "generic"
     title: str | None = None
     text: str | None = None
     facts: dict[str, str] = Field(default_factory=dict)
+    links: dict[str, str] = Field(default_factory=dict, description="Button label -> https:// URL.")
     throttle_key: str | None = None
-    throttle_window: str | None = None
+    throttle_window: str = "10m"
 
     @field_validator("channels", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("throttle_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
 
 
 class PublishEventParams(Params):

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared import templates
 from shared.actions import PARAMS, ActionKind, Params
+from shared.channels import Channel
 from shared.clock import parse_duration
 from shared.errors import RulesError
 from shared.events import AzureMLEvent, EventKind, Workspace
@@ -179,14 +180,6 @@ class Rule(_Strict):
         return self
 
 
-class Channel(BaseModel):
-    """A notification channel; secrets (webhook URLs, passwords) are named settings, never values here."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    type: Literal["teams", "slack", "email", "acs_email", "webhook"]
-
-
 class RulesFile(_Strict):
     version: Literal[1] = 1
     allowed_workspaces: list[str] = Field(min_length=1)
@@ -238,7 +231,9 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel], prefix: str = ""
         return f"{where}: is required"
     if message.startswith(f"{where}["):  # our own validators already say where (do[2].notify...)
         return message
-    shown = "" if isinstance(got, Mapping | list) or repr(got) in message else f" (got {got!r})"
+    # A value given for a ``*_setting`` field may be a pasted secret: never echo it.
+    secret = bool(loc) and loc[-1].endswith("_setting")
+    shown = "" if secret or isinstance(got, Mapping | list) or repr(got) in message else f" (got {got!r})"
     return f"{where}: {message}{shown}"
 
 

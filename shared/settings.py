@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.clock import parse_duration
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +93,28 @@ class Settings(BaseSettings):
     allow_http_webhooks: bool = Field(
         default=False, description="Tests only: accept http:// webhook URLs on loopback addresses."
     )
+    notify_live: bool = Field(
+        default=False, description="Send notifications for real (Teams, Slack, e-mail, webhooks); else dry-run."
+    )
+    notify_timeout_seconds: float = Field(default=5.0, gt=0, description="Connect/read timeout per notification.")
+    notify_retries: int = Field(
+        default=1, ge=0, le=3, description="In-process retries of a transient channel failure, per delivery."
+    )
+    notify_max_attempts: int = Field(
+        default=8, ge=1,
+        description="Deliveries a channel may fail transiently before it is recorded as failed "
+        "(8 ≈ 1 h 50 min on Event Grid's retry schedule).",
+    )
+    notify_state_window: timedelta = Field(
+        default=timedelta(hours=24),
+        description="A run (or model) is notified once per state within this window (flapping).",
+    )
+    notify_templates_dir: Path | None = Field(
+        default=None, description="Folder of <message-kind>.yaml files overriding the built-in message layouts."
+    )
+    notify_ca_file: Path | None = Field(
+        default=None, description="Extra CA bundle (PEM) to trust for SMTP/ACS/webhooks (private CAs, tests)."
+    )
     eventgrid_topic_endpoint: str | None = Field(default=None, description="Custom topic for publish_event.")
     eventgrid_topic_key: SecretStr | None = Field(default=None, description="Topic key; unset = managed identity.")
 
@@ -100,6 +125,11 @@ class Settings(BaseSettings):
         validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING",
         description="Application Insights: traces, metrics and logs through OpenTelemetry; unset = telemetry off.",
     )
+
+    @field_validator("notify_state_window", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        return parse_duration(value)
 
     def secret(self, name: str) -> SecretStr | None:
         """A secret named by the rules file (e.g. a channel's ``url_setting``), read from the app settings.

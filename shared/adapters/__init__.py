@@ -9,6 +9,7 @@ from shared.adapters.devops import DevOpsReleaseAdapter
 from shared.adapters.dryrun import DryRunAdapter
 from shared.adapters.eventgrid_out import EventGridPublisher
 from shared.adapters.gate import GateAdapter, UnknownState
+from shared.clock import Clock
 from shared.ledger.port import Ledger
 from shared.reactions import Rules
 from shared.settings import Settings
@@ -16,10 +17,13 @@ from shared.settings import Settings
 Adapters = Mapping[ActionKind, ActionAdapter]
 
 
-def build_adapters(settings: Settings, rules: Rules, ledger: Ledger) -> dict[ActionKind, ActionAdapter]:
+def build_adapters(
+    settings: Settings, rules: Rules, ledger: Ledger, *, clock: Clock | None = None
+) -> dict[ActionKind, ActionAdapter]:
     """The adapter for each action kind: live where its settings are given and dry-run is not forced.
 
-    ``ledger`` is the engine's: the release adapter keeps its model-version guard there.
+    ``ledger`` is the engine's: the release adapter keeps its model-version guard there, notify its throttle
+    windows and per-channel delivery records (stamped by ``clock``).
     """
     adapters: dict[ActionKind, ActionAdapter] = {kind: DryRunAdapter(kind) for kind in ActionKind}
     # The gate only reads and judges; without a workspace to read it judges the event's own numbers.
@@ -30,6 +34,10 @@ def build_adapters(settings: Settings, rules: Rules, ledger: Ledger) -> dict[Act
         adapters[ActionKind.QUEUE_RELEASE] = DevOpsReleaseAdapter(settings, ledger)
     if settings.eventgrid_topic_endpoint:
         adapters[ActionKind.PUBLISH_EVENT] = EventGridPublisher(settings)
+    if settings.dry_run is False or settings.notify_live:
+        from shared.adapters.notify import NotifyAdapter  # noqa: PLC0415 - only when live
+
+        adapters[ActionKind.NOTIFY] = NotifyAdapter(settings, rules, ledger, clock=clock)
     return adapters
 
 

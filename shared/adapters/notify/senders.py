@@ -1,0 +1,221 @@
+"""Delivery over the wire, with failures classified where they happen.
+
+``TransientError``: connection errors, timeouts, 408/425/429/5xx, SMTP 4xx — worth another try.
+``PermanentError``: other 4xx (a deleted Teams workflow, a revoked Slack hook), redirects (never followed: a
+webhook URL that moved must be fixed, not chased), SMTP 5xx, a missing setting — retrying will not help.
+
+Messages name the channel and what the service said, never the URL (webhook URLs are bearer secrets), a password
+or a connection string; exceptions are raised ``from None`` so no cause carries them into a log either.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import smtplib
+import ssl
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.channels import AcsEmailChannel, EmailChannel
+from shared.errors import PermanentError, TransientError
+
+SIGNATURE_HEADER = "X-Mlreactor-Signature"
+TIMESTAMP_HEADER = "X-Mlreactor-Timestamp"
+DELIVERY_HEADER = "X-Mlreactor-Delivery-Id"
+_TRANSIENT_STATUS = {408, 425, 429}
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How to reach receivers: timeouts, trusted CAs, and whether loopback http:// is allowed (tests only)."""
+
+    timeout: float
+    tls: ssl.SSLContext
+    allow_http_loopback: bool = False
+
+
+def check_url(channel: str, setting: str, url: str, transport: Transport) -> None:
+    """Only https:// — or http:// to a loopback address when the test setting allows it."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and transport.allow_http_loopback and _is_loopback(parts.hostname or ""):
+        return
+    raise PermanentError(
+        f"channel {channel}: the URL in app setting {setting} must be an https:// URL"
+        + ("" if transport.allow_http_loopback else " (http:// is accepted only on loopback, in tests)")
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a 3xx then surfaces as an HTTPError, classified permanent below
+
+
+def post_json(channel: str, url: str, body: bytes, transport: Transport, headers: dict[str, str] | None = None) -> str:
+    """POST a JSON body; returns ``"HTTP <status>"`` on 2xx."""
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked by check_url before any send
+        url, data=body, method="POST",
+        headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "mlreactor", **(headers or {})},
+    )
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=transport.tls), _NoRedirect())
+    try:
+        with opener.open(request, timeout=transport.timeout) as response:
+            response.read(4096)
+            return f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        said = _said(exc)
+        status = exc.code
+        exc.close()
+        if status in _TRANSIENT_STATUS or status >= 500:
+            raise TransientError(f"channel {channel}: the receiver answered HTTP {status}{said}") from None
+        raise PermanentError(f"channel {channel}: the receiver answered HTTP {status}{said}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise PermanentError(f"channel {channel}: TLS certificate not trusted: {reason.verify_message}") from None
+        raise TransientError(f"channel {channel}: cannot reach the receiver: {_reason(reason)}") from None
+
+
+def _said(exc: urllib.error.HTTPError) -> str:
+    try:
+        text = exc.read(300).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+    return f" ({' '.join(text.split())[:200]})" if text else ""
+
+
+def _reason(reason: object) -> str:
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return type(reason).__name__ if not str(reason) else str(reason)[:200]
+
+
+def sign(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256 of "{delivery_id}.{timestamp}.{body}">`` — MLflow's webhook scheme.
+
+    A receiver recomputes it from the headers and the raw body, compares in constant time, and rejects stale
+    timestamps (replay) and delivery ids it has already processed (redeliveries reuse the id on purpose).
+    """
+    content = f"{delivery_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signed_headers(secret: str, delivery_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    return {
+        DELIVERY_HEADER: delivery_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, delivery_id, timestamp, body),
+    }
+
+
+def send_smtp(
+    channel: str, config: EmailChannel, password: str | None, mail: EmailMessage, transport: Transport
+) -> str:
+    """Submit over STARTTLS (or implicit TLS), authenticating when a username is configured."""
+    try:
+        if config.security == "tls":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                config.smtp_host, config.smtp_port, timeout=transport.timeout, context=transport.tls
+            )
+        else:
+            client = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=transport.timeout)
+        with client:
+            if config.security == "starttls":
+                client.starttls(context=transport.tls)
+            if config.username:
+                client.login(config.username, password or "")
+            refused = client.send_message(mail)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = sorted({code for code, _ in exc.recipients.values()})
+        error = TransientError if all(400 <= c < 500 for c in codes) else PermanentError
+        raise error(f"channel {channel}: every recipient was refused (SMTP {codes})") from None
+    except smtplib.SMTPAuthenticationError as exc:
+        raise PermanentError(f"channel {channel}: SMTP authentication failed ({exc.smtp_code})") from None
+    except smtplib.SMTPNotSupportedError:
+        raise PermanentError(f"channel {channel}: the SMTP server does not offer STARTTLS/AUTH") from None
+    except smtplib.SMTPResponseException as exc:
+        error = TransientError if 400 <= exc.smtp_code < 500 else PermanentError
+        said = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        raise error(f"channel {channel}: SMTP {exc.smtp_code} {said[:200]}") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise PermanentError(f"channel {channel}: TLS certificate not trusted: {exc.verify_message}") from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise TransientError(f"channel {channel}: cannot deliver to {config.smtp_host}: {_reason(exc)}") from None
+    if refused:
+        return f"accepted by {config.smtp_host}; refused: {', '.join(sorted(refused))}"
+    return f"accepted by {config.smtp_host}"
+
+
+def send_acs(
+    channel: str, config: AcsEmailChannel, connection_string: str, mail: EmailMessage, delivery_id: str,
+    transport: Transport, ca_file: str | None,
+) -> str:
+    """Azure Communication Services Email: one ``begin_send`` without waiting for the long-running operation.
+
+    ``operation_id`` is derived from the delivery id, so a redelivery repeats the same operation instead of
+    sending a second mail. Waiting for the final status would not fit Event Grid's 30 s; the operation id is
+    recorded, and ACS reports the outcome in its own logs / Event Grid ``EmailDeliveryReportReceived``.
+    """
+    from azure.communication.email import EmailClient  # noqa: PLC0415 - the SDK only when an ACS channel sends
+    from azure.core.exceptions import (  # noqa: PLC0415
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    plain = mail.get_body(("plain",))
+    rich = mail.get_body(("html",))
+    payload = {
+        "senderAddress": config.sender,
+        "recipients": {"to": [{"address": a} for a in config.to]},
+        "content": {
+            "subject": str(mail["Subject"]),
+            "plainText": plain.get_content() if plain else "",
+            "html": rich.get_content() if rich else "",
+        },
+        "headers": {"X-Mlreactor-Correlation-Id": str(mail["X-Mlreactor-Correlation-Id"])},
+    }
+    operation_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mlreactor:{delivery_id}"))
+    options: dict[str, Any] = {"retry_total": 0, "connection_timeout": transport.timeout,
+                               "read_timeout": transport.timeout}
+    if ca_file:
+        options["connection_verify"] = ca_file
+    try:
+        client = EmailClient.from_connection_string(connection_string, **options)
+        client.begin_send(payload, operation_id=operation_id, polling=False)
+    except ValueError:
+        raise PermanentError(f"channel {channel}: the ACS connection string is malformed") from None
+    except HttpResponseError as exc:
+        code = exc.status_code or 0
+        error = TransientError if code in _TRANSIENT_STATUS or code >= 500 else PermanentError
+        detail = exc.error.code if exc.error is not None else exc.reason
+        raise error(f"channel {channel}: ACS answered HTTP {code} ({detail})") from None
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise TransientError(f"channel {channel}: cannot reach ACS: {type(exc).__name__}") from None
+    return f"ACS accepted operation {operation_id}"
+
+
+def body_json(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,119 @@
+"""A real HTTP(S) server on a free loopback port that records every request — the stand-in for a Teams Workflows
+webhook, a Slack incoming webhook, a generic webhook receiver or the ACS Email endpoint.
+
+    receiver = WebhookReceiver().start()
+    receiver.fail_next(503, times=2)        # fault injection: the next two requests get 503
+    ... post to receiver.url("/hooks/ops") ...
+    receiver.requests[0].json()
+    receiver.stop()
+
+Pytest-independent, so end-to-end tests and benchmarks can reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Responder = Callable[[Recorded], Reply]
+
+
+class WebhookReceiver:
+    """Answers 200 "ok" by default; ``responder`` or ``fail_next``/``always`` change that."""
+
+    def __init__(self, *, tls: ssl.SSLContext | None = None, responder: Responder | None = None) -> None:
+        self.requests: list[Recorded] = []
+        self.responder: Responder = responder or (lambda _: Reply())
+        self._faults: list[Reply] = []
+        self._always: Reply | None = None
+        self._lock = threading.Lock()
+        self._tls = tls
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle ----------------------------------------------------------------------------------------------------
+    def start(self) -> WebhookReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                recorded = Recorded("POST", self.path, dict(self.headers.items()), self.rfile.read(length))
+                reply = receiver._record(recorded)
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self._tls is not None:
+            self._server.socket = self._tls.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the receiver first"
+        return int(self._server.server_address[1])
+
+    def url(self, path: str = "/hook") -> str:
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    # fault injection ----------------------------------------------------------------------------------------------
+    def fail_next(self, status: int, times: int = 1, body: bytes = b"injected failure") -> None:
+        with self._lock:
+            self._faults.extend(Reply(status, body) for _ in range(times))
+
+    def always(self, status: int | None, body: bytes = b"injected failure") -> None:
+        """Answer every request with ``status`` (None: back to normal)."""
+        with self._lock:
+            self._always = Reply(status, body) if status is not None else None
+
+    def _record(self, recorded: Recorded) -> Reply:
+        with self._lock:
+            self.requests.append(recorded)
+            if self._always is not None:
+                return self._always
+            if self._faults:
+                return self._faults.pop(0)
+        return self.responder(recorded)
