@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,8 +27,10 @@ from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry
 from shared.ledger.sqlite import SqliteLedger
 from shared.reactions import evaluate, load_rules, throttle_key
+from shared.redrive import DeadLettered, from_blobs, redrive, transient
 from shared.settings import Settings
 from shared.simulate import Options, simulate
+from shared.storage import blob_container
 
 
 class CliError(Exception):
@@ -86,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(run=cmd_audit)
+
+    deadletter = sub.add_parser("deadletter", help="dead-lettered and quarantined events")
+    dl_sub = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="SUBCOMMAND")
+    redrive_p = dl_sub.add_parser("redrive", help="replay dead-lettered (or quarantined) events through the engine")
+    common(redrive_p)
+    source = redrive_p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--container", help="the Event Grid dead-letter blob container")
+    source.add_argument("--quarantined", action="store_true", help="mlreactor's own quarantined events")
+    redrive_p.add_argument("--since", metavar="DURATION", help="only what was dead-lettered in the last DURATION")
+    redrive_p.add_argument("--dry-run", action="store_true", help="show what would be redriven; change nothing")
+    redrive_p.add_argument("--json", action="store_true", help="one JSON object per event")
+    redrive_p.set_defaults(run=cmd_redrive)
 
     sim = sub.add_parser("simulate", help="run the retrain → test → release chain against a simulated workspace")
     common(sim)
@@ -271,12 +285,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 # audit --------------------------------------------------------------------------------------------------------
 def cmd_audit(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    since = None
-    if args.since:
-        try:
-            since = SystemClock().now() - parse_duration(args.since)
-        except ValueError as exc:
-            raise CliError(f"--since: {exc}") from None
+    since = _since(args.since)
     ledger = open_ledger(settings)
     try:
         entries = ledger.audit(event_id=args.event, correlation_id=args.correlation, since=since, limit=args.limit)
@@ -318,6 +327,70 @@ def _print_timeline(entries: list[AuditEntry], out: TextIO) -> None:
         for a in e.actions:
             link = f"  {a['url']}" if a.get("url") else ""
             print(f"{'':21}{a.get('kind')}: {a.get('status')} — {a.get('detail')}{link}", file=out)
+
+
+# deadletter redrive -------------------------------------------------------------------------------------------
+def cmd_redrive(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    since = _since(args.since)
+    rules = load_rules(settings.rules_path)
+    ledger = open_ledger(settings)
+    try:
+        engine = Engine(
+            rules, ledger, build_adapters(settings, rules, ledger),
+            lease=timedelta(seconds=settings.lease_seconds), budget=timedelta(seconds=settings.action_budget_seconds),
+        )
+        if args.quarantined:
+            items: Iterable[DeadLettered] = [
+                DeadLettered("quarantine", record.raw, record.reason) for record in ledger.quarantined(since)
+            ]
+        else:
+            items = from_blobs(blob_container(settings, args.container), since)
+        progress = _Counter(sys.stderr)
+        results = redrive(engine, items, reopen=args.quarantined, dry_run=args.dry_run, progress=progress.step)
+        progress.done()
+    finally:
+        ledger.close()
+    if args.json:
+        for result in results:
+            print(json.dumps(result.as_dict()))
+        return 0
+    _table(["ORIGIN", "EVENT", "DEAD-LETTER REASON", "OUTCOME", "REASON"],
+           [[r.origin, r.event_id or "-", r.dead_letter_reason or "-", r.outcome, r.reason] for r in results],
+           sys.stdout)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    print(f"\n{len(results)} event(s): " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"))
+    if transient(results):
+        print(f"{len(transient(results))} failed transiently: redrive again later (done actions are not repeated)")
+    return 0
+
+
+class _Counter:
+    """``redriven 120 events`` on a terminal, so a long redrive shows it is alive."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.count = out, 0
+        self.enabled = out.isatty()
+
+    def step(self, _: object) -> None:
+        self.count += 1
+        if self.enabled and self.count % 10 == 0:
+            print(f"\rredriven {self.count} events", end="", file=self.out, flush=True)
+
+    def done(self) -> None:
+        if self.enabled and self.count >= 10:
+            print(file=self.out)
+
+
+def _since(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return SystemClock().now() - parse_duration(text)
+    except ValueError as exc:
+        raise CliError(f"--since: {exc}") from None
 
 
 # simulate -----------------------------------------------------------------------------------------------------

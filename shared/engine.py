@@ -339,7 +339,7 @@ class Engine:
             self.ledger.release_event(event.key, now)
             return
         if outcome.outcome is Outcome.QUARANTINED:
-            raw = json.dumps(event.model_dump(mode="json", by_alias=False), default=str)
+            raw = json.dumps(event.raw(), default=str)
             self.ledger.quarantine(QuarantineRecord(now, event.key, event.id, outcome.reason, raw))
         self.ledger.finish_event(event.key, outcome.outcome.value, now)
 

@@ -218,6 +218,18 @@ class AzureMLEvent(BaseModel):
     dead_letter: DeadLetter | None = None
     data: Any = Field(default=None, repr=False)
 
+    def raw(self) -> dict[str, Any]:
+        """The event as an Event Grid schema object, with its data exactly as received (for quarantine/redrive)."""
+        return {
+            "id": self.id,
+            "topic": self.source,
+            "subject": self.subject,
+            "eventType": self.event_type,
+            "eventTime": self.time.isoformat() if self.time else None,
+            "data": self.data,
+            "dataVersion": "",
+        }
+
     @property
     def key(self) -> str:
         """Deduplication key: the same source and id is the same event (CloudEvents spec)."""

@@ -169,6 +169,14 @@ def test_unknown_event_types_are_recognised_not_errors() -> None:
     assert isinstance(other, UnknownEvent)
 
 
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+@pytest.mark.parametrize("name", SAMPLES)
+def test_raw_gives_back_an_event_that_parses_to_the_same_model(name: str, schema: str) -> None:
+    parsed = parse_event(event(name, schema))
+    again = parse_event(json.loads(json.dumps(parsed.raw())))
+    assert again.model_dump(exclude={"envelope"}) == parsed.model_dump(exclude={"envelope"})
+
+
 def test_the_same_source_and_id_is_the_same_event_key() -> None:
     a = parse_event(event("run_completed"))
     b = parse_event(event("run_completed", "cloudevents"))
