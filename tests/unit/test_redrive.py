@@ -31,7 +31,8 @@ class Blobs:
 
 def dead_lettered(*names: str) -> Blobs:
     body = json.dumps([event(n) | DEAD_LETTER for n in names]).encode()
-    return Blobs({"mlw-prod-topic/sub/2026/11/21/18/0001.json": body, "mlw-prod-topic/sub/2026/11/21/18/bad.json": b"{"})
+    folder = "mlw-prod-topic/sub/2026/11/21/18"
+    return Blobs({f"{folder}/0001.json": body, f"{folder}/bad.json": b"{"})
 
 
 def test_dead_lettered_events_are_replayed_and_a_second_redrive_is_all_duplicates(
