@@ -20,13 +20,13 @@ from typing import Any, TextIO
 
 from shared.adapters import build_adapters, describe
 from shared.clock import SystemClock, parse_duration
-from shared.engine import Engine, EventOutcome
+from shared.engine import Engine, EventOutcome, Plan
 from shared.errors import EventParseError, MlreactorError, RulesError
 from shared.events import ParseFailure, parse_delivery
 from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry
 from shared.ledger.sqlite import SqliteLedger
-from shared.reactions import evaluate, load_rules, throttle_key
+from shared.reactions import Rule, evaluate, load_rules, throttle_key
 from shared.redrive import DeadLettered, from_blobs, redrive, transient
 from shared.settings import Settings
 from shared.simulate import Options, simulate
@@ -227,10 +227,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                         "matched": v.matched,
                         "reason": v.reason,
                         "throttle_key": throttle_key(v.rule, item) if v.matched else None,
-                        "actions": [
-                            {"kind": a.kind.value, "params": a.params.model_dump(exclude_defaults=True)}
-                            for a in plan.actions if a.rule == v.rule.name
-                        ] + [{"kind": e.kind, "error": e.detail} for e in plan.errors if e.rule == v.rule.name],
+                        "actions": _explained_actions(v.rule, plan) if v.matched else [],
                     }
                     for v in (evaluate(r, item) for r in rules.spec.rules)
                 ],
@@ -240,6 +237,31 @@ def cmd_explain(args: argparse.Namespace) -> int:
         else:
             _print_explanation(report, sys.stdout)
     return 0
+
+
+def _explained_actions(rule: Rule, plan: Plan) -> list[dict[str, Any]]:
+    """A matched rule's actions in order: rendered, or why not yet (they use an earlier action's result)."""
+    rendered = {a.index: a for a in plan.actions if a.rule == rule.name}
+    errors = {e.key: e for e in plan.errors if e.rule == rule.name}
+    ids: list[str] = []
+    explained: list[dict[str, Any]] = []
+    for index, spec in enumerate(rule.do):
+        entry: dict[str, Any] = {"kind": spec.kind.value}
+        if spec.params.if_:
+            entry["if"] = spec.params.if_
+        if index in rendered:
+            entry["params"] = rendered[index].params.model_dump(exclude_defaults=True, exclude={"id", "if_"})
+        else:
+            error = next((e.detail for e in errors.values() if e.detail.startswith(f"do[{index}].")), "")
+            uses = [i for i in ids if f"{{{{ {i}." in error]
+            if uses:
+                entry["deferred"] = f"rendered when the rule runs: uses the result of {', '.join(uses)}"
+            else:
+                entry["error"] = error
+        explained.append(entry)
+        if spec.params.id:
+            ids.append(spec.params.id)
+    return explained
 
 
 def _print_explanation(report: dict[str, Any], out: TextIO) -> None:
@@ -254,8 +276,11 @@ def _print_explanation(report: dict[str, Any], out: TextIO) -> None:
         if rule["throttle_key"]:
             print(f"        throttle key: {rule['throttle_key']}", file=out)
         for action in rule["actions"]:
-            body = action.get("error") or json.dumps(action["params"], sort_keys=True, default=str)
-            print(f"        → {action['kind']}: {body}", file=out)
+            body = action.get("error") or action.get("deferred") or json.dumps(
+                action["params"], sort_keys=True, default=str
+            )
+            condition = f" (if {action['if']})" if "if" in action else ""
+            print(f"        → {action['kind']}{condition}: {body}", file=out)
 
 
 class _NoLedger:

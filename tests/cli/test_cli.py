@@ -149,3 +149,18 @@ def test_audit_by_correlation_prints_the_chain_as_a_timeline(
     assert code == 0 and out.startswith("chain sim-0001: ")
     steps = [line.split()[2] for line in out.splitlines()[1:] if line[:4].isdigit()]
     assert steps[0] == "RunStatusChanged" and steps[-1] == "ModelDeployed"
+
+
+def test_explain_lists_a_rules_actions_in_order_with_conditions_and_deferred_steps(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    raw = delivery("run_completed")
+    raw[0]["data"]["runTags"] = {"mlreactor.purpose": "offline-test", "mlreactor.model_name": "credit",
+                                 "mlreactor.model_version": "2"}
+    path = tmp_path / "offline.json"
+    path.write_text(json.dumps(raw))
+    _, out, _ = run(capsys, "explain", str(path))
+    lines = [line.strip() for line in out.splitlines() if line.strip().startswith("→")]
+    assert lines[0].startswith("→ quality_gate: {")
+    assert lines[1] == "→ tag_model: rendered when the rule runs: uses the result of gate"
+    assert lines[2] == "→ queue_release (if gate.passed): rendered when the rule runs: uses the result of gate"
