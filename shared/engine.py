@@ -1,8 +1,10 @@
 """The way of one event: admit → claim → match → plan → execute → record.
 
 Exactly-once effects under at-least-once delivery come from two keys: the event's (source + id), claimed once with a
-lease, and each action's idempotency key, recorded before the action runs (intent) and after (result). A redelivery
-skips actions already done and tells the adapter when an earlier attempt may have acted without recording it.
+lease before any action runs (the recorded intent of all its actions), and each action's idempotency key, under which
+its result is recorded before the next action starts — the last one together with the event's outcome and audit entry
+(one ledger write). A redelivery skips actions already done and tells the adapter when an earlier attempt may have
+acted without recording it (``PlannedAction.resumed``).
 
 Outcomes: ``acted``, ``ignored`` (with the reason), ``duplicate``, ``rejected`` (workspace not allowed),
 ``quarantined`` (permanent failure, stored for a person) and ``failed`` (transient: the trigger raises so Event Grid
@@ -14,9 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -25,7 +27,15 @@ from shared.actions import PARAMS, ActionAdapter, ActionKind, ActionResult, Plan
 from shared.clock import Clock, SystemClock, format_duration
 from shared.errors import EventParseError, NotReadyError, PermanentError, TransientError
 from shared.events import AzureMLEvent, ParseFailure, UnknownEvent, parse_delivery
-from shared.ledger.port import ActionStatus, AuditEntry, ClaimOutcome, Ledger, QuarantineRecord
+from shared.ledger.port import (
+    ActionRecord,
+    ActionStatus,
+    AuditEntry,
+    ClaimOutcome,
+    ClaimResult,
+    Ledger,
+    QuarantineRecord,
+)
 from shared.reactions import ONCE_WINDOW, Action, Rule, Rules, Verdict, evaluate, once_key, throttle_key
 from shared.telemetry import NoTelemetry, Telemetry
 
@@ -136,8 +146,11 @@ class Engine:
             return self._quarantine_unparsed(item.event_id, item.reason, json.dumps(item.raw, default=str))
         with self.telemetry.event(item) as span:
             outcome = self._handle_event(item)
-            self._record(item, outcome)
             self.telemetry.event_done(span, outcome)
+        log.info(
+            "event %s %s: %s (%s)", item.id, item.kind.value, outcome.outcome.value, outcome.reason,
+            extra={"correlation_id": item.correlation_id, "event_id": item.id, "outcome": outcome.outcome.value},
+        )
         return outcome
 
     def plan(self, event: AzureMLEvent) -> Plan:
@@ -183,31 +196,39 @@ class Engine:
             )
 
         if not self.rules.allows(event):
-            return result(Outcome.REJECTED, f"source {event.source!r} is not in allowed_workspaces")
+            reason = f"source {event.source!r} is not in allowed_workspaces"
+            return self._record(event, result(Outcome.REJECTED, reason))
         if isinstance(event, UnknownEvent):
-            return result(Outcome.IGNORED, f"unknown event type {event.event_type!r}")
+            return self._record(event, result(Outcome.IGNORED, f"unknown event type {event.event_type!r}"))
 
         now = self.clock.now()
         try:
             claim = self.ledger.claim_event(event.key, event.id, now, self.lease)
         except TransientError as exc:
-            return result(Outcome.FAILED, f"cannot claim the event: {exc}")
+            return self._record(event, result(Outcome.FAILED, f"cannot claim the event: {exc}"))
         if claim.outcome is ClaimOutcome.DONE:
-            return result(Outcome.DUPLICATE, f"already handled (outcome {claim.record.outcome})")
+            return self._record(event, result(Outcome.DUPLICATE, f"already handled (outcome {claim.record.outcome})"))
         if claim.outcome is ClaimOutcome.BUSY:
-            return result(Outcome.FAILED, "another instance holds this event's lease; Event Grid will redeliver")
+            reason = "another instance holds this event's lease; Event Grid will redeliver"
+            return self._record(event, result(Outcome.FAILED, reason))
 
+        pending: list[ActionRecord] = []
         try:
-            outcome = self._react(event, result)
+            outcome = self._react(event, result, claim, pending)
         except TransientError as exc:  # ledger trouble mid-way: let Event Grid come back
             outcome = result(Outcome.FAILED, f"transient failure: {exc}")
         except Exception as exc:  # a bug must not loop for 24 h: quarantine it for a person
             log.exception("unexpected error handling event %s", event.id)
             outcome = result(Outcome.QUARANTINED, f"internal error: {type(exc).__name__}: {exc}")
-        self._settle(event, outcome)
-        return outcome
+        return self._settle(event, outcome, claim, pending)
 
-    def _react(self, event: AzureMLEvent, result: Callable[..., EventOutcome]) -> EventOutcome:
+    def _react(
+        self,
+        event: AzureMLEvent,
+        result: Callable[..., EventOutcome],
+        claim: ClaimResult,
+        pending: list[ActionRecord],
+    ) -> EventOutcome:
         context = event.context()
         matched = [rule for rule in self.rules.spec.rules if evaluate(rule, event, context).matched]
         fired: list[Rule] = []
@@ -222,7 +243,9 @@ class Engine:
             return result(Outcome.IGNORED, f"throttled: {', '.join(held)}" if held else "no rule matched")
 
         deadline = time.monotonic() + self.budget.total_seconds()
-        outcomes = [o for rule in fired for o in self._execute_rule(rule, event, context, deadline)]
+        outcomes = [
+            o for rule in fired for o in self._execute_rule(rule, event, context, deadline, claim, pending)
+        ]
         names = [rule.name for rule in fired]
         retry = [o for o in outcomes if o.status == "retry"]
         failed = [o for o in outcomes if o.status == "failed"]
@@ -254,7 +277,13 @@ class Engine:
         return None
 
     def _execute_rule(
-        self, rule: Rule, event: AzureMLEvent, context: dict[str, Any], deadline: float
+        self,
+        rule: Rule,
+        event: AzureMLEvent,
+        context: dict[str, Any],
+        deadline: float,
+        claim: ClaimResult,
+        pending: list[ActionRecord],
     ) -> list[ActionOutcome]:
         """Run a rule's actions in order; each action's result is visible to the later ones under its ``id``.
 
@@ -286,7 +315,7 @@ class Engine:
                 outcomes.append(outcome("failed", _render_error(index, spec, exc)))
                 blocked = blocked or "failed"
                 continue
-            done, data = self._run(action)
+            done, data = self._run(action, claim, pending)
             outcomes.append(done)
             if done.status in ("retry", "failed"):
                 blocked = "retry" if "retry" in (blocked, done.status) else "failed"
@@ -294,22 +323,31 @@ class Engine:
                 steps[spec.params.id] = data
         return outcomes
 
-    def _run(self, action: PlannedAction) -> tuple[ActionOutcome, dict[str, Any]]:
+    def _run(
+        self, action: PlannedAction, claim: ClaimResult, pending: list[ActionRecord]
+    ) -> tuple[ActionOutcome, dict[str, Any]]:
         with self.telemetry.action(action) as span:
             started = time.monotonic()
-            outcome, data = self._attempt(action)
+            outcome, data = self._attempt(action, claim, pending)
             self.telemetry.action_done(span, outcome, time.monotonic() - started)
         return outcome, data
 
-    def _attempt(self, action: PlannedAction) -> tuple[ActionOutcome, dict[str, Any]]:
-        record = self.ledger.start_action(
-            action.key, action.event.key, action.rule, action.kind.value, self.clock.now()
-        )
-        if record.status is ActionStatus.DONE:
-            detail = f"already done: {record.detail}"
-            return self._outcome(action, "skipped", detail, record.external_id, record.url), dict(record.data)
-        if record.attempts > 1:
+    def _attempt(
+        self, action: PlannedAction, claim: ClaimResult, pending: list[ActionRecord]
+    ) -> tuple[ActionOutcome, dict[str, Any]]:
+        """Run one action unless an earlier attempt recorded it done.
+
+        The previous action's result (``pending``) is stored before this action's effect; this one's is left in
+        ``pending``, for the next action or for ``_settle`` to store with the event's outcome.
+        """
+        earlier = claim.actions.get(action.key)
+        if earlier is not None and earlier.status is ActionStatus.DONE:
+            detail = f"already done: {earlier.detail}"
+            return self._outcome(action, "skipped", detail, earlier.external_id, earlier.url), dict(earlier.data)
+        if claim.outcome is ClaimOutcome.RESUMED:  # an earlier attempt may have acted without recording it
             action = replace(action, resumed=True)
+        while pending:
+            self.ledger.record_action(pending.pop())
         adapter = self.adapters[action.kind]
         try:
             done: ActionResult = adapter.execute(action)
@@ -319,13 +357,20 @@ class Engine:
             log.warning("action %s/%s failed transiently: %s", action.rule, action.kind, exc)
             return self._outcome(action, "retry", str(exc)), {}
         except PermanentError as exc:
-            self.ledger.finish_action(action.key, ActionStatus.FAILED, self.clock.now(), detail=str(exc))
+            pending.append(self._result(action, ActionStatus.FAILED, str(exc)))
             return self._outcome(action, "failed", str(exc)), {}
-        self.ledger.finish_action(
-            action.key, ActionStatus.DONE, self.clock.now(), external_id=done.external_id, detail=done.detail,
-            url=done.url, data=dict(done.data),
-        )
+        pending.append(self._result(action, ActionStatus.DONE, done.detail, done.external_id, done.url, done.data))
         return self._outcome(action, "done", done.detail, done.external_id, done.url), dict(done.data)
+
+    def _result(
+        self, action: PlannedAction, status: ActionStatus, detail: str, external_id: str | None = None,
+        url: str | None = None, data: Mapping[str, Any] | None = None,
+    ) -> ActionRecord:
+        return ActionRecord(
+            key=action.key, event_key=action.event.key, event_id=action.event.id, rule=action.rule,
+            kind=action.kind.value, status=status, external_id=external_id, detail=detail, url=url,
+            updated_at=self.clock.now(), data=dict(data or {}),
+        )
 
     @staticmethod
     def _outcome(
@@ -333,15 +378,30 @@ class Engine:
     ) -> ActionOutcome:
         return ActionOutcome(action.rule, action.kind.value, action.key, status, detail, external_id, url)
 
-    def _settle(self, event: AzureMLEvent, outcome: EventOutcome) -> None:
+    def _settle(
+        self, event: AzureMLEvent, outcome: EventOutcome, claim: ClaimResult, pending: list[ActionRecord]
+    ) -> EventOutcome:
+        """Store the outcome, the last action result and the audit entry in one ledger write.
+
+        A transient failure releases the event (the next delivery resumes at once). If the outcome cannot be
+        stored, the delivery fails: the lease runs out and a redelivery resumes, skipping what is recorded done.
+        """
         now = self.clock.now()
-        if outcome.outcome is Outcome.FAILED:
-            self.ledger.release_event(event.key, now)
-            return
-        if outcome.outcome is Outcome.QUARANTINED:
-            raw = json.dumps(event.raw(), default=str)
-            self.ledger.quarantine(QuarantineRecord(now, event.key, event.id, outcome.reason, raw))
-        self.ledger.finish_event(event.key, outcome.outcome.value, now)
+        try:
+            if outcome.outcome is Outcome.QUARANTINED:
+                raw = json.dumps(event.raw(), default=str)
+                self.ledger.quarantine(QuarantineRecord(now, event.key, event.id, outcome.reason, raw))
+            final = None if outcome.outcome is Outcome.FAILED else outcome.outcome.value
+            kept = self.ledger.settle_event(
+                claim.record, final, now, actions=pending, audit=self._audit_entry(event, outcome, now)
+            )
+        except TransientError as exc:
+            if outcome.outcome is Outcome.FAILED:
+                return outcome
+            return replace(outcome, outcome=Outcome.FAILED, reason=f"cannot record {outcome.outcome.value}: {exc}")
+        if not kept:
+            log.warning("event %s: another instance took it over while this one worked (lease ran out)", event.id)
+        return outcome
 
     def _quarantine_unparsed(self, event_id: str | None, reason: str, raw: str) -> EventOutcome:
         now = self.clock.now()
@@ -351,16 +411,23 @@ class Engine:
         log.warning("quarantined an unparseable event %s: %s", event_id, reason)
         return outcome
 
-    def _record(self, event: AzureMLEvent, outcome: EventOutcome) -> None:
-        self.ledger.record_audit(AuditEntry(
-            at=self.clock.now(), event_key=event.key, event_id=event.id, event_type=event.event_type,
+    def _record(self, event: AzureMLEvent, outcome: EventOutcome) -> EventOutcome:
+        """Audit an outcome reached without a claim. If that cannot be stored, the delivery fails (and comes back)."""
+        try:
+            self.ledger.record_audit(self._audit_entry(event, outcome, self.clock.now()))
+        except TransientError as exc:
+            if outcome.outcome is Outcome.FAILED:
+                return outcome
+            return replace(outcome, outcome=Outcome.FAILED, reason=f"cannot record {outcome.outcome.value}: {exc}")
+        return outcome
+
+    @staticmethod
+    def _audit_entry(event: AzureMLEvent, outcome: EventOutcome, now: datetime) -> AuditEntry:
+        return AuditEntry(
+            at=now, event_key=event.key, event_id=event.id, event_type=event.event_type,
             subject=event.subject, source=event.source, correlation_id=event.correlation_id,
             outcome=outcome.outcome.value, reason=outcome.reason, reactions=list(outcome.reactions),
             actions=[a.as_dict() for a in outcome.actions],
-        ))
-        log.info(
-            "event %s %s: %s (%s)", event.id, event.kind.value, outcome.outcome.value, outcome.reason,
-            extra={"correlation_id": event.correlation_id, "event_id": event.id, "outcome": outcome.outcome.value},
         )
 
 

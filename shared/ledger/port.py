@@ -1,19 +1,24 @@
 """The ledger port: what the engine needs from durable, shared state — and nothing more.
 
 Two implementations: ``sqlite`` (embedded default, several processes on one machine) and ``tables`` (Azure Table
-Storage, every Function instance). Both must pass ``tests/ledger_conformance.py``.
+Storage, every Function instance). Both pass the conformance suite in ``tests/ledger/``.
 
 Event claim timeline (one event key, two instances A and B)::
 
-    A: claim ──► IN_PROGRESS(lease until t+L) ── actions ── finish ──► DONE(outcome)
+    A: claim ──► IN_PROGRESS(lease until t+L) ── actions ── settle(outcome) ──► DONE(outcome)
     B:      claim (before t+L) ──► BUSY: raise, Event Grid redelivers later
     B:      claim (after A died, after t+L) ──► RESUMED: take over; done actions are skipped
-    B:      claim (after finish) ──► DONE: duplicate
-    A: transient failure ── release ──► RELEASED: the next claim RESUMES at once
+    B:      claim (after settle) ──► DONE: duplicate
+    A: transient failure ── settle(None) ──► RELEASED: the next claim RESUMES at once
+
+The claim is the recorded intent of every action of the event: no action runs before the claim is stored. Each
+action's result is stored before the next action starts; the last one is stored with the event's outcome and its
+audit entry in one ``settle_event`` (one atomic write on both backends), which keeps the happy path short.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -34,9 +39,8 @@ class ClaimOutcome(StrEnum):
 
 
 class ActionStatus(StrEnum):
-    STARTED = "started"  # intent recorded; the result is not known yet
-    DONE = "done"
-    FAILED = "failed"  # permanent failure, recorded for a person
+    DONE = "done"  # final: never replaced
+    FAILED = "failed"  # permanent failure, recorded for a person; a redrive may replace it
 
 
 @dataclass(frozen=True)
@@ -48,22 +52,29 @@ class EventRecord:
     lease_until: datetime | None
     attempts: int
     updated_at: datetime
+    #: Opaque concurrency token of this claim (the entity's ETag on Tables); ``settle_event`` is conditional on it.
+    version: str = ""
 
 
 @dataclass(frozen=True)
 class ClaimResult:
     outcome: ClaimOutcome
     record: EventRecord
+    #: Results recorded under this claim key by earlier attempts, by action key — given with RESUMED and DONE
+    #: (empty on a first claim: nothing can have run yet).
+    actions: Mapping[str, ActionRecord] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ActionRecord:
+    """The result of one action, keyed by its idempotency key; ``event_id`` places it beside its event."""
+
     key: str
     event_key: str
+    event_id: str
     rule: str
     kind: str
     status: ActionStatus
-    attempts: int
     external_id: str | None
     detail: str
     url: str | None
@@ -126,35 +137,41 @@ class QuarantineRecord:
 
 
 class Ledger(Protocol):
-    """Durable state shared by every instance. All times are timezone-aware UTC, passed in (injectable clock)."""
+    """Durable state shared by every instance. All times are timezone-aware UTC, passed in (injectable clock).
 
-    def claim_event(self, key: str, event_id: str, now: datetime, lease: timedelta) -> ClaimResult: ...
+    Infrastructure failures (throttling, timeouts, a busy database) raise ``TransientError``.
+    """
 
-    def finish_event(self, key: str, outcome: str, now: datetime) -> None: ...
-
-    def release_event(self, key: str, now: datetime) -> None: ...
-
-    def reopen_event(self, key: str, now: datetime) -> bool:
-        """Make a finished (e.g. quarantined) event claimable again, for redrive. False if unknown."""
+    def claim_event(self, key: str, event_id: str, now: datetime, lease: timedelta) -> ClaimResult:
+        """Claim ``key`` (see the timeline above). Every claim of one key must pass the same ``event_id``: it places
+        the records (the Tables ledger keeps an event, its action results and its audit entries in the partition
+        of its event id)."""
         ...
 
-    def get_action(self, key: str) -> ActionRecord | None: ...
-
-    def start_action(self, key: str, event_key: str, rule: str, kind: str, now: datetime) -> ActionRecord:
-        """Record the intent (insert-if-absent) and return the record as it now stands; counts the attempt."""
+    def record_action(self, record: ActionRecord) -> None:
+        """Store an action's result. A ``DONE`` record is final: a later result for the same key is dropped."""
         ...
 
-    def finish_action(
+    def settle_event(
         self,
-        key: str,
-        status: ActionStatus,
+        claim: EventRecord,
+        outcome: str | None,
         now: datetime,
         *,
-        external_id: str | None = None,
-        detail: str = "",
-        url: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None: ...
+        actions: Sequence[ActionRecord] = (),
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        """Finish the claimed event with ``outcome`` (None: release it for a redelivery), in one atomic write with
+        the last action results and the audit entry.
+
+        Conditional on ``claim.version``: if another instance took the event over meanwhile (our lease ran out),
+        its state is left alone — the action results and the audit entry are still stored — and False is returned.
+        """
+        ...
+
+    def reopen_event(self, key: str, event_id: str, now: datetime) -> bool:
+        """Make a finished (e.g. quarantined) event claimable again, for redrive. False if unknown or not finished."""
+        ...
 
     def acquire_throttle(self, key: str, holder: str, window: timedelta, now: datetime) -> ThrottleDecision:
         """Compare-and-swap on the window: the holder of an open window re-enters it (redelivery)."""
@@ -162,7 +179,9 @@ class Ledger(Protocol):
 
     def quarantine(self, record: QuarantineRecord) -> None: ...
 
-    def quarantined(self, since: datetime | None = None) -> list[QuarantineRecord]: ...
+    def quarantined(self, since: datetime | None = None) -> list[QuarantineRecord]:
+        """Oldest first."""
+        ...
 
     def record_audit(self, entry: AuditEntry) -> None: ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,9 +33,10 @@ CREATE TABLE IF NOT EXISTS events (
     key TEXT PRIMARY KEY, event_id TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT,
     lease_until TEXT, attempts INTEGER NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS actions (
-    key TEXT PRIMARY KEY, event_key TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
-    attempts INTEGER NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT, updated_at TEXT NOT NULL,
+    key TEXT PRIMARY KEY, event_key TEXT NOT NULL, event_id TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
+    status TEXT NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT, updated_at TEXT NOT NULL,
     data TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS actions_event ON actions(event_key);
 CREATE TABLE IF NOT EXISTS throttles (
     key TEXT PRIMARY KEY, holder TEXT NOT NULL, window_start TEXT NOT NULL, window_end TEXT NOT NULL,
     suppressed INTEGER NOT NULL);
@@ -112,34 +113,48 @@ class SqliteLedger:
                 return ClaimResult(ClaimOutcome.CLAIMED, self._event(db, key))
             record = _event_record(row)
             if record.status is EventStatus.DONE:
-                return ClaimResult(ClaimOutcome.DONE, record)
+                return ClaimResult(ClaimOutcome.DONE, record, self._actions(db, key))
             if record.status is EventStatus.IN_PROGRESS and record.lease_until and record.lease_until > now:
                 return ClaimResult(ClaimOutcome.BUSY, record)
             db.execute(
                 "UPDATE events SET status = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE key = ?",
                 (EventStatus.IN_PROGRESS, until, _ts(now), key),
             )
-            return ClaimResult(ClaimOutcome.RESUMED, self._event(db, key))
+            return ClaimResult(ClaimOutcome.RESUMED, self._event(db, key), self._actions(db, key))
 
     @staticmethod
     def _event(db: sqlite3.Connection, key: str) -> EventRecord:
         return _event_record(db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone())
 
-    def finish_event(self, key: str, outcome: str, now: datetime) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE events SET status = ?, outcome = ?, lease_until = NULL, updated_at = ? WHERE key = ?",
-                (EventStatus.DONE, outcome, _ts(now), key),
-            )
+    @staticmethod
+    def _actions(db: sqlite3.Connection, event_key: str) -> dict[str, ActionRecord]:
+        rows = db.execute("SELECT * FROM actions WHERE event_key = ?", (event_key,))
+        return {row[0]: _action_record(row) for row in rows}
 
-    def release_event(self, key: str, now: datetime) -> None:
+    def settle_event(
+        self,
+        claim: EventRecord,
+        outcome: str | None,
+        now: datetime,
+        *,
+        actions: Sequence[ActionRecord] = (),
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        # ``attempts`` counts claims, so (key, attempts) is this claim's version: a takeover bumps it.
+        status = EventStatus.RELEASED if outcome is None else EventStatus.DONE
         with self._tx() as db:
-            db.execute(
-                "UPDATE events SET status = ?, lease_until = NULL, updated_at = ? WHERE key = ? AND status != ?",
-                (EventStatus.RELEASED, _ts(now), key, EventStatus.DONE),
+            for record in actions:
+                self._put_action(db, record)
+            cursor = db.execute(
+                "UPDATE events SET status = ?, outcome = COALESCE(?, outcome), lease_until = NULL, updated_at = ? "
+                "WHERE key = ? AND attempts = ?",
+                (status, outcome, _ts(now), claim.key, int(claim.version)),
             )
+            if audit is not None:
+                self._put_audit(db, audit)
+            return cursor.rowcount == 1
 
-    def reopen_event(self, key: str, now: datetime) -> bool:
+    def reopen_event(self, key: str, event_id: str, now: datetime) -> bool:
         with self._tx() as db:
             cursor = db.execute(
                 "UPDATE events SET status = ?, lease_until = NULL, updated_at = ? WHERE key = ? AND status = ?",
@@ -148,39 +163,19 @@ class SqliteLedger:
             return cursor.rowcount == 1
 
     # actions --------------------------------------------------------------------------------------------------
-    def get_action(self, key: str) -> ActionRecord | None:
-        rows = self._read("SELECT * FROM actions WHERE key = ?", (key,))
-        return _action_record(rows[0]) if rows else None
-
-    def start_action(self, key: str, event_key: str, rule: str, kind: str, now: datetime) -> ActionRecord:
+    def record_action(self, record: ActionRecord) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO actions VALUES (?, ?, ?, ?, ?, 0, NULL, '', NULL, ?, '{}') ON CONFLICT(key) DO NOTHING",
-                (key, event_key, rule, kind, ActionStatus.STARTED, _ts(now)),
-            )
-            db.execute(
-                "UPDATE actions SET attempts = attempts + 1, updated_at = ? WHERE key = ? AND status != ?",
-                (_ts(now), key, ActionStatus.DONE),
-            )
-            return _action_record(db.execute("SELECT * FROM actions WHERE key = ?", (key,)).fetchone())
+            self._put_action(db, record)
 
-    def finish_action(
-        self,
-        key: str,
-        status: ActionStatus,
-        now: datetime,
-        *,
-        external_id: str | None = None,
-        detail: str = "",
-        url: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE actions SET status = ?, external_id = COALESCE(?, external_id), detail = ?, "
-                "url = COALESCE(?, url), updated_at = ?, data = ? WHERE key = ?",
-                (status, external_id, detail, url, _ts(now), json.dumps(data or {}, default=str), key),
-            )
+    @staticmethod
+    def _put_action(db: sqlite3.Connection, r: ActionRecord) -> None:
+        db.execute(
+            "INSERT INTO actions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+            "status = excluded.status, external_id = excluded.external_id, detail = excluded.detail, "
+            "url = excluded.url, updated_at = excluded.updated_at, data = excluded.data WHERE actions.status != ?",
+            (r.key, r.event_key, r.event_id, r.rule, r.kind, r.status, r.external_id, r.detail, r.url,
+             _ts(r.updated_at), json.dumps(r.data, default=str), ActionStatus.DONE),
+        )
 
     # throttles ------------------------------------------------------------------------------------------------
     def acquire_throttle(self, key: str, holder: str, window: timedelta, now: datetime) -> ThrottleDecision:
@@ -214,7 +209,7 @@ class SqliteLedger:
 
     def quarantined(self, since: datetime | None = None) -> list[QuarantineRecord]:
         rows = self._read(
-            "SELECT at, event_key, event_id, reason, raw FROM quarantine WHERE at >= ? ORDER BY seq",
+            "SELECT at, event_key, event_id, reason, raw FROM quarantine WHERE at >= ? ORDER BY at, seq",
             (_ts(since) if since else "",),
         )
         return [QuarantineRecord(at=_dt(r[0]) or datetime.min, event_key=r[1], event_id=r[2], reason=r[3], raw=r[4])
@@ -222,15 +217,19 @@ class SqliteLedger:
 
     def record_audit(self, entry: AuditEntry) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO audit (at, event_key, event_id, event_type, subject, source, correlation_id, outcome,"
-                " reason, reactions, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    _ts(entry.at), entry.event_key, entry.event_id, entry.event_type, entry.subject, entry.source,
-                    entry.correlation_id, entry.outcome, entry.reason, json.dumps(entry.reactions),
-                    json.dumps(entry.actions, default=str),
-                ),
-            )
+            self._put_audit(db, entry)
+
+    @staticmethod
+    def _put_audit(db: sqlite3.Connection, entry: AuditEntry) -> None:
+        db.execute(
+            "INSERT INTO audit (at, event_key, event_id, event_type, subject, source, correlation_id, outcome,"
+            " reason, reactions, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                _ts(entry.at), entry.event_key, entry.event_id, entry.event_type, entry.subject, entry.source,
+                entry.correlation_id, entry.outcome, entry.reason, json.dumps(entry.reactions),
+                json.dumps(entry.actions, default=str),
+            ),
+        )
 
     def audit(
         self,
@@ -285,13 +284,13 @@ class SqliteLedger:
 def _event_record(row: tuple[Any, ...]) -> EventRecord:
     return EventRecord(
         key=row[0], event_id=row[1], status=EventStatus(row[2]), outcome=row[3], lease_until=_dt(row[4]),
-        attempts=row[5], updated_at=_dt(row[6]) or datetime.min,
+        attempts=row[5], updated_at=_dt(row[6]) or datetime.min, version=str(row[5]),
     )
 
 
 def _action_record(row: tuple[Any, ...]) -> ActionRecord:
     return ActionRecord(
-        key=row[0], event_key=row[1], rule=row[2], kind=row[3], status=ActionStatus(row[4]), attempts=row[5],
+        key=row[0], event_key=row[1], event_id=row[2], rule=row[3], kind=row[4], status=ActionStatus(row[5]),
         external_id=row[6], detail=row[7], url=row[8], updated_at=_dt(row[9]) or datetime.min,
         data=json.loads(row[10]),
     )

@@ -184,10 +184,7 @@ def test_an_event_held_by_another_live_instance_is_retried_later(make_engine: Bu
 def test_a_crash_between_action_and_record_is_resumed_with_a_lookup_hint(make_engine: Build) -> None:
     h = make_engine()
     parsed = parse_event(event("run_status_changed_failed"))
-    plan = h.engine.plan(parsed)
-    (notify,) = plan.actions
-    h.ledger.claim_event(parsed.key, parsed.id, h.clock.now(), timedelta(seconds=30))
-    h.ledger.start_action(notify.key, parsed.key, notify.rule, notify.kind.value, h.clock.now())  # then: crash
+    h.ledger.claim_event(parsed.key, parsed.id, h.clock.now(), timedelta(seconds=30))  # then: crash mid-action
     h.clock.advance(minutes=1)
     outcome = h.engine.handle(parsed)
     assert outcome.outcome is Outcome.ACTED
