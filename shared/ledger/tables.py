@@ -1,0 +1,599 @@
+"""The shared ledger on Azure Table Storage: every Function instance sees the same claims, results and audit.
+
+Layout — one table ``{prefix}ledger``; ids are hashed into keys because they may hold characters keys forbid::
+
+    PartitionKey           RowKey                      entity
+    e<h(event id)>         e|<h(event key)>            the event: status, lease, outcome, attempts, holder
+    e<h(event id)>         a|<action key>              the result of one action of that event
+    e<h(event id)>         z|<newest first>|<seq>|<n>  an audit entry (``audit --event``: one partition)
+    c<h(correlation id)>   z|<newest first>|<seq>|<n>  the same audit entry (``audit --correlation``: one partition)
+    t<h(throttle key)>     t                           a throttle window
+    q<YYYYMMDD>            <oldest first>|<n>          a quarantine record; the raw payload is a blob
+
+An event, its action results and its audit entries share one partition, so settling an event (last action result +
+outcome + audit entry) is one entity-group transaction: atomic, one round-trip. Happy path of an event with N actions:
+claim (1 insert) + N-1 action results + 1 transaction + 1 correlation-index insert = N + 2 round-trips
+(``benchmarks/ledger_tables.py`` counts them on the wire).
+
+Concurrency: inserts are insert-if-absent (409 = someone else has it); every update is conditional on the ETag that
+was read (412 = someone else moved first: read again). Each claim carries a random ``holder`` so a request the SDK
+retried after it had in fact succeeded is recognised as our own. Throttling (429/503), 5xx and timeouts become
+``TransientError`` after the SDK's short retry budget; nothing else is retried.
+
+Azure SDKs are imported only when this module is (``open_ledger`` imports it only when the Tables ledger is chosen).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from shared.errors import ConfigError, PermanentError, TransientError
+from shared.ledger.port import (
+    ActionRecord,
+    ActionStatus,
+    AuditEntry,
+    ClaimOutcome,
+    ClaimResult,
+    EventRecord,
+    EventStatus,
+    QuarantineRecord,
+    ThrottleDecision,
+)
+from shared.settings import Settings
+
+log = logging.getLogger("mlreactor.ledger.tables")
+
+T = TypeVar("T")
+
+#: Fits Event Grid's 30 s window: a few quick retries of throttling/5xx, short timeouts (azure-core's defaults are
+#: 10 retries and 300 s).
+CLIENT_DEFAULTS: Mapping[str, Any] = {
+    "retry_total": 3,
+    "retry_backoff_factor": 0.4,
+    "retry_backoff_max": 4,
+    "connection_timeout": 5,
+    "read_timeout": 10,
+}
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_CAS_ROUNDS = 8  # read → conditional write rounds before contention is reported as transient
+_TEXT_LIMIT = 8_000  # characters kept of one free-text value (a string property holds at most 32 K characters)
+_JSON_LIMIT = 30_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FAR = 10**17  # microseconds; ~3 000 years after the epoch, so inverted times stay positive
+_BATCH = 100  # operations per entity-group transaction (service limit)
+
+
+def _h(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _event_pk(event_id: str | None) -> str:
+    return "e" + _h(event_id or "")
+
+
+def _event_rk(key: str) -> str:
+    return "e|" + _h(key)
+
+
+def _clip(text: str, limit: int = _TEXT_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@contextmanager
+def _storage(what: str) -> Iterator[None]:
+    """Classify a storage failure where it happens: throttling, 5xx and timeouts are transient."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise TransientError(f"ledger: {what}: Table Storage did not answer ({type(exc).__name__})") from exc
+    except HttpResponseError as exc:
+        code = getattr(exc, "error_code", None) or exc.reason or ""
+        detail = f"ledger: {what}: Table Storage answered {exc.status_code} {code}"
+        if exc.status_code in _TRANSIENT_STATUS or exc.status_code is None:
+            raise TransientError(detail.strip()) from exc
+        if exc.status_code in (401, 403):  # a role assignment being fixed must not drop events: redeliver
+            raise TransientError(f"{detail.strip()} (check the identity's Storage Table Data Contributor role)") \
+                from exc
+        raise PermanentError(detail.strip()) from exc
+
+
+def _status(exc: HttpResponseError) -> int | None:
+    return exc.status_code
+
+
+class TablesLedger:
+    """``Ledger`` on Azure Table Storage (and Azurite), with quarantined payloads in a blob container."""
+
+    def __init__(
+        self,
+        tables: TableServiceClient,
+        blobs: BlobServiceClient,
+        *,
+        table_prefix: str = "mlreactor",
+        container: str = "mlreactor-quarantine",
+    ) -> None:
+        name = f"{table_prefix}ledger"
+        if not (name.isascii() and name.isalnum() and name[0].isalpha() and 3 <= len(name) <= 63):
+            raise ConfigError(
+                f"MLREACTOR_TABLE_PREFIX={table_prefix!r}: a table name is 3-63 letters and digits, starting with a "
+                "letter"
+            )
+        self._service = tables
+        self._blobs = blobs
+        self._container_name = container
+        self._container_ready = False
+        with _storage(f"create table {name}"):
+            self._table: TableClient = tables.create_table_if_not_exists(name)
+        self._seq = itertools.count()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **client_options: Any) -> TablesLedger:
+        """Connection string (Azurite: ``UseDevelopmentStorage=true``) or account URL + managed identity.
+
+        ``client_options`` reach both SDK clients (e.g. ``raw_request_hook`` to count round-trips, retry knobs).
+        """
+        options = {**CLIENT_DEFAULTS, **client_options}
+        if settings.storage_connection_string is not None:
+            secret = settings.storage_connection_string.get_secret_value()
+            tables = TableServiceClient.from_connection_string(secret, **options)
+            blobs = BlobServiceClient.from_connection_string(secret, **options)
+        elif settings.storage_account_url:
+            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only with a managed identity
+
+            credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+            tables = TableServiceClient(endpoint=settings.storage_account_url, credential=credential, **options)
+            blobs = BlobServiceClient(_blob_url(settings.storage_account_url), credential=credential, **options)
+        else:
+            raise ConfigError(
+                "MLREACTOR_LEDGER=tables needs MLREACTOR_STORAGE_ACCOUNT_URL (managed identity) or "
+                "MLREACTOR_STORAGE_CONNECTION_STRING"
+            )
+        return cls(tables, blobs, table_prefix=settings.table_prefix, container=settings.quarantine_container)
+
+    # events ---------------------------------------------------------------------------------------------------
+    def claim_event(self, key: str, event_id: str, now: datetime, lease: timedelta) -> ClaimResult:
+        """Insert-if-absent, or take over a released or expired claim with an ETag-conditional update::
+
+            insert e|key {IN_PROGRESS, lease_until = now + lease, attempts = 1, holder = new}
+              ├─ created ──────────────────────────────────────────────► CLAIMED   (1 round-trip)
+              └─ 409: read the event and its action results (one partition query)
+                   ├─ holder is ours (the SDK retried our own insert) ──► CLAIMED
+                   ├─ DONE ────────────────────────────────────────────► DONE      (a duplicate, with the results)
+                   ├─ IN_PROGRESS, lease_until > now ──────────────────► BUSY      (not before the lease runs out)
+                   └─ RELEASED, or lease_until <= now:
+                        update If-Match <etag read> {IN_PROGRESS, new lease, attempts + 1, holder = new}
+                          ├─ ok ───────────────────────────────────────► RESUMED  (with the recorded results)
+                          └─ 412: someone else moved first ─────────────► read again
+        """
+        pk, rk = _event_pk(event_id), _event_rk(key)
+        holder = uuid.uuid4().hex
+        fresh = {
+            "PartitionKey": pk, "RowKey": rk, "record": "event", "key": key, "event_id": event_id,
+            "status": EventStatus.IN_PROGRESS.value, "lease_until": now + lease, "attempts": 1, "holder": holder,
+            "touched": now,
+        }
+        with _storage(f"claim event {event_id}"):
+            created = self._insert(fresh)
+            if created is not None:
+                return ClaimResult(ClaimOutcome.CLAIMED, _event_record(fresh, created, holder))
+            for _ in range(_CAS_ROUNDS):
+                row, actions = self._read_event(pk, rk, key)
+                if row is None:  # purged between our insert and our read: insert again
+                    created = self._insert(fresh)
+                    if created is not None:
+                        return ClaimResult(ClaimOutcome.CLAIMED, _event_record(fresh, created, holder))
+                    continue
+                current = _event_record(row, row.metadata, row["holder"])
+                if row["holder"] == holder:
+                    outcome = ClaimOutcome.CLAIMED if current.attempts == 1 else ClaimOutcome.RESUMED
+                    return ClaimResult(outcome, current, actions)
+                if current.status is EventStatus.DONE:
+                    return ClaimResult(ClaimOutcome.DONE, current, actions)
+                if current.status is EventStatus.IN_PROGRESS and current.lease_until and current.lease_until > now:
+                    return ClaimResult(ClaimOutcome.BUSY, current)
+                taken = {
+                    "PartitionKey": pk, "RowKey": rk, "status": EventStatus.IN_PROGRESS.value,
+                    "lease_until": now + lease, "attempts": current.attempts + 1, "holder": holder, "touched": now,
+                }
+                updated = self._update(taken, row.metadata["etag"])
+                if updated is not None:
+                    return ClaimResult(ClaimOutcome.RESUMED, _event_record({**row, **taken}, updated, holder), actions)
+        raise TransientError(f"ledger: claim event {event_id}: contended by other instances; try again")
+
+    def settle_event(
+        self,
+        claim: EventRecord,
+        outcome: str | None,
+        now: datetime,
+        *,
+        actions: Sequence[ActionRecord] = (),
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        pk, rk = _event_pk(claim.event_id), _event_rk(claim.key)
+        holder, etag = _split_version(claim.version)
+        change: dict[str, Any] = {
+            "PartitionKey": pk, "RowKey": rk, "lease_until": None, "touched": now,
+            "status": (EventStatus.RELEASED if outcome is None else EventStatus.DONE).value,
+        }
+        if outcome is not None:
+            change["outcome"] = outcome
+        together = [a for a in actions if _event_pk(a.event_id) == pk]
+        audit_row = _audit_entity(pk, audit, self._next_seq()) if audit is not None else None
+        operations: list[tuple[Any, ...]] = [("create", _present(_action_entity(a))) for a in together]
+        operations.append(("update", _present(change), {"mode": UpdateMode.MERGE, "etag": etag,
+                                                        "match_condition": MatchConditions.IfNotModified}))
+        if audit_row is not None:
+            operations.append(("create", _present(audit_row)))
+        with _storage(f"settle event {claim.event_id}"):
+            for record in actions:
+                if record not in together:
+                    self._put_action(record)
+            try:
+                self._table.submit_transaction(operations)
+                kept = True
+            except TableTransactionError as exc:
+                if _status(exc) not in (409, 412):
+                    raise
+                kept = self._settle_apart(together, change, etag, holder, audit_row)
+            if audit is not None and audit.correlation_id:
+                self._insert(_audit_entity("c" + _h(audit.correlation_id), audit, self._next_seq()))
+        return kept
+
+    def _settle_apart(
+        self,
+        actions: Sequence[ActionRecord],
+        change: dict[str, Any],
+        etag: str,
+        holder: str,
+        audit_row: dict[str, Any] | None,
+    ) -> bool:
+        """The transaction met a conflict: an action result already stored, our lease lost, or our own earlier try
+        that succeeded unseen. Store each part on its own, never overwriting another instance's claim."""
+        row = self._get(change["PartitionKey"], change["RowKey"])
+        if row is not None and row["holder"] == holder and row["status"] == change["status"] \
+                and row.metadata["etag"] != etag:
+            return True  # the SDK retried a transaction that had gone through: everything is stored
+        for record in actions:
+            self._put_action(record)
+        kept = self._update(change, etag) is not None
+        if audit_row is not None:
+            self._insert(audit_row)
+        return kept
+
+    def reopen_event(self, key: str, event_id: str, now: datetime) -> bool:
+        pk, rk = _event_pk(event_id), _event_rk(key)
+        with _storage(f"reopen event {event_id}"):
+            for _ in range(_CAS_ROUNDS):
+                row = self._get(pk, rk)
+                if row is None or row["status"] != EventStatus.DONE:
+                    return False
+                change = {"PartitionKey": pk, "RowKey": rk, "status": EventStatus.RELEASED.value, "touched": now}
+                if self._update(change, row.metadata["etag"]) is not None:
+                    return True
+        raise TransientError(f"ledger: reopen event {event_id}: contended by other instances; try again")
+
+    def _read_event(self, pk: str, rk: str, key: str) -> tuple[Any, dict[str, ActionRecord]]:
+        """The event row and its action results, in one partition query (``a|…`` sorts before ``e|…``)."""
+        rows = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey ge 'a|' and RowKey le @rk", parameters={"pk": pk, "rk": rk}
+        )
+        event, actions = None, {}
+        for row in rows:
+            if row["RowKey"] == rk:
+                event = row
+            elif row.get("record") == "action" and row.get("event_key") == key:
+                actions[row["key"]] = _action_record(row)
+        return event, actions
+
+    # actions --------------------------------------------------------------------------------------------------
+    def record_action(self, record: ActionRecord) -> None:
+        with _storage(f"record action {record.rule}/{record.kind} of event {record.event_id}"):
+            self._put_action(record)
+
+    def _put_action(self, record: ActionRecord) -> None:
+        """Insert; else replace a non-DONE result If-Match its ETag. A DONE result is final."""
+        entity = _action_entity(record)
+        for _ in range(_CAS_ROUNDS):
+            if self._insert(entity) is not None:
+                return
+            row = self._get(entity["PartitionKey"], entity["RowKey"])
+            if row is None:
+                continue
+            if row["status"] == ActionStatus.DONE:
+                return
+            if self._update(entity, row.metadata["etag"], UpdateMode.REPLACE) is not None:
+                return
+        raise TransientError(f"ledger: record action {record.key[:16]}: contended by other instances; try again")
+
+    # throttles ------------------------------------------------------------------------------------------------
+    def acquire_throttle(self, key: str, holder: str, window: timedelta, now: datetime) -> ThrottleDecision:
+        pk = "t" + _h(key)
+        opened = {
+            "PartitionKey": pk, "RowKey": "t", "record": "throttle", "key": key, "holder": holder,
+            "window_start": now, "window_end": now + window, "suppressed": 0, "touched": now + window,
+        }
+        with _storage(f"throttle {key}"):
+            for _ in range(_CAS_ROUNDS):
+                row = self._get(pk, "t")
+                if row is None:
+                    if self._insert(opened) is not None:
+                        return ThrottleDecision(True, 0, now)
+                    continue
+                start: datetime = row["window_start"]
+                if row["holder"] == holder:
+                    return ThrottleDecision(True, 0, start)
+                if row["window_end"] > now:
+                    suppressed = row["suppressed"] + 1
+                    counted = {"PartitionKey": pk, "RowKey": "t", "suppressed": suppressed}
+                    if self._update(counted, row.metadata["etag"]) is not None:
+                        return ThrottleDecision(False, suppressed, start)
+                    continue
+                if self._update(opened, row.metadata["etag"], UpdateMode.REPLACE) is not None:
+                    return ThrottleDecision(True, row["suppressed"], now)
+        raise TransientError(f"ledger: throttle {key}: contended by other instances; try again")
+
+    # quarantine -----------------------------------------------------------------------------------------------
+    def quarantine(self, record: QuarantineRecord) -> None:
+        """The raw payload goes to a blob first, so a record never points at a missing payload."""
+        name = uuid.uuid4().hex
+        blob = f"{record.at:%Y/%m/%d}/{record.at:%H%M%S}-{name}.json"
+        with _storage(f"quarantine event {record.event_id}"):
+            self._container().upload_blob(blob, record.raw.encode(), overwrite=True)
+            self._insert({
+                "PartitionKey": f"q{record.at:%Y%m%d}", "RowKey": f"{_micros(record.at):017d}|{name}",
+                "record": "quarantine", "at": record.at, "event_key": record.event_key, "event_id": record.event_id,
+                "reason": _clip(record.reason), "blob": blob, "touched": record.at,
+            })
+
+    def quarantined(self, since: datetime | None = None) -> list[QuarantineRecord]:
+        lower = f"q{since:%Y%m%d}" if since else "q"
+        with _storage("list quarantined events"):
+            rows = self._table.query_entities(
+                "PartitionKey ge @lower and PartitionKey lt 'r' and record eq 'quarantine'",
+                parameters={"lower": lower},
+            )
+            container = self._container()
+            return [
+                QuarantineRecord(
+                    at=row["at"], event_key=_opt(row.get("event_key")), event_id=_opt(row.get("event_id")),
+                    reason=row["reason"],
+                    raw=container.download_blob(row["blob"]).readall().decode(),
+                )
+                for row in rows
+                if since is None or row["at"] >= since
+            ]
+
+    def _container(self) -> ContainerClient:
+        container = self._blobs.get_container_client(self._container_name)
+        if not self._container_ready:
+            try:
+                container.create_container()
+            except HttpResponseError as exc:
+                if _status(exc) != 409:  # 409: it exists
+                    raise
+            self._container_ready = True
+        return container
+
+    # audit ----------------------------------------------------------------------------------------------------
+    def record_audit(self, entry: AuditEntry) -> None:
+        with _storage(f"audit event {entry.event_id}"):
+            self._insert(_audit_entity(_event_pk(entry.event_id), entry, self._next_seq()))
+            if entry.correlation_id:
+                self._insert(_audit_entity("c" + _h(entry.correlation_id), entry, self._next_seq()))
+
+    def audit(
+        self,
+        *,
+        event_id: str | None = None,
+        correlation_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 200,
+    ) -> list[AuditEntry]:
+        clauses = ["RowKey ge 'z|'", "RowKey lt 'z}'"]
+        parameters: dict[str, Any] = {}
+        if event_id is not None:  # one partition
+            clauses += ["PartitionKey eq @pk", "event_id eq @event_id"]
+            parameters.update(pk=_event_pk(event_id), event_id=event_id)
+            if correlation_id is not None:
+                clauses.append("correlation_id eq @correlation_id")
+                parameters["correlation_id"] = correlation_id
+        elif correlation_id is not None:  # one partition
+            clauses += ["PartitionKey eq @pk", "correlation_id eq @correlation_id"]
+            parameters.update(pk="c" + _h(correlation_id), correlation_id=correlation_id)
+        else:  # every event partition (each entry has one copy there): a scan, for operators only
+            clauses += ["PartitionKey ge 'e'", "PartitionKey lt 'f'"]
+        if since is not None:
+            clauses.append("at ge @since")
+            parameters["since"] = since
+        with _storage("read the audit trail"):
+            rows = self._table.query_entities(" and ".join(clauses), parameters=parameters)
+            if event_id is None and correlation_id is None:
+                found = sorted(rows, key=lambda r: r["RowKey"])[:limit]  # RowKeys sort newest first
+            else:
+                found = list(itertools.islice(rows, limit))  # one partition: already newest first
+        return [_audit_record(row) for row in found]
+
+    # retention ------------------------------------------------------------------------------------------------
+    def purge(self, before: datetime) -> int:
+        """Delete what was last touched before ``before`` (quarantine payload blobs too), per partition in
+        transactions of up to 100; a row changed since it was read is kept (If-Match). The count leaves out the
+        by-correlation copies of audit entries, so it counts records as the SQLite ledger does."""
+        with _storage("purge the ledger"):
+            rows = self._table.query_entities("touched lt @before", parameters={"before": before})
+            by_partition: dict[str, list[Any]] = {}
+            for row in rows:
+                by_partition.setdefault(row["PartitionKey"], []).append(row)
+            deleted = 0
+            for pk, partition in by_partition.items():
+                for start in range(0, len(partition), _BATCH):
+                    gone = self._delete(partition[start : start + _BATCH])
+                    deleted += 0 if pk.startswith("c") else gone
+            return deleted
+
+    def _delete(self, rows: Sequence[Any]) -> int:
+        for row in rows:
+            if row.get("record") == "quarantine":
+                try:
+                    self._container().delete_blob(row["blob"])
+                except HttpResponseError as exc:
+                    if _status(exc) != 404:
+                        raise
+        operations = [
+            ("delete", row, {"etag": row.metadata["etag"], "match_condition": MatchConditions.IfNotModified})
+            for row in rows
+        ]
+        try:
+            self._table.submit_transaction(operations)
+            return len(rows)
+        except TableTransactionError as exc:
+            if _status(exc) not in (404, 412):
+                raise
+        deleted = 0
+        for row in rows:  # one of them changed or vanished meanwhile: one by one
+            try:
+                self._table.delete_entity(row, etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+                deleted += 1
+            except HttpResponseError as exc:
+                if _status(exc) not in (404, 412):
+                    raise
+        return deleted
+
+    def close(self) -> None:
+        self._table.close()
+        self._service.close()
+        self._blobs.close()
+
+    # primitives -----------------------------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        return next(self._seq)
+
+    def _insert(self, entity: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Insert-if-absent: the response metadata (ETag), or None if the entity exists."""
+        return _absent_on(409, lambda: self._table.create_entity(_present(entity)))
+
+    def _update(
+        self, entity: Mapping[str, Any], etag: str, mode: UpdateMode = UpdateMode.MERGE
+    ) -> Mapping[str, Any] | None:
+        """Update If-Match ``etag``: the new metadata, or None if the entity changed (412) or vanished (404)."""
+        return _absent_on(412, lambda: self._table.update_entity(
+            _present(entity), mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified
+        ), also=404)
+
+    def _get(self, pk: str, rk: str) -> Any:
+        return _absent_on(404, lambda: self._table.get_entity(pk, rk))
+
+
+def _absent_on(status: int, call: Callable[[], T], also: int | None = None) -> T | None:
+    try:
+        return call()
+    except HttpResponseError as exc:
+        if _status(exc) in (status, also):
+            return None
+        raise
+
+
+def _present(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """A MERGE leaves properties it does not name: an absent value is written as an empty string instead of None."""
+    return {k: ("" if v is None else v) for k, v in entity.items()}
+
+
+def _blob_url(table_url: str) -> str:
+    """``https://acct.table.core.windows.net`` → ``https://acct.blob.core.windows.net`` (any Azure cloud)."""
+    parts = urlsplit(table_url)
+    host = parts.hostname or ""
+    if ".table." not in host:
+        raise ConfigError(
+            f"MLREACTOR_STORAGE_ACCOUNT_URL={table_url!r}: expected https://ACCOUNT.table.<cloud suffix>"
+        )
+    return urlunsplit((parts.scheme, parts.netloc.replace(".table.", ".blob.", 1), "", "", ""))
+
+
+def _version(holder: str, etag: str) -> str:
+    return f"{holder} {etag}"
+
+
+def _split_version(version: str) -> tuple[str, str]:
+    holder, _, etag = version.partition(" ")
+    return holder, etag
+
+
+def _opt(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _event_record(row: Mapping[str, Any], metadata: Mapping[str, Any], holder: str) -> EventRecord:
+    return EventRecord(
+        key=row["key"], event_id=row["event_id"], status=EventStatus(row["status"]), outcome=_opt(row.get("outcome")),
+        lease_until=_opt(row.get("lease_until")), attempts=row["attempts"], updated_at=row["touched"],
+        version=_version(holder, metadata["etag"]),
+    )
+
+
+def _action_entity(r: ActionRecord) -> dict[str, Any]:
+    return {
+        "PartitionKey": _event_pk(r.event_id), "RowKey": f"a|{r.key}", "record": "action", "key": r.key,
+        "event_key": r.event_key, "event_id": r.event_id, "rule": r.rule, "action_kind": r.kind,
+        "status": r.status.value, "external_id": r.external_id, "detail": _clip(r.detail), "url": r.url,
+        "data": json.dumps(r.data, default=str), "touched": r.updated_at,
+    }
+
+
+def _action_record(row: Mapping[str, Any]) -> ActionRecord:
+    return ActionRecord(
+        key=row["key"], event_key=row["event_key"], event_id=row["event_id"], rule=row["rule"],
+        kind=row["action_kind"], status=ActionStatus(row["status"]), external_id=_opt(row.get("external_id")),
+        detail=row.get("detail", ""), url=_opt(row.get("url")), updated_at=row["touched"],
+        data=json.loads(row.get("data") or "{}"),
+    )
+
+
+def _audit_entity(pk: str, entry: AuditEntry, seq: int) -> dict[str, Any]:
+    """RowKey ``z|<inverted time>|<inverted seq>|<nonce>``: a partition reads newest first, ties in write order."""
+    row_key = f"z|{_FAR - _micros(entry.at):017d}|{10**12 - seq:012d}|{uuid.uuid4().hex[:8]}"
+    return {
+        "PartitionKey": pk, "RowKey": row_key, "record": "audit", "at": entry.at, "event_key": entry.event_key,
+        "event_id": entry.event_id, "event_type": entry.event_type, "subject": _clip(entry.subject),
+        "source": entry.source, "correlation_id": entry.correlation_id, "outcome": entry.outcome,
+        "reason": _clip(entry.reason), "reactions": json.dumps(entry.reactions),
+        "actions": _fit_actions(entry.actions), "touched": entry.at,
+    }
+
+
+def _fit_actions(actions: Iterable[Mapping[str, Any]]) -> str:
+    """JSON of the action outcomes, within one property's size: long details are shortened first."""
+    listed = list(actions)
+    text = json.dumps(listed, default=str)
+    if len(text) > _JSON_LIMIT:
+        listed = [{**a, "detail": _clip(str(a.get("detail", "")), 200)} for a in listed]
+        text = json.dumps(listed, default=str)
+    while len(text) > _JSON_LIMIT and listed:
+        listed = listed[:-1]
+        text = json.dumps([*listed, {"status": "truncated"}], default=str)
+    return text
+
+
+def _audit_record(row: Mapping[str, Any]) -> AuditEntry:
+    return AuditEntry(
+        at=row["at"], event_key=_opt(row.get("event_key")), event_id=_opt(row.get("event_id")),
+        event_type=row.get("event_type", ""), subject=row.get("subject", ""), source=row.get("source", ""),
+        correlation_id=row.get("correlation_id", ""), outcome=row["outcome"], reason=row.get("reason", ""),
+        reactions=json.loads(row["reactions"]), actions=json.loads(row["actions"]),
+    )
