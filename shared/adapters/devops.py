@@ -54,7 +54,7 @@ from typing import Any, Protocol, TypeVar
 from shared.actions import ActionResult, PlannedAction, QueueReleaseParams
 from shared.clock import Clock, SystemClock
 from shared.errors import PermanentError, TransientError
-from shared.ledger.port import ActionStatus, ClaimOutcome, Ledger
+from shared.ledger.port import ActionRecord, ActionStatus, ClaimOutcome, Ledger
 from shared.settings import Settings
 
 log = logging.getLogger("mlreactor.adapters.devops")
@@ -258,9 +258,11 @@ class DevOpsReleaseAdapter:
         ledger = self._ledger
         now = self._clock.now()
         lease = timedelta(seconds=self._settings.lease_seconds)
-        claim = ledger.claim_event(lock, action.event.id, now, lease)
+        # The lock is shared by every event that releases this model version: its claims all name the lock itself
+        # as their event id (the Tables ledger places records by it).
+        claim = ledger.claim_event(lock, lock, now, lease)
         if claim.outcome is ClaimOutcome.DONE:
-            done = ledger.get_action(key)
+            done = claim.actions.get(key)
             if done is None:  # the lock outlived its record (purged): say so rather than queue again
                 raise PermanentError(f"the release of {params.model}:{params.version} was queued before; its record "
                                      "is gone")
@@ -273,22 +275,25 @@ class DevOpsReleaseAdapter:
                 f"the release of {params.model}:{params.version} to {target.describe()} is being queued by another "
                 "delivery; Event Grid will redeliver"
             )
-        ledger.start_action(key, action.event.key, action.rule, action.kind.value, now)
+        def record(status: ActionStatus, detail: str, done: ActionResult | None = None) -> ActionRecord:
+            return ActionRecord(
+                key=key, event_key=lock, event_id=lock, rule=action.rule, kind=action.kind.value, status=status,
+                external_id=done.external_id if done else None, detail=detail, url=done.url if done else None,
+                updated_at=self._clock.now(), data=dict(done.data) if done else {},
+            )
+
         try:
             queued = self._queue(target, action, key, resumed=claim.outcome is ClaimOutcome.RESUMED)
         except PermanentError as exc:
-            ledger.finish_action(key, ActionStatus.FAILED, self._clock.now(), detail=str(exc))
-            ledger.release_event(lock, self._clock.now())
+            ledger.settle_event(claim.record, None, self._clock.now(), actions=[record(ActionStatus.FAILED, str(exc))])
             raise
         except TransientError:
-            ledger.release_event(lock, self._clock.now())
+            ledger.settle_event(claim.record, None, self._clock.now())
             raise
         result = self._result(target, queued, key)
-        ledger.finish_action(
-            key, ActionStatus.DONE, self._clock.now(), external_id=result.external_id, detail=result.detail,
-            url=result.url, data=dict(result.data),
+        ledger.settle_event(
+            claim.record, "queued", self._clock.now(), actions=[record(ActionStatus.DONE, result.detail, result)]
         )
-        ledger.finish_event(lock, "queued", self._clock.now())
         log.info("queue_release: %s", result.detail, extra={"correlation_id": action.correlation_id})
         return result
 

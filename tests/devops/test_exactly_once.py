@@ -3,13 +3,13 @@ the POST and the record, and a second instance arriving while the first is still
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from shared.ledger.port import ActionStatus
+from shared.ledger.port import ActionRecord, ActionStatus, AuditEntry, EventRecord
 from shared.ledger.sqlite import SqliteLedger
 from tests.devops.conftest import CLASSIC_RULES, PIPELINE_RULES, Release
 from tests.fakes.azure_devops import FakeAzureDevOps
@@ -22,10 +22,18 @@ class Crash(BaseException):
 class CrashAfterPost(SqliteLedger):
     """The real ledger, except that the process dies when the release result is about to be recorded."""
 
-    def finish_action(self, key: str, status: ActionStatus, now: datetime, **kwargs: object) -> None:
-        if status is ActionStatus.DONE and kwargs.get("external_id"):
+    def settle_event(
+        self,
+        claim: EventRecord,
+        outcome: str | None,
+        now: datetime,
+        *,
+        actions: Sequence[ActionRecord] = (),
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        if any(a.status is ActionStatus.DONE and a.external_id for a in actions):
             raise Crash
-        super().finish_action(key, status, now, **kwargs)  # type: ignore[arg-type]
+        return super().settle_event(claim, outcome, now, actions=actions, audit=audit)
 
 
 def test_a_redelivered_event_is_a_duplicate_and_queues_nothing(
