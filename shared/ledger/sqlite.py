@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -71,15 +72,27 @@ class SqliteLedger:
             self._db = sqlite3.connect(
                 path, timeout=timeout.total_seconds(), isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; fsync at checkpoints
-            # A checkpoint's fsync is the latency tail; checkpointing every 4000 pages (~16 MB of WAL) instead of
-            # 1000 makes that stall 4x rarer (benchmarks/throughput.py prints p99, p99.9 and max).
-            self._db.execute("PRAGMA wal_autocheckpoint=4000")
-            self._db.executescript(_SCHEMA)
+            self._setup(time.monotonic() + timeout.total_seconds())
         except (OSError, sqlite3.Error) as exc:
             raise OSError(f"cannot open the SQLite ledger at {path}: {exc}") from exc
         self._lock = threading.Lock()
+
+    def _setup(self, deadline: float) -> None:
+        """WAL mode and schema. Processes opening a new file at once may meet "database is locked" even within the
+        busy timeout (switching to WAL takes an exclusive lock without waiting): try again until the deadline."""
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; fsync at checkpoints
+                # A checkpoint's fsync is the latency tail; checkpointing every 4000 pages (~16 MB of WAL) instead of
+                # 1000 makes that stall 4x rarer (benchmarks/throughput.py prints p99, p99.9 and max).
+                self._db.execute("PRAGMA wal_autocheckpoint=4000")
+                self._db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
