@@ -6,6 +6,7 @@ Every test names the behaviour the engine relies on; a backend passes only if it
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shared.ledger.port import (
@@ -93,6 +94,19 @@ def test_given_a_settled_event_when_claimed_again_then_it_is_a_duplicate_with_it
     assert again.outcome is ClaimOutcome.DONE
     assert again.record.outcome == "acted"
     assert again.record.status is EventStatus.DONE
+
+
+def test_given_a_settled_event_with_results_when_claimed_again_then_done_comes_with_the_results_and_data(
+    ledger: Ledger,
+) -> None:
+    claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)
+    gate = replace(result("a1", "e1"), data={"verdict": "pass", "auc": 0.91, "metrics": {"f1": 0.8}})
+    ledger.settle_event(claim.record, "acted", T0, actions=[gate])
+
+    again = ledger.claim_event(key("e1"), "e1", T0 + timedelta(hours=1), LEASE)
+
+    assert again.outcome is ClaimOutcome.DONE
+    assert again.actions["a1"] == gate
 
 
 def test_given_a_released_event_when_claimed_again_then_it_resumes_at_once(ledger: Ledger) -> None:
