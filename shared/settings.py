@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.clock import parse_duration
@@ -134,6 +134,17 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_the_work(self) -> Settings:
+        """A live instance's claim must not run out while it works, or another instance would act too. One action
+        may start just before the budget ends and take up to Event Grid's 30 s window."""
+        if self.lease_seconds < self.action_budget_seconds + 30:
+            raise ValueError(
+                f"MLREACTOR_LEASE_SECONDS ({self.lease_seconds:g}) must be at least MLREACTOR_ACTION_BUDGET_SECONDS "
+                f"({self.action_budget_seconds:g}) + 30"
+            )
+        return self
 
     def secret(self, name: str) -> SecretStr | None:
         """A secret named by the rules file (e.g. a channel's ``url_setting``), read from the app settings.

@@ -14,7 +14,7 @@ from shared.ledger.sqlite import SqliteLedger
 from shared.settings import Settings
 from tests.fakes.azurite import BINARY, Azurite
 
-BACKENDS = ["sqlite", "tables"]
+BACKENDS = ["sqlite", pytest.param("tables", marks=pytest.mark.azurite)]
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,7 @@ def test_given_the_app_when_indexed_then_purge_ledger_is_a_daily_timer_on_the_se
     assert get_settings().purge_schedule == "0 30 2 * * *"
 
 
+@pytest.mark.azurite
 def test_given_records_older_than_the_retention_on_tables_when_purged_then_only_they_go(azurite: object) -> None:
     from tests.ledger.conftest import tables_settings
 

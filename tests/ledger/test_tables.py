@@ -30,6 +30,8 @@ from tests.ledger.test_conformance import LEASE, T0, entry, key, result
 from tests.ledger.test_exactly_once import OffsetClock, action_keys
 from tests.ledger.worker import RULES, deliveries
 
+pytestmark = pytest.mark.azurite
+
 
 def engine_on(ledger: TablesLedger, log: Path, **kwargs: Any) -> tuple[Engine, dict[ActionKind, RecordingAdapter]]:
     adapters = {kind: RecordingAdapter(kind, log) for kind in ActionKind}
