@@ -101,7 +101,7 @@ def _one(engine: Engine, item: DeadLettered, *, reopen: bool, dry_run: bool) -> 
         return Redriven(item.origin, parsed.id, item.reason, "planned",
                         f"would run {len(plan.actions)} action(s) of {fired} unless already done")
     if reopen:
-        engine.ledger.reopen_event(parsed.key, engine.clock.now())
+        engine.ledger.reopen_event(parsed.key, parsed.id, engine.clock.now())
     return _result(item, engine.handle(parsed))
 
 

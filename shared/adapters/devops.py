@@ -10,8 +10,8 @@ a second, model-scoped guard lives here, in the same ledger::
 
     release key = sha256({"rule", "index", "model", "version"})    carried in the run (template parameter
                                                                       ``releaseKey``) or the release description
-    claim_event("release|<key>")   a lease: one instance at a time queues this model version
-      CLAIMED  → start_action(key) (intent) → POST → finish_action(key, DONE, id, url) → finish_event (lock done)
+    claim_event("release|<key>")   a lease: one instance at a time queues this model version (the claim is the intent)
+      CLAIMED  → POST → settle_event(lock done, with the result (key, DONE, id, url)) in one write
       DONE     → already queued (by this or another event): answer with the recorded run/release, queue nothing
       BUSY     → another instance is queueing it right now: TransientError, Event Grid redelivers
       RESUMED  → an earlier attempt may have POSTed and died before recording: find its run/release by the key

@@ -39,6 +39,7 @@ class ClaimOutcome(StrEnum):
 
 
 class ActionStatus(StrEnum):
+    STARTED = "started"  # intent recorded (adapters' sub-steps); the result is not known yet
     DONE = "done"  # final: never replaced
     FAILED = "failed"  # permanent failure, recorded for a person; a redrive may replace it
 
@@ -79,6 +80,8 @@ class ActionRecord:
     detail: str
     url: str | None
     updated_at: datetime
+    #: Attempts counted by ``start_action`` (adapters that give up after N tries); 0 if never started that way.
+    attempts: int = 0
     #: What the action found out (e.g. a quality gate's verdict), so a redelivery that skips the done action
     #: still gives later actions the same result.
     data: dict[str, Any] = field(default_factory=dict)
@@ -149,7 +152,19 @@ class Ledger(Protocol):
         ...
 
     def record_action(self, record: ActionRecord) -> None:
-        """Store an action's result. A ``DONE`` record is final: a later result for the same key is dropped."""
+        """Store an action's result. A ``DONE`` record is final: a later result for the same key is dropped. An
+        existing record keeps its attempt count."""
+        ...
+
+    def get_action(self, key: str, event_id: str) -> ActionRecord | None:
+        """The record of an action (or of an adapter's own sub-step), found beside its event."""
+        ...
+
+    def start_action(
+        self, key: str, event_key: str, event_id: str, rule: str, kind: str, now: datetime
+    ) -> ActionRecord:
+        """For adapters that track sub-steps (e.g. one record per notification channel): record the intent
+        (insert-if-absent), count the attempt unless it is done, and return the record as it now stands."""
         ...
 
     def settle_event(

@@ -35,8 +35,8 @@ CREATE TABLE IF NOT EXISTS events (
     lease_until TEXT, attempts INTEGER NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS actions (
     key TEXT PRIMARY KEY, event_key TEXT NOT NULL, event_id TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
-    status TEXT NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT, updated_at TEXT NOT NULL,
-    data TEXT NOT NULL DEFAULT '{}');
+    status TEXT NOT NULL, attempts INTEGER NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT,
+    updated_at TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS actions_event ON actions(event_key);
 CREATE TABLE IF NOT EXISTS throttles (
     key TEXT PRIMARY KEY, holder TEXT NOT NULL, window_start TEXT NOT NULL, window_end TEXT NOT NULL,
@@ -180,13 +180,31 @@ class SqliteLedger:
         with self._tx() as db:
             self._put_action(db, record)
 
+    def get_action(self, key: str, event_id: str) -> ActionRecord | None:
+        rows = self._read("SELECT * FROM actions WHERE key = ?", (key,))
+        return _action_record(rows[0]) if rows else None
+
+    def start_action(
+        self, key: str, event_key: str, event_id: str, rule: str, kind: str, now: datetime
+    ) -> ActionRecord:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO actions VALUES (?, ?, ?, ?, ?, ?, 0, NULL, '', NULL, ?, '{}') ON CONFLICT(key) DO NOTHING",
+                (key, event_key, event_id, rule, kind, ActionStatus.STARTED, _ts(now)),
+            )
+            db.execute(
+                "UPDATE actions SET attempts = attempts + 1, updated_at = ? WHERE key = ? AND status != ?",
+                (_ts(now), key, ActionStatus.DONE),
+            )
+            return _action_record(db.execute("SELECT * FROM actions WHERE key = ?", (key,)).fetchone())
+
     @staticmethod
     def _put_action(db: sqlite3.Connection, r: ActionRecord) -> None:
         db.execute(
-            "INSERT INTO actions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+            "INSERT INTO actions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
             "status = excluded.status, external_id = excluded.external_id, detail = excluded.detail, "
             "url = excluded.url, updated_at = excluded.updated_at, data = excluded.data WHERE actions.status != ?",
-            (r.key, r.event_key, r.event_id, r.rule, r.kind, r.status, r.external_id, r.detail, r.url,
+            (r.key, r.event_key, r.event_id, r.rule, r.kind, r.status, r.attempts, r.external_id, r.detail, r.url,
              _ts(r.updated_at), json.dumps(r.data, default=str), ActionStatus.DONE),
         )
 
@@ -304,6 +322,6 @@ def _event_record(row: tuple[Any, ...]) -> EventRecord:
 def _action_record(row: tuple[Any, ...]) -> ActionRecord:
     return ActionRecord(
         key=row[0], event_key=row[1], event_id=row[2], rule=row[3], kind=row[4], status=ActionStatus(row[5]),
-        external_id=row[6], detail=row[7], url=row[8], updated_at=_dt(row[9]) or datetime.min,
-        data=json.loads(row[10]),
+        attempts=row[6], external_id=row[7], detail=row[8], url=row[9], updated_at=_dt(row[10]) or datetime.min,
+        data=json.loads(row[11]),
     )

@@ -309,7 +309,7 @@ class TablesLedger:
             self._put_action(record)
 
     def _put_action(self, record: ActionRecord) -> None:
-        """Insert; else replace a non-DONE result If-Match its ETag. A DONE result is final."""
+        """Insert; else update a non-DONE record If-Match its ETag, keeping its attempt count. DONE is final."""
         entity = _action_entity(record)
         for _ in range(_CAS_ROUNDS):
             if self._insert(entity) is not None:
@@ -319,9 +319,39 @@ class TablesLedger:
                 continue
             if row["status"] == ActionStatus.DONE:
                 return
-            if self._update(entity, row.metadata["etag"], UpdateMode.REPLACE) is not None:
+            result = {k: v for k, v in entity.items() if k != "attempts"}
+            if self._update(result, row.metadata["etag"]) is not None:
                 return
         raise TransientError(f"ledger: record action {record.key[:16]}: contended by other instances; try again")
+
+    def get_action(self, key: str, event_id: str) -> ActionRecord | None:
+        with _storage(f"read action {key[:16]} of event {event_id}"):
+            row = self._get(_event_pk(event_id), f"a|{key}")
+        return _action_record(row) if row is not None else None
+
+    def start_action(
+        self, key: str, event_key: str, event_id: str, rule: str, kind: str, now: datetime
+    ) -> ActionRecord:
+        """Insert a STARTED record with one attempt; else count one more attempt (If-Match) unless it is DONE."""
+        started = ActionRecord(
+            key=key, event_key=event_key, event_id=event_id, rule=rule, kind=kind, status=ActionStatus.STARTED,
+            external_id=None, detail="", url=None, updated_at=now, attempts=1,
+        )
+        entity = _action_entity(started)
+        with _storage(f"start action {key[:16]} of event {event_id}"):
+            for _ in range(_CAS_ROUNDS):
+                if self._insert(entity) is not None:
+                    return started
+                row = self._get(entity["PartitionKey"], entity["RowKey"])
+                if row is None:
+                    continue
+                if row["status"] == ActionStatus.DONE:
+                    return _action_record(row)
+                counted = {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"],
+                           "attempts": row.get("attempts", 0) + 1, "touched": now}
+                if self._update(counted, row.metadata["etag"]) is not None:
+                    return _action_record({**row, **counted})
+        raise TransientError(f"ledger: start action {key[:16]}: contended by other instances; try again")
 
     # throttles ------------------------------------------------------------------------------------------------
     def acquire_throttle(self, key: str, holder: str, window: timedelta, now: datetime) -> ThrottleDecision:
@@ -551,8 +581,8 @@ def _action_entity(r: ActionRecord) -> dict[str, Any]:
     return {
         "PartitionKey": _event_pk(r.event_id), "RowKey": f"a|{r.key}", "record": "action", "key": r.key,
         "event_key": r.event_key, "event_id": r.event_id, "rule": r.rule, "action_kind": r.kind,
-        "status": r.status.value, "external_id": r.external_id, "detail": _clip(r.detail), "url": r.url,
-        "data": json.dumps(r.data, default=str), "touched": r.updated_at,
+        "status": r.status.value, "attempts": r.attempts, "external_id": r.external_id, "detail": _clip(r.detail),
+        "url": r.url, "data": json.dumps(r.data, default=str), "touched": r.updated_at,
     }
 
 
@@ -561,7 +591,7 @@ def _action_record(row: Mapping[str, Any]) -> ActionRecord:
         key=row["key"], event_key=row["event_key"], event_id=row["event_id"], rule=row["rule"],
         kind=row["action_kind"], status=ActionStatus(row["status"]), external_id=_opt(row.get("external_id")),
         detail=row.get("detail", ""), url=_opt(row.get("url")), updated_at=row["touched"],
-        data=json.loads(row.get("data") or "{}"),
+        attempts=row.get("attempts", 0), data=json.loads(row.get("data") or "{}"),
     )
 
 

@@ -208,6 +208,30 @@ def test_given_a_failed_result_when_a_redrive_succeeds_then_done_replaces_it(led
     assert taken.actions["a1"].detail == "tagged"
 
 
+def test_given_an_adapters_sub_step_when_started_again_then_attempts_count_until_done_which_is_final(
+    ledger: Ledger,
+) -> None:
+    first = ledger.start_action("sub", key("e1"), "e1", "r", "notify:teams", T0)
+    second = ledger.start_action("sub", key("e1"), "e1", "r", "notify:teams", T0 + timedelta(seconds=10))
+    ledger.record_action(replace(result("sub", "e1", detail="sent"), kind="notify:teams"))
+    after_done = ledger.start_action("sub", key("e1"), "e1", "r", "notify:teams", T0 + timedelta(seconds=20))
+
+    assert (first.status, first.attempts) == (ActionStatus.STARTED, 1)
+    assert (second.status, second.attempts) == (ActionStatus.STARTED, 2)
+    assert (after_done.status, after_done.attempts, after_done.detail) == (ActionStatus.DONE, 2, "sent")
+    assert ledger.get_action("sub", "e1") == after_done
+    assert ledger.get_action("nope", "e1") is None
+
+
+def test_given_a_failed_sub_step_when_started_again_then_it_stays_failed_and_counts(ledger: Ledger) -> None:
+    ledger.start_action("sub", key("e1"), "e1", "r", "notify:slack", T0)
+    ledger.record_action(replace(result("sub", "e1", ActionStatus.FAILED, detail="404"), kind="notify:slack"))
+
+    again = ledger.start_action("sub", key("e1"), "e1", "r", "notify:slack", T0 + timedelta(minutes=1))
+
+    assert (again.status, again.attempts, again.detail) == (ActionStatus.FAILED, 2, "404")
+
+
 # reopen -----------------------------------------------------------------------------------------------------------
 def test_given_a_quarantined_event_when_reopened_then_the_next_claim_resumes(ledger: Ledger) -> None:
     claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)

@@ -68,7 +68,7 @@ def test_given_slack_answers_404_then_the_failure_is_recorded_quarantined_and_a_
     assert harness.ledger.quarantined()[0].event_id == the_event.id
 
     receivers.slack.always(None)  # a person fixed the Slack app, then redrives the event
-    assert harness.ledger.reopen_event(the_event.key, harness.clock.now())
+    assert harness.ledger.reopen_event(the_event.key, the_event.id, harness.clock.now())
     redriven = harness.engine.handle(the_event)
 
     assert redriven.outcome is Outcome.ACTED, redriven.reason

@@ -38,7 +38,7 @@ from shared.adapters.notify.messages import Layout, Message, compose, load_layou
 from shared.channels import AcsEmailChannel, EmailChannel, SlackChannel, TeamsChannel, WebhookChannel
 from shared.clock import Clock, SystemClock, format_duration, parse_duration
 from shared.errors import PermanentError, TransientError
-from shared.ledger.port import ActionStatus, Ledger
+from shared.ledger.port import ActionRecord, ActionStatus, Ledger
 from shared.reactions import Rules
 from shared.settings import Settings
 
@@ -97,7 +97,7 @@ class NotifyAdapter:
             action, self.layouts[params.message], digest=gate.digest, digest_key=params.throttle_key or "",
             window=format_duration(window),
         )
-        parent = self.ledger.get_action(action.key)
+        parent = self.ledger.get_action(action.key, action.event.id)
         redrive = parent is not None and parent.status is ActionStatus.FAILED
         # Event Grid waits 30 s: past the budget, channels not yet tried wait for the redelivery (at least one
         # channel is always tried, so every delivery makes progress).
@@ -121,16 +121,26 @@ class NotifyAdapter:
     def _gate(self, action: PlannedAction, params: NotifyParams, window: timedelta) -> Gate:
         """Flapping and throttle, decided once per action and recorded, so a redelivery renders the same message."""
         key = _derived(action.key, "gate")
-        recorded = self.ledger.get_action(key)
+        recorded = self.ledger.get_action(key, action.event.id)
         if recorded is not None and recorded.status is ActionStatus.DONE:
             return Gate(bool(recorded.data.get("send")), recorded.detail, int(recorded.data.get("digest", 0)))
-        self.ledger.start_action(key, action.event.key, action.rule, "notify:gate", self.clock.now())
+        self.ledger.start_action(key, action.event.key, action.event.id, action.rule, "notify:gate", self.clock.now())
         gate = self._decide(action, params, window)
-        self.ledger.finish_action(
-            key, ActionStatus.DONE, self.clock.now(),
-            detail=gate.reason, data={"send": gate.send, "digest": gate.digest},
+        self._finish(
+            action, key, "notify:gate", ActionStatus.DONE, gate.reason, data={"send": gate.send, "digest": gate.digest}
         )
         return gate
+
+    def _finish(
+        self, action: PlannedAction, key: str, kind: str, status: ActionStatus, detail: str,
+        external_id: str | None = None, data: dict[str, object] | None = None,
+    ) -> None:
+        """Record the result of one sub-step (the gate, one channel) beside the action's event."""
+        self.ledger.record_action(ActionRecord(
+            key=key, event_key=action.event.key, event_id=action.event.id, rule=action.rule, kind=kind,
+            status=status, external_id=external_id, detail=detail, url=None, updated_at=self.clock.now(),
+            data=dict(data or {}),
+        ))
 
     def _decide(self, action: PlannedAction, params: NotifyParams, window: timedelta) -> Gate:
         now = self.clock.now()
@@ -161,10 +171,12 @@ class NotifyAdapter:
         """One channel, exactly once; ``deadline`` None means out of time: report without sending (or counting)."""
         key = _derived(action.key, f"channel|{name}")
         if deadline is None:
-            known = self.ledger.get_action(key)
+            known = self.ledger.get_action(key, action.event.id)
             record = known if known is not None and known.status is not ActionStatus.STARTED else None
         else:
-            record = self.ledger.start_action(key, action.event.key, action.rule, f"notify:{name}", self.clock.now())
+            record = self.ledger.start_action(
+                key, action.event.key, action.event.id, action.rule, f"notify:{name}", self.clock.now()
+            )
         if record is not None and record.status is ActionStatus.DONE:
             return Delivery(name, "skipped", f"already delivered: {record.detail}")
         if record is not None and record.status is ActionStatus.FAILED and not redrive:
@@ -174,19 +186,19 @@ class NotifyAdapter:
         try:
             detail = self._send_with_retries(name, message, key, deadline)
         except PermanentError as exc:
-            self.ledger.finish_action(key, ActionStatus.FAILED, self.clock.now(), detail=str(exc))
+            self._finish(action, key, f"notify:{name}", ActionStatus.FAILED, str(exc))
             log.error("notification failed permanently: %s", exc)
             return Delivery(name, "failed", str(exc), attempted=True)
         except TransientError as exc:
             if record.attempts >= self.settings.notify_max_attempts:
                 detail = f"gave up after {record.attempts} deliveries: {exc}"
-                self.ledger.finish_action(key, ActionStatus.FAILED, self.clock.now(), detail=detail)
+                self._finish(action, key, f"notify:{name}", ActionStatus.FAILED, detail)
                 log.error("notification failed: %s", detail)
                 return Delivery(name, "failed", detail, attempted=True)
             return Delivery(
                 name, "retry", f"attempt {record.attempts}/{self.settings.notify_max_attempts}: {exc}", attempted=True
             )
-        self.ledger.finish_action(key, ActionStatus.DONE, self.clock.now(), external_id=name, detail=detail)
+        self._finish(action, key, f"notify:{name}", ActionStatus.DONE, detail, external_id=name)
         return Delivery(name, "delivered", detail, attempted=True)
 
     def _send_with_retries(self, name: str, message: Message, delivery_id: str, deadline: float) -> str:
