@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from shared.errors import ConfigError
 from shared.settings import Settings
@@ -28,18 +29,36 @@ class BlobContainer:
 
 def blob_container(settings: Settings, name: str) -> BlobContainer:
     """The named container in the configured storage account (imported only when used)."""
-    from azure.storage.blob import BlobServiceClient  # noqa: PLC0415 - only the CLI's redrive needs it
+    return BlobContainer(blob_service(settings).get_container_client(name))
+
+
+def blob_service(settings: Settings, credential: Any = None, **options: Any) -> Any:
+    """The storage account's blob service: by connection string, or by account URL with ``credential`` (default: the
+    managed identity). ``options`` reach the SDK client (retries, timeouts, hooks)."""
+    from azure.storage.blob import BlobServiceClient  # noqa: PLC0415 - only redrive and the Tables ledger need it
 
     if settings.storage_connection_string is not None:
-        service = BlobServiceClient.from_connection_string(settings.storage_connection_string.get_secret_value())
-    elif settings.storage_account_url:
-        from azure.identity import DefaultAzureCredential  # noqa: PLC0415
-
-        url = settings.storage_account_url.replace(".table.", ".blob.")
-        credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
-        service = BlobServiceClient(url, credential=credential)
-    else:
-        raise ConfigError(
-            "no storage account: set MLREACTOR_STORAGE_CONNECTION_STRING or MLREACTOR_STORAGE_ACCOUNT_URL"
+        secret = settings.storage_connection_string.get_secret_value()
+        return BlobServiceClient.from_connection_string(secret, **options)
+    if settings.storage_account_url:
+        return BlobServiceClient(
+            blob_url(settings.storage_account_url), credential=credential or managed_identity(settings), **options
         )
-    return BlobContainer(service.get_container_client(name))
+    raise ConfigError("no storage account: set MLREACTOR_STORAGE_CONNECTION_STRING or MLREACTOR_STORAGE_ACCOUNT_URL")
+
+
+def managed_identity(settings: Settings) -> Any:
+    """``DefaultAzureCredential`` for the configured user-assigned identity (any identity it finds otherwise)."""
+    from azure.identity import DefaultAzureCredential  # noqa: PLC0415
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+
+
+def blob_url(table_url: str) -> str:
+    """``https://acct.table.core.windows.net`` → ``https://acct.blob.core.windows.net`` (any Azure cloud)."""
+    parts = urlsplit(table_url)
+    if ".table." not in (parts.hostname or ""):
+        raise ConfigError(
+            f"MLREACTOR_STORAGE_ACCOUNT_URL={table_url!r}: expected https://ACCOUNT.table.<cloud suffix>"
+        )
+    return urlunsplit((parts.scheme, parts.netloc.replace(".table.", ".blob.", 1), "", "", ""))

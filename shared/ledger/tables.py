@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
@@ -54,6 +53,7 @@ from shared.ledger.port import (
     ThrottleDecision,
 )
 from shared.settings import Settings
+from shared.storage import blob_service, managed_identity
 
 log = logging.getLogger("mlreactor.ledger.tables")
 
@@ -154,13 +154,11 @@ class TablesLedger:
         if settings.storage_connection_string is not None:
             secret = settings.storage_connection_string.get_secret_value()
             tables = TableServiceClient.from_connection_string(secret, **options)
-            blobs = BlobServiceClient.from_connection_string(secret, **options)
+            blobs = blob_service(settings, **options)
         elif settings.storage_account_url:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only with a managed identity
-
-            credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+            credential = managed_identity(settings)
             tables = TableServiceClient(endpoint=settings.storage_account_url, credential=credential, **options)
-            blobs = BlobServiceClient(_blob_url(settings.storage_account_url), credential=credential, **options)
+            blobs = blob_service(settings, credential, **options)
         else:
             raise ConfigError(
                 "MLREACTOR_LEDGER=tables needs MLREACTOR_STORAGE_ACCOUNT_URL (managed identity) or "
@@ -543,17 +541,6 @@ def _absent_on(status: int, call: Callable[[], T], also: int | None = None) -> T
 def _present(entity: Mapping[str, Any]) -> dict[str, Any]:
     """A MERGE leaves properties it does not name: an absent value is written as an empty string instead of None."""
     return {k: ("" if v is None else v) for k, v in entity.items()}
-
-
-def _blob_url(table_url: str) -> str:
-    """``https://acct.table.core.windows.net`` → ``https://acct.blob.core.windows.net`` (any Azure cloud)."""
-    parts = urlsplit(table_url)
-    host = parts.hostname or ""
-    if ".table." not in host:
-        raise ConfigError(
-            f"MLREACTOR_STORAGE_ACCOUNT_URL={table_url!r}: expected https://ACCOUNT.table.<cloud suffix>"
-        )
-    return urlunsplit((parts.scheme, parts.netloc.replace(".table.", ".blob.", 1), "", "", ""))
 
 
 def _version(holder: str, etag: str) -> str:

@@ -19,9 +19,10 @@ from shared.actions import ActionKind
 from shared.engine import Engine, Outcome
 from shared.errors import ConfigError, TransientError
 from shared.ledger.port import ClaimOutcome, QuarantineRecord
-from shared.ledger.tables import TablesLedger, _blob_url
+from shared.ledger.tables import TablesLedger
 from shared.reactions import load_rules
 from shared.settings import Settings
+from shared.storage import blob_url
 from tests.fakes.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from tests.fakes.faulty_proxy import Fault, FaultyProxy
 from tests.fakes.recording import RecordingAdapter, effects
@@ -50,10 +51,10 @@ def test_given_a_prefix_a_table_name_cannot_hold_when_opened_then_a_config_error
 
 
 def test_given_a_table_account_url_then_the_blob_url_is_its_sibling_in_any_cloud() -> None:
-    assert _blob_url("https://acct.table.core.windows.net/") == "https://acct.blob.core.windows.net"
-    assert _blob_url("https://acct.table.core.chinacloudapi.cn") == "https://acct.blob.core.chinacloudapi.cn"
+    assert blob_url("https://acct.table.core.windows.net/") == "https://acct.blob.core.windows.net"
+    assert blob_url("https://acct.table.core.chinacloudapi.cn") == "https://acct.blob.core.chinacloudapi.cn"
     with pytest.raises(ConfigError, match=r"ACCOUNT\.table"):
-        _blob_url("https://acct.blob.core.windows.net")
+        blob_url("https://acct.blob.core.windows.net")
 
 
 def test_given_a_fresh_account_when_first_used_then_the_table_and_the_container_are_created(azurite: Azurite) -> None:
