@@ -208,7 +208,8 @@ class Ledger(Protocol):
         since: datetime | None = None,
         limit: int = 200,
     ) -> list[AuditEntry]:
-        """Newest first."""
+        """Newest first. By event id or correlation id it is one partition on Tables; otherwise a scan (for
+        operators, not for probes)."""
         ...
 
     def purge(self, before: datetime) -> int:
