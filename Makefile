@@ -46,9 +46,10 @@ checkov:
 	scripts/checkov.sh
 
 ## bench: cold start and engine throughput (prints figures beside same-run baselines)
-bench: $(STAMP)
+bench: $(STAMP) node_modules/.installed
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/ledger_tables.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .mlreactor .pytest_cache .mypy_cache .ruff_cache
