@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     azureml_live: bool = Field(default=False, description="Call Azure ML for real (needs an identity with access).")
     azureml_retry_total: int = Field(default=3, ge=0, description="HTTP retries per Azure ML call.")
     azureml_timeout_seconds: float = Field(default=8.0, gt=0, description="Connect/read timeout per Azure ML call.")
+    azureml_call_budget_seconds: float = Field(
+        default=12.0,
+        gt=0,
+        description="Most time one Azure ML request may take, retries and Retry-After waits included; past it the "
+        "event is redelivered by Event Grid.",
+    )
 
     # Azure DevOps --------------------------------------------------------------------------------------------
     devops_organization_url: str | None = Field(default=None, description="https://dev.azure.com/ORG")

@@ -1,0 +1,122 @@
+"""One ``MLClient`` per workspace, built on first use and reused; one credential for all of them.
+
+Building a workspace client makes no network call, but importing ``azure.ai.ml`` costs ~1.6 s and ~100 MiB, so
+nothing here imports it before the first Azure ML action (cold start: a notify-only event never pays for it).
+Tokens are cached twice: by the credential (managed identity tokens are cached in memory by azure-identity) and by
+each client's bearer-token policy, so a warm instance asks Entra ID for a token about once an hour.
+
+Retries fit Event Grid's 30 s window: at most ``azureml_retry_total`` retries per request, connect/read timeouts of
+``azureml_timeout_seconds``, and no more than ``azureml_call_budget_seconds`` per request, retries and waits
+included. A ``Retry-After`` longer than what is left of that budget is not waited for: the error surfaces at once as
+transient and Event Grid redelivers later (its own back-off starts at 10 s).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import PermanentError
+from shared.events import AzureMLEvent, Workspace
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.ai.ml import MLClient
+    from azure.core.credentials import TokenCredential
+
+
+class WorkspaceClients:
+    """``MLClient`` per workspace resource id (case-insensitive), thread-safe, created lazily."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credential: TokenCredential | None = None,
+        connection_verify: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._credential = credential
+        self._verify = connection_verify
+        self._clients: dict[str, MLClient] = {}
+        self._lock = threading.Lock()
+
+    def get(self, workspace: Workspace) -> MLClient:
+        key = workspace.resource_id.lower()
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self._build(workspace)
+            return client
+
+    def _build(self, workspace: Workspace) -> MLClient:
+        from azure.ai.ml import MLClient
+
+        settings = self._settings
+        kwargs: dict[str, Any] = {
+            "retry_policy": _window_retry_policy(settings),
+            "connection_timeout": settings.azureml_timeout_seconds,
+            "read_timeout": settings.azureml_timeout_seconds,
+        }
+        if self._verify is not None:
+            kwargs["connection_verify"] = self._verify
+        return MLClient(
+            self._credential_for_clients(),
+            subscription_id=workspace.subscription_id,
+            resource_group_name=workspace.resource_group,
+            workspace_name=workspace.name,
+            **kwargs,
+        )
+
+    def _credential_for_clients(self) -> TokenCredential:
+        if self._credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            # In Azure: the Function App's managed identity (user-assigned when a client id is given).
+            self._credential = DefaultAzureCredential(
+                managed_identity_client_id=self._settings.managed_identity_client_id
+            )
+        return self._credential
+
+
+def target_workspace(named: str | None, event: AzureMLEvent) -> Workspace:
+    """The workspace a rule names (a resource id), else the one the event came from (its topic)."""
+    if named:
+        workspace = Workspace.parse(named)
+        if workspace is None:
+            raise PermanentError(
+                f"workspace {named!r} is not a workspace resource id "
+                "(/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.MachineLearningServices/workspaces/WS)"
+            )
+        return workspace
+    workspace = event.workspace
+    if workspace is None:
+        raise PermanentError(f"event {event.id}: source {event.source!r} is not an Azure ML workspace; name one")
+    return workspace
+
+
+def _window_retry_policy(settings: Settings) -> Any:
+    """azure-core's RetryPolicy, bounded so one request never outlives the delivery window."""
+    from azure.core.pipeline.policies import RetryPolicy
+
+    class WindowRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
+        def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
+            retry_settings: dict[str, Any] = super().configure_retries(options)
+            retry_settings["started"] = time.monotonic()
+            return retry_settings
+
+        def is_retry(self, retry_settings: dict[str, Any], response: Any) -> bool:
+            wait = self.get_retry_after(response)
+            left = retry_settings["timeout"] - (time.monotonic() - retry_settings["started"])
+            if wait is not None and wait > left:
+                return False
+            return bool(super().is_retry(retry_settings, response))
+
+    budget = settings.azureml_call_budget_seconds
+    return WindowRetryPolicy(
+        retry_total=settings.azureml_retry_total,
+        retry_backoff_factor=0.4,
+        retry_backoff_max=min(4.0, budget),
+        timeout=budget,
+    )

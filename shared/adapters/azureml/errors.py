@@ -1,0 +1,72 @@
+"""Turn what azure-ai-ml / azure-core raise into the two errors the engine reasons about.
+
+Transient (retried in-process by azure-core, then redelivered by Event Grid): 408, 429, 5xx, timeouts, connection
+errors. Permanent (quarantined for a person): 400, 401, 403, 404 and the SDK's own validation errors. The message
+names the workspace, the asset and what the service said — never a token or a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from shared.errors import MlreactorError, PermanentError, TransientError
+from shared.events import Workspace
+
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_MAX_SAID = 300
+
+
+def describe(workspace: Workspace) -> str:
+    return f"workspace {workspace.name} (resource group {workspace.resource_group})"
+
+
+def classify(exc: BaseException, workspace: Workspace, what: str) -> MlreactorError:
+    """The engine-level error for ``exc`` raised while doing ``what`` (e.g. ``"PUT job mlreactor-x"``)."""
+    from azure.ai.ml.exceptions import MlException
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    where = f"Azure ML {describe(workspace)}: {what}"
+    if isinstance(exc, MlException):
+        said = _said(exc.message or str(exc))
+        # batch_endpoints.invoke gives up on connection errors with a bare MlException (no status, no cause).
+        if "Max retry attempts reached" in said:
+            return TransientError(f"{where}: cannot reach the service: {said}")
+        return PermanentError(f"{where}: rejected by the SDK: {said}")
+    if isinstance(exc, ClientAuthenticationError) and exc.status_code is None:
+        return PermanentError(f"{where}: cannot get a token for the managed identity: {_said(exc.message)}")
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code
+        code = exc.error.code if exc.error is not None and exc.error.code else exc.reason
+        said = _said(exc.error.message if exc.error is not None and exc.error.message else exc.message)
+        detail = f"{where}: HTTP {status} {code}: {said}"
+        if status is None or status in TRANSIENT_STATUS:
+            return TransientError(detail)
+        return PermanentError(detail)
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return TransientError(f"{where}: no answer in time ({type(exc).__name__}): {_said(str(exc))}")
+    return PermanentError(f"{where}: {type(exc).__name__}: {_said(str(exc))}")
+
+
+@contextmanager
+def calling(workspace: Workspace, what: str) -> Iterator[None]:
+    """Run SDK calls; anything Azure raises leaves as ``TransientError`` or ``PermanentError`` (``from`` the cause)."""
+    from azure.core.exceptions import AzureError
+
+    try:
+        yield
+    except MlreactorError:
+        raise
+    except AzureError as exc:
+        raise classify(exc, workspace, what) from exc
+
+
+def _said(text: object) -> str:
+    """What the service said, on one line and bounded (service messages can carry whole request bodies)."""
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= _MAX_SAID else flat[: _MAX_SAID - 3] + "..."

@@ -1,0 +1,161 @@
+"""Merge tags into model versions and jobs without losing anyone else's.
+
+**Models** have no tag-merge API: a model version is written whole (``PUT …/models/{name}/versions/{v}``), so the
+tag map in the body replaces the stored one, and the SDK sends no ``If-Match`` (the service offers no optimistic
+concurrency for it). A naive read-modify-write therefore loses a tag when two writers interleave:
+``A reads {a}; B reads {a}; A writes {a,x}; B writes {a,y}`` — ``x`` is gone. So:
+
+1. writers of the same model version in one process take a lock (two reactions of one delivery, or two concurrent
+   deliveries on one instance, never interleave);
+2. every write is verified by reading the version back; if a key we set is missing or another value, or a key we
+   removed is back, the merge is redone on what was read (bounded; then ``TransientError`` and Event Grid
+   redelivers). Across instances this repairs the interleaving above: A's verification sees ``{a,y}``, re-merges and
+   writes ``{a,x,y}``.
+
+What remains is a writer on another instance whose stale write lands after our verification; that needs a
+conditional write the service does not offer. The read goes through the SDK's REST operations rather than
+``ml.models.get``/``create_or_update``, because that public round trip drops ``flavors`` and ``jobName`` from the
+PUT body and adds a GET of the version list: here the stored version is sent back exactly as read, with only its
+tags (and ``isArchived``) changed.
+
+**Jobs** have one: the run-history tags PATCH merges set and removed keys on the service side (see ``runs``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from shared.actions import ActionResult, PlannedAction, TagModelParams, TagRunParams
+from shared.adapters.azureml import runs
+from shared.adapters.azureml.errors import calling, describe
+from shared.errors import PermanentError, TransientError
+from shared.events import RunCompleted, Workspace
+
+if TYPE_CHECKING:
+    from azure.ai.ml import MLClient
+
+#: Writes of one model version before giving up to Event Grid's redelivery (each one verified by a read).
+MAX_WRITES = 3
+
+
+class KeyedLocks:
+    """One lock per key (model version), created on demand."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+
+def tag_model(ml: MLClient, workspace: Workspace, params: TagModelParams, locks: KeyedLocks) -> ActionResult:
+    name, version = params.model, params.version
+    ref = f"{name}:{version}"
+    operations = _model_versions(ml)
+    scope = {"resource_group_name": workspace.resource_group, "workspace_name": workspace.name}
+    writes = 0
+    with locks(f"{workspace.resource_id.lower()}|{ref}"):
+        while True:
+            with calling(workspace, f"GET model {ref}"):
+                stored = operations.get(name=name, version=version, **scope)
+            tags: dict[str, str] = dict(stored.properties.tags or {})
+            archived = bool(stored.properties.is_archived)
+            if _satisfied(tags, archived, params):
+                return _tagged(workspace, ref, params, tags, writes)
+            if writes == MAX_WRITES:
+                lost = sorted(k for k, v in params.set.items() if tags.get(k) != v)
+                raise TransientError(
+                    f"Azure ML {describe(workspace)}: model {ref}: concurrent writers keep replacing its tags "
+                    f"(lost after {writes} writes: {', '.join(lost) or 'removals'}); will retry on redelivery"
+                )
+            stored.properties.tags = _merged(tags, params)
+            if params.archive:
+                stored.properties.is_archived = True
+            _drop_nulls(stored)
+            with calling(workspace, f"PUT model {ref}"):
+                operations.create_or_update(name=name, version=version, body=stored, **scope)
+            writes += 1
+
+
+def tag_run(ml: MLClient, workspace: Workspace, action: PlannedAction) -> ActionResult:
+    params = action.params
+    assert isinstance(params, TagRunParams)
+    experiment = params.experiment or _experiment_of(ml, workspace, params.run, action)
+    with calling(workspace, f"PATCH run {params.run} (tags)"):
+        tags = runs.merge_tags(ml, workspace, experiment, params.run, set_tags=params.set, remove=params.remove)
+    missing = sorted(k for k, v in params.set.items() if tags.get(k) != v)
+    if missing:
+        raise PermanentError(
+            f"Azure ML {describe(workspace)}: run {params.run}: the service did not keep tags {', '.join(missing)}"
+        )
+    return ActionResult(
+        external_id=params.run,
+        detail=f"tagged run {params.run} in {describe(workspace)}: {_change(params.set, params.remove)}",
+        url=f"https://ml.azure.com/runs/{params.run}?wsid={workspace.resource_id}",
+        data={"workspace": workspace.resource_id, "run": params.run, "experiment": experiment},
+    )
+
+
+def _experiment_of(ml: MLClient, workspace: Workspace, run_id: str, action: PlannedAction) -> str:
+    """Run events carry the experiment name; only a run the event is not about costs a ``jobs.get``."""
+    event = action.event
+    if isinstance(event, RunCompleted) and event.run_id == run_id and event.experiment_name:
+        return event.experiment_name
+    with calling(workspace, f"GET job {run_id}"):
+        job = ml.jobs.get(run_id)
+    if not job.experiment_name:
+        raise PermanentError(f"Azure ML {describe(workspace)}: job {run_id} has no experiment name")
+    return str(job.experiment_name)
+
+
+def _model_versions(ml: MLClient) -> Any:
+    # The generated REST operations behind ml.models (private): see the module docstring for why not the public
+    # get/create_or_update pair. Pinned by the contract tests in tests/azureml.
+    return ml.models._model_versions_operation
+
+
+def _satisfied(tags: Mapping[str, str], archived: bool, params: TagModelParams) -> bool:
+    return (
+        all(tags.get(k) == v for k, v in params.set.items())
+        and not any(k in tags for k in params.remove)
+        and (archived or not params.archive)
+    )
+
+
+def _merged(tags: Mapping[str, str], params: TagModelParams) -> dict[str, str]:
+    merged = {**tags, **params.set}
+    for key in params.remove:
+        merged.pop(key, None)
+    return merged
+
+
+def _drop_nulls(resource: Any) -> None:
+    """Send back what was read, minus explicit nulls (the SDK's own archive PUT prunes them the same way)."""
+    props = resource.properties
+    for key in [k for k, v in list(props.items()) if v is None]:
+        del props[key]
+
+
+def _tagged(
+    workspace: Workspace, ref: str, params: TagModelParams, tags: Mapping[str, str], writes: int
+) -> ActionResult:
+    change = _change(params.set, params.remove) + ("; archived" if params.archive else "")
+    detail = f"tagged model {ref} in {describe(workspace)}: {change}" if writes else (
+        f"model {ref} in {describe(workspace)} already had {change}"
+    )
+    return ActionResult(
+        external_id=ref,
+        detail=detail,
+        data={"workspace": workspace.resource_id, "model": ref, "tags": dict(tags), "writes": writes},
+    )
+
+
+def _change(set_tags: Mapping[str, str], remove: list[str]) -> str:
+    parts = [f"set {', '.join(sorted(set_tags))}"] if set_tags else []
+    if remove:
+        parts.append(f"removed {', '.join(sorted(remove))}")
+    return "; ".join(parts) or "no tag change"
