@@ -37,8 +37,12 @@ from urllib.parse import parse_qs, urlsplit
 from tests.fakes.tls import SelfSignedCert, make_cert
 
 ARM_AUDIENCE = "https://management.azure.com"
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+RESOURCE_GROUP = "rg-mlops"
+WORKSPACE = "mlw-prod"
 AML_AUDIENCE = "https://ml.azure.com"
-_WS = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)"
+_WS = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+       r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
 
 
 # --- credential --------------------------------------------------------------------------------------------------
@@ -125,17 +129,21 @@ class Route:
 
 @dataclass
 class _State:
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by lower-case job name
-    models: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (name, version)
-    components: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    batch_endpoints: dict[str, list[str]] = field(default_factory=dict)  # endpoint → deployment names
+    # Keys start with the lower-case workspace name: each workspace has its own assets.
+    jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (ws, lower-case job name)
+    models: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (ws, name, version)
+    components: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    batch_endpoints: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (ws, endpoint) → deployments
 
 
 class FakeAzureML:
     """One Azure ML "cloud" on a loopback port: any subscription / resource group / workspace path is served."""
 
-    def __init__(self, folder: Path, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, folder: Path, *, host: str = "127.0.0.1", subscription: str = SUBSCRIPTION,
+                 resource_group: str = RESOURCE_GROUP) -> None:
         self.host = host
+        self.subscription = subscription
+        self.resource_group = resource_group
         self.cert: SelfSignedCert = make_cert(folder, host)
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
@@ -186,52 +194,76 @@ class FakeAzureML:
             self.faults.append(fault)
         return fault
 
-    def add_model(self, name: str, version: str, *, tags: dict[str, str] | None = None, sub: str = "sub",
-                  rg: str = "rg", ws: str = "ws") -> None:
+    def add_model(self, name: str, version: str, *, tags: dict[str, str] | None = None,
+                  workspace: str = WORKSPACE) -> None:
+        ws_path = self._ws_path(self.subscription, self.resource_group, workspace)
         body = {
             "properties": {
                 "description": None, "tags": dict(tags or {}), "properties": {}, "isArchived": False,
-                "isAnonymous": False, "modelType": "mlflow_model", "flavors": {},
-                "modelUri": f"azureml://subscriptions/{sub}/resourcegroups/{rg}/workspaces/{ws}/datastores/"
-                            f"workspaceartifactstore/paths/ExperimentRun/dcid.run1/model",
+                "isAnonymous": False, "modelType": "mlflow_model", "flavors": {"python_function": {"data": {}}},
+                "modelUri": f"azureml://subscriptions/{self.subscription}/resourcegroups/{self.resource_group}/"
+                            f"workspaces/{workspace}/datastores/workspaceartifactstore/paths/ExperimentRun/dcid.run1/model",
                 "jobName": "run1", "stage": "Development",
             }
         }
-        path = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}"
         with self._lock:
-            self.state.models[(name, version)] = self._arm(body, f"{path}/models/{name}/versions/{version}",
-                                                           version, "Microsoft.MachineLearningServices/workspaces/models/versions")
+            self.state.models[(workspace.lower(), name, version)] = self._arm(
+                body, f"{ws_path}/models/{name}/versions/{version}", version,
+                "Microsoft.MachineLearningServices/workspaces/models/versions")
 
-    def add_component(self, name: str, version: str, *, labels: tuple[str, ...] = (), sub: str = "sub",
-                      rg: str = "rg", ws: str = "ws") -> None:
-        path = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}"
+    def add_component(self, name: str, version: str, *, inputs: dict[str, str] | None = None,
+                      workspace: str = WORKSPACE) -> None:
+        """A registered pipeline component; ``inputs`` maps input name → Azure ML type."""
+        ws_path = self._ws_path(self.subscription, self.resource_group, workspace)
         spec = {
             "$schema": "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json",
             "name": name, "version": version, "type": "pipeline", "display_name": name,
-            "inputs": {"model": {"type": "mlflow_model"}, "test_data": {"type": "uri_folder", "optional": True}},
-            "outputs": {},
-            "jobs": {},
+            "inputs": {k: {"type": t} for k, t in (inputs or {"model": "mlflow_model"}).items()},
+            "outputs": {}, "jobs": {},
         }
         body = {"properties": {"componentSpec": spec, "description": None, "tags": {}, "properties": {},
                                "isAnonymous": False, "isArchived": False}}
         with self._lock:
-            stored = self._arm(body, f"{path}/components/{name}/versions/{version}", version,
-                               "Microsoft.MachineLearningServices/workspaces/components/versions")
-            stored["_labels"] = list(labels)
-            self.state.components[(name, version)] = stored
+            self.state.components[(workspace.lower(), name, version)] = self._arm(
+                body, f"{ws_path}/components/{name}/versions/{version}", version,
+                "Microsoft.MachineLearningServices/workspaces/components/versions")
 
-    def add_batch_endpoint(self, name: str, deployments: tuple[str, ...] = ("default",)) -> None:
+    def add_batch_endpoint(self, name: str, deployments: tuple[str, ...] = ("default",), *,
+                           workspace: str = WORKSPACE) -> None:
         with self._lock:
-            self.state.batch_endpoints[name] = list(deployments)
+            self.state.batch_endpoints[(workspace.lower(), name)] = list(deployments)
 
-    def job(self, name: str) -> dict[str, Any] | None:
+    def add_job(self, name: str, *, experiment: str, status: str = "Completed", tags: dict[str, str] | None = None,
+                properties: dict[str, str] | None = None, parent: str | None = None,
+                workspace: str = WORKSPACE) -> None:
+        """A job that exists already (a finished run, a pipeline step run when ``parent`` is given)."""
+        ws_path = self._ws_path(self.subscription, self.resource_group, workspace)
+        body = {"properties": {"jobType": "Pipeline" if parent is None else "Command", "experimentName": experiment,
+                               "status": status, "tags": dict(tags or {}), "properties": dict(properties or {}),
+                               "displayName": name, "inputs": {}, "outputs": {}, "jobs": {}, "settings": {},
+                               "_parent": parent}}
+        if parent is not None:
+            body["properties"].update({"command": "python eval.py", "environmentId": "azureml:env:1", "jobs": None,
+                                       "settings": None})
         with self._lock:
-            found = self.state.jobs.get(name.lower())
+            self.state.jobs[(workspace.lower(), name.lower())] = self._arm(
+                body, f"{ws_path}/jobs/{name}", name, "Microsoft.MachineLearningServices/workspaces/jobs")
+
+    def job(self, name: str, workspace: str = WORKSPACE) -> dict[str, Any] | None:
+        with self._lock:
+            found = self.state.jobs.get((workspace.lower(), name.lower()))
             return copy.deepcopy(found) if found else None
 
-    def model_tags(self, name: str, version: str) -> dict[str, str]:
+    def jobs(self, workspace: str = WORKSPACE) -> list[str]:
         with self._lock:
-            return dict(self.state.models[(name, version)]["properties"]["tags"])
+            return sorted(j["name"] for (ws, _), j in self.state.jobs.items() if ws == workspace.lower())
+
+    def model_version(self, name: str, version: str, workspace: str = WORKSPACE) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self.state.models[(workspace.lower(), name, version)])
+
+    def model_tags(self, name: str, version: str, workspace: str = WORKSPACE) -> dict[str, str]:
+        return dict(self.model_version(name, version, workspace)["properties"]["tags"])
 
     def calls(self, method: str | None = None, path: str | None = None) -> list[Request]:
         with self._lock:
@@ -296,6 +328,7 @@ class FakeAzureML:
 
     # routes ------------------------------------------------------------------------------------------------------
     def _build_routes(self) -> list[Route]:
+        history = r"/history/v1\.0" + _WS
         r = [
             ("GET", _WS, self._workspace),
             ("GET", r"/discovery/(?P<ws>[^/]+)", self._discovery),
@@ -303,19 +336,15 @@ class FakeAzureML:
             ("GET", _WS + r"/jobs/(?P<name>[^/]+)", self._get_job),
             ("GET", _WS + r"/components/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_component),
             ("GET", _WS + r"/components/(?P<name>[^/]+)/versions", self._list_components),
-            ("GET", _WS + r"/components/(?P<name>[^/]+)", self._component_container),
             ("GET", _WS + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_model),
             ("PUT", _WS + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._put_model),
             ("GET", _WS + r"/models/(?P<name>[^/]+)/versions", self._list_models),
-            ("GET", _WS + r"/models/(?P<name>[^/]+)", self._model_container),
             ("GET", _WS + r"/batchEndpoints/(?P<name>[^/]+)", self._get_batch_endpoint),
             ("GET", _WS + r"/batchEndpoints/(?P<name>[^/]+)/deployments", self._list_batch_deployments),
             ("POST", r"/score/(?P<sub>[^/]+)/(?P<rg>[^/]+)/(?P<ws>[^/]+)/(?P<name>[^/]+)/jobs", self._invoke_batch),
-            ("PATCH", r"/history/v1\.0" + _WS + r"/experiments/(?P<exp>[^/]+)/runs/(?P<name>[^/]+)", self._patch_run),
-            ("POST", r"/history/v1\.0" + _WS + r"/experimentids/(?P<exp>[^/]+)/runs/(?P<name>[^/]+)/children",
-             self._run_children),
-            ("POST", r"/history/v1\.0" + _WS + r"/runs/(?P<name>[^/]+)/children", self._run_children),
-            ("GET", r"/history/v1\.0" + _WS + r"/runs/(?P<name>[^/]+)", self._get_run),
+            ("PATCH", history + r"/experiments/(?P<exp>[^/]+)/runs/(?P<name>[^/]+)", self._patch_run),
+            ("PATCH", history + r"/experiments/(?P<exp>[^/]+)/runs/(?P<name>[^/]+)/tags", self._patch_run_tags),
+            ("GET", history + r"/runs/(?P<name>[^/]+)/children", self._run_children),
         ]
         return [Route(m, re.compile(p), h) for m, p, h in r]
 
@@ -349,126 +378,122 @@ class FakeAzureML:
 
     # jobs
     def _put_job(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        existing = self.state.jobs.get(name.lower())
-        if existing is not None:
-            # Azure ML jobs are immutable once created: a second PUT of the same name is refused.
+        if (ws.lower(), name.lower()) in self.state.jobs:
+            # Jobs cannot be created twice: a second PUT of the same name is refused, nothing is launched.
             return 409, _error("UserError", f"A job with name '{name}' already exists in workspace '{ws}'.")
         body = copy.deepcopy(req.body or {})
         props = body.setdefault("properties", {})
         props["status"] = "NotStarted"
         props.setdefault("tags", {})
         props.setdefault("properties", {})
-        props["services"] = {"Studio": {"endpoint": f"https://ml.azure.com/runs/{name}?wsid={self._ws_path(sub, rg, ws)}",
-                                        "jobServiceType": "Studio"}}
+        studio = f"https://ml.azure.com/runs/{name}?wsid={self._ws_path(sub, rg, ws)}"
+        props["services"] = {"Studio": {"jobServiceType": "Studio", "endpoint": studio}}
         stored = self._arm(body, f"{self._ws_path(sub, rg, ws)}/jobs/{name}", name,
                            "Microsoft.MachineLearningServices/workspaces/jobs")
-        self.state.jobs[name.lower()] = stored
-        return 201, stored
+        self.state.jobs[(ws.lower(), name.lower())] = stored
+        return 201, _public(stored)
 
     def _get_job(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        job = self.state.jobs.get(name.lower())
+        job = self.state.jobs.get((ws.lower(), name.lower()))
         if job is None:
             return 404, _error("UserError", f"Job {name} not found in workspace {ws}.")
-        return 200, job
+        return 200, _public(job)
 
     def _run_body(self, job: dict[str, Any]) -> dict[str, Any]:
         props = job["properties"]
-        return {"runId": job["name"], "status": props.get("status"), "tags": props.get("tags", {}),
+        experiment = props.get("experimentName") or "Default"
+        return {"runId": job["name"], "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, job["id"])),
+                "status": props.get("status"), "tags": props.get("tags", {}),
                 "properties": props.get("properties", {}), "displayName": props.get("displayName"),
-                "experimentId": str(uuid.uuid5(uuid.NAMESPACE_URL, props.get("experimentName") or "Default")),
-                "parentRunId": props.get("_parent")}
+                "name": props.get("displayName"), "experimentId": str(uuid.uuid5(uuid.NAMESPACE_URL, experiment)),
+                "parentRunId": props.get("_parent"), "runType": "azureml.StepRun" if props.get("_parent") else None,
+                "createdUtc": job["systemData"]["createdAt"], "target": "cpu-cluster"}
+
+    def _run(self, ws: str, exp: str, name: str) -> dict[str, Any] | None:
+        job = self.state.jobs.get((ws.lower(), name.lower()))
+        if job is None or (job["properties"].get("experimentName") or "").lower() != exp.lower():
+            return None
+        return job
 
     def _patch_run(self, req: Request, sub: str, rg: str, ws: str, exp: str, name: str) -> tuple[int, Any]:
-        job = self.state.jobs.get(name.lower())
+        job = self._run(ws, exp, name)
         if job is None:
-            return 404, _error("UserError", f"Run {name} not found.")
+            return 404, _error("UserError", f"Run {name} not found in experiment {exp}.")
         props = job["properties"]
         patch = req.body or {}
-        props.setdefault("tags", {}).update(patch.get("tags") or {})  # RunHistory merges tags
+        props.setdefault("tags", {}).update(patch.get("tags") or {})  # RunHistory merges, never replaces
         props.setdefault("properties", {}).update(patch.get("properties") or {})
         if patch.get("displayName"):
             props["displayName"] = patch["displayName"]
         return 200, self._run_body(job)
 
-    def _get_run(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        job = self.state.jobs.get(name.lower())
-        return (200, self._run_body(job)) if job else (404, _error("UserError", f"Run {name} not found."))
+    def _patch_run_tags(self, req: Request, sub: str, rg: str, ws: str, exp: str, name: str) -> tuple[int, Any]:
+        job = self._run(ws, exp, name)
+        if job is None:
+            return 404, _error("UserError", f"Run {name} not found in experiment {exp}.")
+        tags = job["properties"].setdefault("tags", {})
+        tags.update((req.body or {}).get("tagsToModify") or {})
+        for key in (req.body or {}).get("tagsToDelete") or []:
+            tags.pop(key, None)
+        return 200, self._run_body(job)
 
-    def _run_children(self, req: Request, sub: str, rg: str, ws: str, name: str, exp: str = "") -> tuple[int, Any]:
-        children = [self._run_body(j) for j in self.state.jobs.values()
-                    if (j["properties"].get("_parent") or "").lower() == name.lower()]
+    def _run_children(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        children = [self._run_body(j) for (w, _), j in self.state.jobs.items()
+                    if w == ws.lower() and (j["properties"].get("_parent") or "").lower() == name.lower()]
         return 200, {"value": children, "continuationToken": None, "nextLink": None}
 
     # components
     def _get_component(self, req: Request, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, Any]:
-        found = self.state.components.get((name, version))
+        found = self.state.components.get((ws.lower(), name, version))
         if found is None:
             return 404, _error("UserError", f"Component {name}:{version} not found in workspace {ws}.")
-        return 200, {k: v for k, v in found.items() if not k.startswith("_")}
+        return 200, found
 
     def _list_components(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        versions = [c for (n, _), c in self.state.components.items() if n == name]
-        versions.sort(key=lambda c: c["systemData"]["createdAt"], reverse=True)
-        return 200, {"value": [{k: v for k, v in c.items() if not k.startswith("_")} for c in versions]}
-
-    def _component_container(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        versions = sorted((c for (n, _), c in self.state.components.items() if n == name),
-                          key=lambda c: c["systemData"]["createdAt"])
-        if not versions:
-            return 404, _error("UserError", f"Component {name} not found in workspace {ws}.")
-        latest = versions[-1]["name"]
-        return 200, self._arm({"properties": {"latestVersion": latest, "nextVersion": None, "isArchived": False}},
-                              f"{self._ws_path(sub, rg, ws)}/components/{name}", name,
-                              "Microsoft.MachineLearningServices/workspaces/components")
+        versions = [c for (w, n, _), c in self.state.components.items() if w == ws.lower() and n == name]
+        versions.sort(key=lambda c: _order(c["name"]), reverse=True)  # newest first, as $orderBy=createdtime desc
+        return 200, {"value": versions}
 
     # models
     def _get_model(self, req: Request, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, Any]:
-        found = self.state.models.get((name, version))
+        found = self.state.models.get((ws.lower(), name, version))
         if found is None:
             return 404, _error("UserError", f"Model {name}:{version} not found in workspace {ws}.")
         return 200, found
 
     def _put_model(self, req: Request, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, Any]:
-        existing = self.state.models.get((name, version))
+        existing = self.state.models.get((ws.lower(), name, version))
         body = copy.deepcopy(req.body or {})
         if existing is not None:
             old_uri = existing["properties"].get("modelUri")
             if body.get("properties", {}).get("modelUri") not in (None, old_uri):
                 return 400, _error("UserError", "Cannot change the path of an existing model version.")
+        body.setdefault("properties", {}).setdefault("flavors", {})
         stored = self._arm(body, f"{self._ws_path(sub, rg, ws)}/models/{name}/versions/{version}", version,
                            "Microsoft.MachineLearningServices/workspaces/models/versions")
-        self.state.models[(name, version)] = stored  # a full-body PUT replaces the whole version, tags included
+        self.state.models[(ws.lower(), name, version)] = stored  # a full-body PUT: the tag map is replaced whole
         return 200, stored
 
     def _list_models(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        versions = [m for (n, _), m in self.state.models.items() if n == name]
-        versions.sort(key=lambda m: int(m["name"]) if m["name"].isdigit() else 0, reverse=True)
+        versions = [m for (w, n, _), m in self.state.models.items() if w == ws.lower() and n == name]
+        versions.sort(key=lambda m: _order(m["name"]), reverse=True)
         return 200, {"value": versions}
-
-    def _model_container(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        versions = [v for (n, v) in self.state.models if n == name]
-        if not versions:
-            return 404, _error("UserError", f"Model {name} not found in workspace {ws}.")
-        latest = max(versions, key=lambda v: int(v) if v.isdigit() else 0)
-        return 200, self._arm({"properties": {"latestVersion": latest, "nextVersion": str(int(latest) + 1),
-                                              "isArchived": False}},
-                              f"{self._ws_path(sub, rg, ws)}/models/{name}", name,
-                              "Microsoft.MachineLearningServices/workspaces/models")
 
     # batch endpoints
     def _get_batch_endpoint(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        if name not in self.state.batch_endpoints:
+        deployments = self.state.batch_endpoints.get((ws.lower(), name))
+        if deployments is None:
             return 404, _error("UserError", f"Batch endpoint {name} not found in workspace {ws}.")
         return 200, self._arm({
             "location": "westeurope", "tags": {}, "identity": {"type": "SystemAssigned"},
             "properties": {"authMode": "AADToken", "provisioningState": "Succeeded",
                            "scoringUri": f"{self.base_url}/score/{sub}/{rg}/{ws}/{name}/jobs",
-                           "defaults": {"deploymentName": self.state.batch_endpoints[name][0]}}},
+                           "defaults": {"deploymentName": deployments[0]}}},
             f"{self._ws_path(sub, rg, ws)}/batchEndpoints/{name}", name,
             "Microsoft.MachineLearningServices/workspaces/batchEndpoints")
 
     def _list_batch_deployments(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        deployments = self.state.batch_endpoints.get(name)
+        deployments = self.state.batch_endpoints.get((ws.lower(), name))
         if deployments is None:
             return 404, _error("UserError", f"Batch endpoint {name} not found in workspace {ws}.")
         return 200, {"value": [self._arm({"location": "westeurope", "properties": {"provisioningState": "Succeeded"}},
@@ -477,20 +502,28 @@ class FakeAzureML:
                                for d in deployments]}
 
     def _invoke_batch(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        if not str(req.headers.get("Authorization", "")).startswith("Bearer "):
+            return 401, _error("Unauthorized", "no bearer token")
         props = copy.deepcopy((req.body or {}).get("properties") or {})
         job_name = props.get("name") or str(uuid.uuid4())
-        if job_name.lower() in self.state.jobs:
+        if (ws.lower(), job_name.lower()) in self.state.jobs:
             return 409, _error("UserError", f"A job with name '{job_name}' already exists in workspace '{ws}'.")
         experiment = (props.get("properties") or {}).get("experimentName") or name
-        job = {"properties": {"jobType": "Pipeline", "experimentName": experiment, "status": "NotStarted",
-                              "tags": {}, "properties": {"azureml.batchrun": "true"}, "displayName": job_name,
-                              "inputs": {}, "outputs": {}, "jobs": {}, "settings": {}}}
-        self.state.jobs[job_name.lower()] = self._arm(job, f"{self._ws_path(sub, rg, ws)}/jobs/{job_name}", job_name,
-                                                      "Microsoft.MachineLearningServices/workspaces/jobs")
+        self.add_job(job_name, experiment=experiment, status="NotStarted", workspace=ws)
         return 200, {"id": f"{self._ws_path(sub, rg, ws)}/batchEndpoints/{name}/jobs/{job_name}", "name": job_name,
                      "type": "Microsoft.MachineLearningServices/workspaces/batchEndpoints/jobs",
-                     "properties": {**props, "name": job_name, "status": "NotStarted",
-                                    "interactionEndpoints": {}}}
+                     "properties": {**props, "name": job_name, "status": "NotStarted", "interactionEndpoints": {}}}
+
+
+def _public(job: dict[str, Any]) -> dict[str, Any]:
+    """A stored job as the service returns it (without the fake's bookkeeping)."""
+    out = copy.deepcopy(job)
+    out["properties"].pop("_parent", None)
+    return out
+
+
+def _order(version: str) -> int:
+    return int(version) if version.isdigit() else 0
 
 
 def _code(status: int) -> str:

@@ -51,7 +51,7 @@ class WorkspaceClients:
             return client
 
     def _build(self, workspace: Workspace) -> MLClient:
-        from azure.ai.ml import MLClient
+        from azure.ai.ml import MLClient  # noqa: PLC0415 - the SDK loads on first use
 
         settings = self._settings
         kwargs: dict[str, Any] = {
@@ -71,7 +71,7 @@ class WorkspaceClients:
 
     def _credential_for_clients(self) -> TokenCredential:
         if self._credential is None:
-            from azure.identity import DefaultAzureCredential
+            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - the SDK loads on first use
 
             # In Azure: the Function App's managed identity (user-assigned when a client id is given).
             self._credential = DefaultAzureCredential(
@@ -98,7 +98,7 @@ def target_workspace(named: str | None, event: AzureMLEvent) -> Workspace:
 
 def _window_retry_policy(settings: Settings) -> Any:
     """azure-core's RetryPolicy, bounded so one request never outlives the delivery window."""
-    from azure.core.pipeline.policies import RetryPolicy
+    from azure.core.pipeline.policies import RetryPolicy  # noqa: PLC0415 - the SDK loads on first use
 
     class WindowRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,8 @@ def describe(workspace: Workspace) -> str:
 
 def classify(exc: BaseException, workspace: Workspace, what: str) -> MlreactorError:
     """The engine-level error for ``exc`` raised while doing ``what`` (e.g. ``"PUT job mlreactor-x"``)."""
-    from azure.ai.ml.exceptions import MlException
-    from azure.core.exceptions import (
+    from azure.ai.ml.exceptions import MlException  # noqa: PLC0415 - the SDK loads on first use
+    from azure.core.exceptions import (  # noqa: PLC0415 - the SDK loads on first use
         ClientAuthenticationError,
         HttpResponseError,
         ServiceRequestError,
@@ -56,7 +56,7 @@ def classify(exc: BaseException, workspace: Workspace, what: str) -> MlreactorEr
 @contextmanager
 def calling(workspace: Workspace, what: str) -> Iterator[None]:
     """Run SDK calls; anything Azure raises leaves as ``TransientError`` or ``PermanentError`` (``from`` the cause)."""
-    from azure.core.exceptions import AzureError
+    from azure.core.exceptions import AzureError  # noqa: PLC0415 - the SDK loads on first use
 
     try:
         yield

@@ -13,8 +13,11 @@ service with 409 — counts as done.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import yaml
 
 from shared.actions import ActionResult, PlannedAction, RunPipelineParams
 from shared.adapters.azureml import runs
@@ -73,7 +76,7 @@ def run_pipeline(ml: MLClient, workspace: Workspace, action: PlannedAction, base
     job.experiment_name = params.experiment_name or job.experiment_name or experiment
     job.display_name = params.display_name or job.display_name or name
     job.tags = {**(job.tags or {}), **tags}
-    from azure.core.exceptions import ResourceExistsError
+    from azure.core.exceptions import ResourceExistsError  # noqa: PLC0415 - the SDK loads on first use
 
     try:
         with calling(workspace, f"PUT pipeline job {name}"):
@@ -89,7 +92,7 @@ def run_pipeline(ml: MLClient, workspace: Workspace, action: PlannedAction, base
 
 
 def find_job(ml: MLClient, workspace: Workspace, name: str) -> Job | None:
-    from azure.core.exceptions import ResourceNotFoundError
+    from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - the SDK loads on first use
 
     try:
         with calling(workspace, f"GET job {name}"):
@@ -112,36 +115,44 @@ def _launched(workspace: Workspace, job: Job, detail: str) -> ActionResult:
 
 
 def _yaml_job(params: RunPipelineParams, base_dir: Path, workspace: Workspace) -> PipelineJob:
-    """``load_job`` on a YAML shipped with the rules; the path may not leave the rules' folder."""
-    from azure.ai.ml import load_job
-    from azure.ai.ml.entities import PipelineJob
+    """``load_job`` on a YAML shipped with the rules, inputs overridden; the path may not leave the rules' folder.
+
+    The declared input types are read from the YAML first, so an asset input gets its ``path`` overridden
+    (``inputs.model.path``) and a literal input its value (``inputs.monitor``).
+    """
+    from azure.ai.ml import load_job  # noqa: PLC0415 - the SDK loads on first use
+    from azure.ai.ml.entities import PipelineJob  # noqa: PLC0415 - the SDK loads on first use
 
     root = base_dir.resolve()
     path = (root / str(params.job_yaml)).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise PermanentError(f"job_yaml {params.job_yaml!r}: no such file under the rules folder {root}")
     try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        declared = {
+            str(key): str(value.get("type")) if isinstance(value, dict) else "literal"
+            for key, value in (document.get("inputs") or {}).items()
+        }
+        overrides = [
+            {f"inputs.{key}.path": value} if kind in ASSET_INPUT_TYPES else {f"inputs.{key}": value}
+            for key, (kind, value) in _checked_inputs(params, declared, f"pipeline {params.job_yaml}").items()
+        ]
+        if params.compute:
+            overrides.append({"settings.default_compute": params.compute})
         with calling(workspace, f"load {params.job_yaml}"):
-            job = load_job(path)
+            job = load_job(path, params_override=overrides)
     except PermanentError:
         raise
-    except Exception as exc:  # marshmallow / YAML errors: the shipped file itself is wrong
+    except Exception as exc:  # YAML / marshmallow errors: the shipped file itself is wrong, retrying cannot help
         raise PermanentError(f"job_yaml {params.job_yaml!r} is not a valid pipeline job: {exc}") from exc
     if not isinstance(job, PipelineJob):
         raise PermanentError(f"job_yaml {params.job_yaml!r} is a {job.type} job, not a pipeline")
-    declared = {key: getattr(value, "type", None) for key, value in (job.inputs or {}).items()}
-    for key, value in _typed_inputs(params, declared, f"pipeline {params.job_yaml}").items():
-        job.inputs[key] = value
-    if params.compute:
-        from azure.ai.ml.entities import PipelineJobSettings
-
-        job.settings = job.settings or PipelineJobSettings()
-        job.settings.default_compute = params.compute
     return job
 
 
 def _component_job(ml: MLClient, workspace: Workspace, params: RunPipelineParams) -> PipelineJob:
-    from azure.ai.ml.entities import PipelineJob, PipelineJobSettings
+    from azure.ai.ml import Input  # noqa: PLC0415 - the SDK loads on first use
+    from azure.ai.ml.entities import PipelineJob, PipelineJobSettings  # noqa: PLC0415
 
     match = _COMPONENT_REF.match(str(params.component))
     if match is None:
@@ -151,23 +162,22 @@ def _component_job(ml: MLClient, workspace: Workspace, params: RunPipelineParams
     with calling(workspace, f"GET pipeline component {ref}"):
         component = ml.components.get(name, version=version, label=None if version else label or "latest")
     declared = {key: getattr(value, "type", None) for key, value in (component.inputs or {}).items()}
-    inputs = _typed_inputs(params, declared, f"component {ref}")
+    inputs: dict[str, Input | str | bool | int | float] = {
+        key: Input(type=kind, path=value) if kind in ASSET_INPUT_TYPES else value
+        for key, (kind, value) in _checked_inputs(params, declared, f"component {ref}").items()
+    }
     settings = PipelineJobSettings(default_compute=params.compute) if params.compute else None
     return PipelineJob(component=component, inputs=inputs, settings=settings)
 
 
-def _typed_inputs(params: RunPipelineParams, declared: dict[str, str | None], owner: str) -> dict[str, Any]:
-    """Rendered input values as the pipeline declares them: asset inputs get ``Input(type, path)``."""
-    from azure.ai.ml import Input
-
+def _checked_inputs(
+    params: RunPipelineParams, declared: Mapping[str, str | None], owner: str
+) -> dict[str, tuple[str | None, str]]:
+    """``{input: (type, value)}`` for the rendered inputs; an input the pipeline does not declare is an error."""
     unknown = sorted(set(params.inputs) - set(declared))
     if unknown:
         raise PermanentError(f"{owner} declares no input {', '.join(unknown)} (it has: {', '.join(declared)})")
-    typed: dict[str, Any] = {}
-    for key, value in params.inputs.items():
-        kind = params.input_types.get(key) or declared[key]
-        typed[key] = Input(type=kind, path=value) if kind in ASSET_INPUT_TYPES else value
-    return typed
+    return {key: (params.input_types.get(key) or declared[key], value) for key, value in params.inputs.items()}
 
 
 def _invoke_batch_endpoint(
@@ -178,8 +188,8 @@ def _invoke_batch_endpoint(
     A model input of type ``mlflow_model``/``custom_model`` is resolved by the SDK as a *data* asset (a bug in
     ``batch_endpoints.invoke``), so every input is sent as a literal unless ``input_types`` names a data type.
     """
-    from azure.ai.ml import Input
-    from azure.core.exceptions import ResourceExistsError
+    from azure.ai.ml import Input  # noqa: PLC0415 - the SDK loads on first use
+    from azure.core.exceptions import ResourceExistsError  # noqa: PLC0415 - the SDK loads on first use
 
     inputs = {}
     for key, value in params.inputs.items():

@@ -29,7 +29,7 @@ def merge_tags(
     remove: Sequence[str] = (),
 ) -> dict[str, str]:
     """``PATCH …/experiments/{experiment}/runs/{run}/tags``: the service merges; returns the run's tags after."""
-    from azure.ai.ml._restclient.runhistory.models import DeleteOrModifyTags
+    from azure.ai.ml._restclient.runhistory.models import DeleteOrModifyTags  # noqa: PLC0415 - the SDK loads on first use
 
     run = _operations(ml).modify_or_delete_tags_by_experiment_name(
         subscription_id=workspace.subscription_id,
@@ -47,7 +47,7 @@ def annotate(
     display_name: str | None,
 ) -> dict[str, str]:
     """``PATCH …/experiments/{experiment}/runs/{run}``: merge tags and set the display name in one request."""
-    from azure.ai.ml._restclient.runhistory.models import CreateRun
+    from azure.ai.ml._restclient.runhistory.models import CreateRun  # noqa: PLC0415 - the SDK loads on first use
 
     run = _operations(ml).add_or_modify_by_experiment_name(
         subscription_id=workspace.subscription_id,
