@@ -133,6 +133,7 @@ class _State:
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (ws, lower-case job name)
     models: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (ws, name, version)
     components: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    data: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     batch_endpoints: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (ws, endpoint) → deployments
 
 
@@ -227,6 +228,16 @@ class FakeAzureML:
             self.state.components[(workspace.lower(), name, version)] = self._arm(
                 body, f"{ws_path}/components/{name}/versions/{version}", version,
                 "Microsoft.MachineLearningServices/workspaces/components/versions")
+
+    def add_data(self, name: str, version: str, *, workspace: str = WORKSPACE) -> None:
+        """A registered data asset (a uri_folder), e.g. the training data a retrain pipeline names ``@latest``."""
+        ws_path = self._ws_path(self.subscription, self.resource_group, workspace)
+        body = {"properties": {"dataType": "uri_folder", "dataUri": f"azureml://datastores/blob/paths/{name}/{version}/",
+                               "tags": {}, "properties": {}, "isAnonymous": False, "isArchived": False}}
+        with self._lock:
+            self.state.data[(workspace.lower(), name, version)] = self._arm(
+                body, f"{ws_path}/data/{name}/versions/{version}", version,
+                "Microsoft.MachineLearningServices/workspaces/data/versions")
 
     def add_batch_endpoint(self, name: str, deployments: tuple[str, ...] = ("default",), *,
                            workspace: str = WORKSPACE) -> None:
@@ -336,6 +347,8 @@ class FakeAzureML:
             ("GET", _WS + r"/jobs/(?P<name>[^/]+)", self._get_job),
             ("GET", _WS + r"/components/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_component),
             ("GET", _WS + r"/components/(?P<name>[^/]+)/versions", self._list_components),
+            ("GET", _WS + r"/data/(?P<name>[^/]+)", self._data_container),
+            ("GET", _WS + r"/data/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_data),
             ("GET", _WS + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_model),
             ("PUT", _WS + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._put_model),
             ("GET", _WS + r"/models/(?P<name>[^/]+)/versions", self._list_models),
@@ -453,6 +466,23 @@ class FakeAzureML:
         versions = [c for (w, n, _), c in self.state.components.items() if w == ws.lower() and n == name]
         versions.sort(key=lambda c: _order(c["name"]), reverse=True)  # newest first, as $orderBy=createdtime desc
         return 200, {"value": versions}
+
+    # data
+    def _data_container(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        versions = [v for (w, n, v) in self.state.data if w == ws.lower() and n == name]
+        if not versions:
+            return 404, _error("UserError", f"Data {name} not found in workspace {ws}.")
+        latest = max(versions, key=_order)
+        return 200, self._arm({"properties": {"dataType": "uri_folder", "latestVersion": latest,
+                                              "nextVersion": str(_order(latest) + 1), "isArchived": False}},
+                              f"{self._ws_path(sub, rg, ws)}/data/{name}", name,
+                              "Microsoft.MachineLearningServices/workspaces/data")
+
+    def _get_data(self, req: Request, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, Any]:
+        found = self.state.data.get((ws.lower(), name, version))
+        if found is None:
+            return 404, _error("UserError", f"Data {name}:{version} not found in workspace {ws}.")
+        return 200, found
 
     # models
     def _get_model(self, req: Request, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, Any]:

@@ -7,6 +7,7 @@ names the workspace, the asset and what the service said — never a token or a 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,6 +16,7 @@ from shared.events import Workspace
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_SAID = 300
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the SDK colours its own messages for terminals
 
 
 def describe(workspace: Workspace) -> str:
@@ -33,24 +35,24 @@ def classify(exc: BaseException, workspace: Workspace, what: str) -> MlreactorEr
 
     where = f"Azure ML {describe(workspace)}: {what}"
     if isinstance(exc, MlException):
-        said = _said(exc.message or str(exc))
+        message = said(exc.message or str(exc))
         # batch_endpoints.invoke gives up on connection errors with a bare MlException (no status, no cause).
-        if "Max retry attempts reached" in said:
-            return TransientError(f"{where}: cannot reach the service: {said}")
-        return PermanentError(f"{where}: rejected by the SDK: {said}")
+        if "Max retry attempts reached" in message:
+            return TransientError(f"{where}: cannot reach the service: {message}")
+        return PermanentError(f"{where}: rejected by the SDK: {message}")
     if isinstance(exc, ClientAuthenticationError) and exc.status_code is None:
-        return PermanentError(f"{where}: cannot get a token for the managed identity: {_said(exc.message)}")
+        return PermanentError(f"{where}: cannot get a token for the managed identity: {said(exc.message)}")
     if isinstance(exc, HttpResponseError):
         status = exc.status_code
         code = exc.error.code if exc.error is not None and exc.error.code else exc.reason
-        said = _said(exc.error.message if exc.error is not None and exc.error.message else exc.message)
-        detail = f"{where}: HTTP {status} {code}: {said}"
+        message = said(exc.error.message if exc.error is not None and exc.error.message else exc.message)
+        detail = f"{where}: HTTP {status} {code}: {message}"
         if status is None or status in TRANSIENT_STATUS:
             return TransientError(detail)
         return PermanentError(detail)
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return TransientError(f"{where}: no answer in time ({type(exc).__name__}): {_said(str(exc))}")
-    return PermanentError(f"{where}: {type(exc).__name__}: {_said(str(exc))}")
+        return TransientError(f"{where}: no answer in time ({type(exc).__name__}): {said(str(exc))}")
+    return PermanentError(f"{where}: {type(exc).__name__}: {said(str(exc))}")
 
 
 @contextmanager
@@ -66,7 +68,7 @@ def calling(workspace: Workspace, what: str) -> Iterator[None]:
         raise classify(exc, workspace, what) from exc
 
 
-def _said(text: object) -> str:
-    """What the service said, on one line and bounded (service messages can carry whole request bodies)."""
-    flat = " ".join(str(text or "").split())
+def said(text: object) -> str:
+    """What the service said: one line, no terminal colours, bounded (messages can carry whole request bodies)."""
+    flat = " ".join(_ANSI.sub("", str(text or "")).split())
     return flat if len(flat) <= _MAX_SAID else flat[: _MAX_SAID - 3] + "..."

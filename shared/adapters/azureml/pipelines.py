@@ -21,7 +21,7 @@ import yaml
 
 from shared.actions import ActionResult, PlannedAction, RunPipelineParams
 from shared.adapters.azureml import runs
-from shared.adapters.azureml.errors import calling, describe
+from shared.adapters.azureml.errors import calling, describe, said
 from shared.errors import PermanentError
 from shared.events import CORRELATION_TAG, Workspace
 
@@ -138,13 +138,16 @@ def _yaml_job(params: RunPipelineParams, base_dir: Path, workspace: Workspace) -
             for key, (kind, value) in _checked_inputs(params, declared, f"pipeline {params.job_yaml}").items()
         ]
         if params.compute:
-            overrides.append({"settings.default_compute": params.compute})
+            compute = params.compute
+            if compute != "serverless" and not compute.startswith("azureml:"):
+                compute = f"azureml:{compute}"  # YAML jobs name a workspace compute as azureml:<name>
+            overrides.append({"settings.default_compute": compute})
         with calling(workspace, f"load {params.job_yaml}"):
             job = load_job(path, params_override=overrides)
     except PermanentError:
         raise
     except Exception as exc:  # YAML / marshmallow errors: the shipped file itself is wrong, retrying cannot help
-        raise PermanentError(f"job_yaml {params.job_yaml!r} is not a valid pipeline job: {exc}") from exc
+        raise PermanentError(f"job_yaml {params.job_yaml!r} is not a valid pipeline job: {said(exc)}") from exc
     if not isinstance(job, PipelineJob):
         raise PermanentError(f"job_yaml {params.job_yaml!r} is a {job.type} job, not a pipeline")
     return job
