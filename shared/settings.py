@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         description="Most time one Azure ML request may take, retries and Retry-After waits included; past it the "
         "event is redelivered by Event Grid.",
     )
+    azureml_tag_settle_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="Wait after writing a model version's tags before reading them back to verify no concurrent "
+        "writer replaced them (model versions are written whole, without a conditional write).",
+    )
 
     # Azure DevOps --------------------------------------------------------------------------------------------
     devops_organization_url: str | None = Field(default=None, description="https://dev.azure.com/ORG")

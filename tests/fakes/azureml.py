@@ -111,6 +111,7 @@ class Fault:
     times: int = 1
     retry_after: float | None = None
     delay: float = 0.0  # sleep before answering (past the client's read timeout = a timeout)
+    hold: float = 0.0  # answer normally, but only after this long: the answer is stale by the time it arrives
     reset: bool = False  # close the connection with a TCP RST instead of answering
     message: str = "injected fault"
     code: str | None = None
@@ -318,6 +319,9 @@ class FakeAzureML:
             if route.method == request.method and match is not None:
                 with self._lock:
                     status, answer = route.handler(request, **match.groupdict())
+                    answer = copy.deepcopy(answer)
+                if fault is not None and fault.hold:
+                    time.sleep(fault.hold)
                 self._answer(handler, status, answer)
                 return
         self._answer(handler, 404, _error("NotFound", f"fake: no route for {request}"))

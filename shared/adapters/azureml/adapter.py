@@ -43,5 +43,6 @@ class AzureMLAdapter:
         if isinstance(params, RunPipelineParams):
             return run_pipeline(ml, workspace, action, self.base_dir)
         if isinstance(params, TagModelParams):
-            return tag_model(ml, workspace, params, self._locks)
+            settle = self.clients.settings.azureml_tag_settle_seconds
+            return tag_model(ml, workspace, params, self._locks, settle=settle)
         return tag_run(ml, workspace, action)

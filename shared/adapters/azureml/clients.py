@@ -36,7 +36,7 @@ class WorkspaceClients:
         credential: TokenCredential | None = None,
         connection_verify: str | None = None,
     ) -> None:
-        self._settings = settings
+        self.settings = settings
         self._credential = credential
         self._verify = connection_verify
         self._clients: dict[str, MLClient] = {}
@@ -53,7 +53,7 @@ class WorkspaceClients:
     def _build(self, workspace: Workspace) -> MLClient:
         from azure.ai.ml import MLClient  # noqa: PLC0415 - the SDK loads on first use
 
-        settings = self._settings
+        settings = self.settings
         kwargs: dict[str, Any] = {
             "retry_policy": _window_retry_policy(settings),
             "connection_timeout": settings.azureml_timeout_seconds,
@@ -75,7 +75,7 @@ class WorkspaceClients:
 
             # In Azure: the Function App's managed identity (user-assigned when a client id is given).
             self._credential = DefaultAzureCredential(
-                managed_identity_client_id=self._settings.managed_identity_client_id
+                managed_identity_client_id=self.settings.managed_identity_client_id
             )
         return self._credential
 

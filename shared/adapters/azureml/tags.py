@@ -1,22 +1,25 @@
 """Merge tags into model versions and jobs without losing anyone else's.
 
 **Models** have no tag-merge API: a model version is written whole (``PUT …/models/{name}/versions/{v}``), so the
-tag map in the body replaces the stored one, and the SDK sends no ``If-Match`` (the service offers no optimistic
-concurrency for it). A naive read-modify-write therefore loses a tag when two writers interleave:
+tag map in the body replaces the stored one. The SDK sends no ``If-Match`` and its REST operations take none (whether
+the service would honour one is undocumented, so nothing here relies on it). A naive read-modify-write therefore loses a tag when two writers interleave:
 ``A reads {a}; B reads {a}; A writes {a,x}; B writes {a,y}`` — ``x`` is gone. So:
 
 1. writers of the same model version in one process take a lock (two reactions of one delivery, or two concurrent
    deliveries on one instance, never interleave);
-2. every write is verified by reading the version back; if a key we set is missing or another value, or a key we
-   removed is back, the merge is redone on what was read (bounded; then ``TransientError`` and Event Grid
-   redelivers). Across instances this repairs the interleaving above: A's verification sees ``{a,y}``, re-merges and
-   writes ``{a,x,y}``.
+2. every write is verified by reading the version back after a short settle time (``azureml_tag_settle_seconds``);
+   if a key we set is missing or has another value, or a key we removed is back, the merge is redone on what was
+   read (bounded; then ``TransientError`` and Event Grid redelivers). Across instances this repairs both orders:
+   ``A reads, B reads, A writes, B writes`` (A's verification sees ``{a,y}`` and writes ``{a,x,y}``) and
+   ``A reads, B reads, B writes, A writes`` with A's write landing within the settle time after B's (B's
+   verification sees ``{a,x}`` and writes ``{a,x,y}``).
 
-What remains is a writer on another instance whose stale write lands after our verification; that needs a
-conditional write the service does not offer. The read goes through the SDK's REST operations rather than
-``ml.models.get``/``create_or_update``, because that public round trip drops ``flavors`` and ``jobName`` from the
-PUT body and adds a GET of the version list: here the stored version is sent back exactly as read, with only its
-tags (and ``isArchived``) changed.
+What remains is a writer on another instance whose stale write lands more than the settle time after ours (its
+read→write span longer than the settle time); closing that needs a conditional write the service does not offer.
+
+The read goes through the SDK's REST operations rather than ``ml.models.get``/``create_or_update``, because that
+public round trip drops ``flavors`` and ``jobName`` from the PUT body and adds a GET of the version list: here the
+stored version is sent back exactly as read, with only its tags (and ``isArchived``) changed.
 
 **Jobs** have one: the run-history tags PATCH merges set and removed keys on the service side (see ``runs``).
 """
@@ -24,6 +27,7 @@ tags (and ``isArchived``) changed.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +56,9 @@ class KeyedLocks:
             return self._locks.setdefault(key, threading.Lock())
 
 
-def tag_model(ml: MLClient, workspace: Workspace, params: TagModelParams, locks: KeyedLocks) -> ActionResult:
+def tag_model(
+    ml: MLClient, workspace: Workspace, params: TagModelParams, locks: KeyedLocks, *, settle: float
+) -> ActionResult:
     name, version = params.model, params.version
     ref = f"{name}:{version}"
     operations = _model_versions(ml)
@@ -79,6 +85,7 @@ def tag_model(ml: MLClient, workspace: Workspace, params: TagModelParams, locks:
             with calling(workspace, f"PUT model {ref}"):
                 operations.create_or_update(name=name, version=version, body=stored, **scope)
             writes += 1
+            time.sleep(settle)  # let a concurrent writer's stale write land before we read back
 
 
 def tag_run(ml: MLClient, workspace: Workspace, action: PlannedAction) -> ActionResult:
