@@ -174,7 +174,7 @@ class FakeAzureML:
         server.daemon_threads = True
         server.socket = self.cert.server_context().wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fake-azureml", daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-azureml", daemon=True)
         self._thread.start()
         return self
 
