@@ -178,8 +178,9 @@ rules:
     result = adapter.execute(planned(rules, event("run_completed")))
 
     patches = fake.calls("PATCH")
+    run = "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"
     assert [(r.method, r.path) for r in patches] == [
-        ("PATCH", f"{HISTORY}/experiments/automl-local-regression/runs/AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5/tags")
+        ("PATCH", f"{HISTORY}/experiments/automl-local-regression/runs/{run}/tags")
     ]
     assert patches[0].body == {"tagsToModify": {"mlreactor.seen": "yes"}, "tagsToDelete": ["old"]}
     assert patches[0].api_version == "v1.0"

@@ -1,10 +1,10 @@
-"""Run-history calls: merge tags into a job (and set its display name) without rewriting the job.
+"""Run-history calls: merge tags into a job (and set its display name) without rewriting it; list step runs.
 
 ``jobs.update()`` costs seven requests (four GETs of the job, the workspace, the discovery document, the PATCH); the
-PATCH alone is what merges. Both calls below go straight to the run-history operations of the ``MLClient`` (the
-same client ``jobs.update`` uses), which resolves the run-history host once per client from the workspace's
-discovery document and then costs one request per call. They need the job's experiment name, which run events
-carry; otherwise one ``jobs.get`` finds it.
+PATCH alone is what merges. ``jobs.list(parent_job_name=…)`` GETs the parent before listing. The calls below go
+straight to the run-history operations of the ``MLClient`` (the same ones those public methods use), which resolve
+the run-history host once per client from the workspace's discovery document and then cost one request per call.
+The PATCHes need the job's experiment name, which run events carry; otherwise one ``jobs.get`` finds it.
 """
 
 from __future__ import annotations
@@ -16,12 +16,22 @@ from shared.events import Workspace
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
+    from azure.ai.ml.entities import Job
+
+
+def _runs(ml: MLClient) -> Any:
+    # The run-history client of azure-ai-ml's JobOperations (private): its public wrappers re-read the job around
+    # the call (see the module docstring). Pinned by the contract tests in tests/azureml.
+    return ml.jobs._runs_operations
 
 
 def _operations(ml: MLClient) -> Any:
-    # The run-history client of azure-ai-ml's JobOperations (private): the one public wrapper, jobs.update(),
-    # re-reads the job four times around the PATCH. Pinned by the contract tests in tests/azureml.
-    return ml.jobs._runs_operations._operation
+    return _runs(ml)._operation
+
+
+def children(ml: MLClient, run_id: str) -> list[Job]:
+    """``GET …/runs/{run}/children``: the step runs of a pipeline run, as Job entities."""
+    return [job for job in _runs(ml).get_run_children(run_id) if job is not None]
 
 
 def merge_tags(

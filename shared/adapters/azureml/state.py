@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.adapters.azureml import runs
 from shared.adapters.azureml.errors import calling, describe
 from shared.errors import PermanentError
 from shared.events import RunCompleted, Workspace
@@ -111,7 +112,7 @@ class AzureMLState:
         if values:
             return RunMetrics(run_id=run_id, source="run", values=values)
         with calling(ws, f"list step runs of {run_id}"):
-            children = [_job_state(job) for job in self.clients.get(ws).jobs.list(parent_job_name=run_id)]
+            children = [_job_state(job) for job in runs.children(self.clients.get(ws), run_id)]
         return _from_steps(ws, run_id, children)
 
     def model(self, workspace: Workspace, name: str, version: str) -> ModelState:

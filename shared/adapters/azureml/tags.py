@@ -1,9 +1,10 @@
 """Merge tags into model versions and jobs without losing anyone else's.
 
 **Models** have no tag-merge API: a model version is written whole (``PUT …/models/{name}/versions/{v}``), so the
-tag map in the body replaces the stored one. The SDK sends no ``If-Match`` and its REST operations take none (whether
-the service would honour one is undocumented, so nothing here relies on it). A naive read-modify-write therefore loses a tag when two writers interleave:
-``A reads {a}; B reads {a}; A writes {a,x}; B writes {a,y}`` — ``x`` is gone. So:
+tag map in the body replaces the stored one. The SDK sends no ``If-Match`` and its REST operations take none
+(whether the service would honour one is undocumented, so nothing here relies on it). A naive read-modify-write
+therefore loses a tag when two writers interleave: ``A reads {a}; B reads {a}; A writes {a,x}; B writes {a,y}`` —
+``x`` is gone. So:
 
 1. writers of the same model version in one process take a lock (two reactions of one delivery, or two concurrent
    deliveries on one instance, never interleave);
