@@ -275,3 +275,34 @@ def test_an_input_the_pipeline_does_not_declare_is_permanent(fake: FakeAzureML, 
     with pytest.raises(PermanentError, match=r"declares no input modle \(it has: model, test_data\)"):
         adapter.execute(planned(rules, event("model_registered")))
     assert fake.requests == []
+
+
+def test_a_batch_job_that_exists_is_done_and_its_tags_are_made_sure_of(fake: FakeAzureML, adapter: AzureMLAdapter):
+    """GIVEN the batch job was POSTed before but the worker died before tagging it
+    WHEN the action runs again THEN the second POST is refused (409), the tags are PATCHed, one job."""
+    fake.add_batch_endpoint("offline-test-ep")
+    action = planned(rule_with("batch_endpoint: offline-test-ep"), event("model_registered"))
+    fake.fail("PATCH", "/runs/", status=403, times=1)  # the first attempt dies before its tags land
+    with pytest.raises(PermanentError):
+        adapter.execute(action)
+    fake.clear()
+
+    result = adapter.execute(action)
+
+    assert [r.method for r in fake.requests] == ["GET", "POST", "PATCH"]  # endpoint, refused POST, tags
+    assert fake.calls("POST")[0].body["properties"]["name"] == result.external_id
+    job = fake.job(job_name(action, "offline-test"))
+    assert job is not None and job["properties"]["tags"]["mlreactor.reaction"] == "test-new-model"
+    assert len(fake.jobs()) == 1
+
+
+def test_a_resumed_batch_action_finds_its_job_and_only_tags_it(fake: FakeAzureML, adapter: AzureMLAdapter):
+    fake.add_batch_endpoint("offline-test-ep")
+    action = planned(rule_with("batch_endpoint: offline-test-ep"), event("model_registered"))
+    adapter.execute(action)
+    fake.clear()
+
+    adapter.execute(replace(action, resumed=True))
+
+    assert [r.method for r in fake.requests] == ["GET", "PATCH"]
+    assert fake.calls("POST") == []

@@ -41,8 +41,8 @@ class AzureMLAdapter:
         workspace = target_workspace(params.workspace, action.event)
         ml = self.clients.get(workspace)
         if isinstance(params, RunPipelineParams):
-            return run_pipeline(ml, workspace, action, self.base_dir)
+            return run_pipeline(ml, workspace, action, params, self.base_dir)
         if isinstance(params, TagModelParams):
             settle = self.clients.settings.azureml_tag_settle_seconds
             return tag_model(ml, workspace, params, self._locks, settle=settle)
-        return tag_run(ml, workspace, action)
+        return tag_run(ml, workspace, action, params)

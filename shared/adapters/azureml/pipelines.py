@@ -57,9 +57,11 @@ def job_tags(action: PlannedAction, params: RunPipelineParams) -> dict[str, str]
     return tags
 
 
-def run_pipeline(ml: MLClient, workspace: Workspace, action: PlannedAction, base_dir: Path) -> ActionResult:
-    params = action.params
-    assert isinstance(params, RunPipelineParams)
+def run_pipeline(
+    ml: MLClient, workspace: Workspace, action: PlannedAction, params: RunPipelineParams, base_dir: Path
+) -> ActionResult:
+    from azure.core.exceptions import ResourceExistsError  # noqa: PLC0415 - the SDK loads on first use
+
     name = job_name(action, params.purpose)
     tags = job_tags(action, params)
     experiment = params.experiment_name or f"mlreactor-{params.purpose}"
@@ -76,8 +78,6 @@ def run_pipeline(ml: MLClient, workspace: Workspace, action: PlannedAction, base
     job.experiment_name = params.experiment_name or job.experiment_name or experiment
     job.display_name = params.display_name or job.display_name or name
     job.tags = {**(job.tags or {}), **tags}
-    from azure.core.exceptions import ResourceExistsError  # noqa: PLC0415 - the SDK loads on first use
-
     try:
         with calling(workspace, f"PUT pipeline job {name}"):
             created = ml.jobs.create_or_update(job)

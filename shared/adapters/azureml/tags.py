@@ -89,9 +89,7 @@ def tag_model(
             time.sleep(settle)  # let a concurrent writer's stale write land before we read back
 
 
-def tag_run(ml: MLClient, workspace: Workspace, action: PlannedAction) -> ActionResult:
-    params = action.params
-    assert isinstance(params, TagRunParams)
+def tag_run(ml: MLClient, workspace: Workspace, action: PlannedAction, params: TagRunParams) -> ActionResult:
     experiment = params.experiment or _experiment_of(ml, workspace, params.run, action)
     with calling(workspace, f"PATCH run {params.run} (tags)"):
         tags = runs.merge_tags(ml, workspace, experiment, params.run, set_tags=params.set, remove=params.remove)
