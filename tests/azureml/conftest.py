@@ -28,7 +28,7 @@ def azureml_settings(**overrides: Any) -> Settings:
     """Tight limits so fault tests finish in seconds; the same knobs production sets."""
     values: dict[str, Any] = {
         "dry_run": False, "azureml_retry_total": 2, "azureml_timeout_seconds": 1.5,
-        "azureml_call_budget_seconds": 6.0, "azureml_tag_settle_seconds": 0.05, **overrides,
+        "azureml_action_budget_seconds": 6.0, "azureml_tag_settle_seconds": 0.05, **overrides,
     }
     return Settings(**values)
 

@@ -56,7 +56,7 @@ def test_429_with_a_short_retry_after_is_waited_for_and_retried(fake: FakeAzureM
 def test_429_asking_for_longer_than_the_budget_is_not_waited_for_and_the_event_is_redelivered(
     fake: FakeAzureML, engine: Engine
 ):
-    """GIVEN the service answers 429 Retry-After: 60 (the call budget is 6 s)
+    """GIVEN the service answers 429 Retry-After: 60 (the action budget is 6 s)
     WHEN the event is handled THEN no wait: outcome failed (the trigger raises, Event Grid redelivers)
     AND the redelivery, with the service recovered, launches the job once."""
     fake.fail("PUT", JOB_PUT, status=429, retry_after=60)
@@ -128,7 +128,7 @@ def test_a_slow_answer_past_the_timeout_is_retried_and_the_job_is_still_one(
 def test_answers_that_never_come_in_time_are_transient_within_the_budget(
     fake: FakeAzureML, make_clients: Callable[..., WorkspaceClients]
 ):
-    adapter = AzureMLAdapter(make_clients(azureml_timeout_seconds=0.3, azureml_call_budget_seconds=1.5), ROOT)
+    adapter = AzureMLAdapter(make_clients(azureml_timeout_seconds=0.3, azureml_action_budget_seconds=1.5), ROOT)
     fake.fail("PUT", JOB_PUT, status=0, delay=1.0, times=10)
     started = time.monotonic()
 
@@ -161,3 +161,29 @@ def test_404_on_a_component_is_permanent_and_names_it(fake: FakeAzureML, adapter
     with pytest.raises(PermanentError, match=r"GET pipeline component offline_test:7: HTTP 404 .*not found"):
         adapter.execute(planned(rules, event("model_registered")))
     assert len(fake.requests) == 1
+
+
+def test_one_action_never_outlives_its_budget_even_when_each_request_is_in_time(
+    fake: FakeAzureML, make_clients: Callable[..., WorkspaceClients]
+):
+    """GIVEN every model read takes 0.9 s (under the 1 s read timeout) and the action budget is 1.5 s
+    WHEN tag_model needs a read, a write and a read back THEN the read back is cut to what is left: transient,
+    within the budget (Event Grid redelivers), instead of running on past it."""
+    adapter = AzureMLAdapter(make_clients(azureml_timeout_seconds=1.0, azureml_action_budget_seconds=1.5), ROOT)
+    fake.add_model("sklearn_regression_model", "20")
+    fake.fail("GET", "/models/", status=0, delay=0.9, times=10)
+    rules = RULES.replace("""      - run_pipeline:
+          purpose: offline-test
+          job_yaml: pipelines/offline-test.yml
+          inputs:
+            model: "{{ model.asset }}"
+""", """      - tag_model:
+          set: {mlreactor.stage: candidate}
+""")
+    started = time.monotonic()
+
+    with pytest.raises(TransientError, match="GET model sklearn_regression_model:20: no answer in time"):
+        adapter.execute(planned(rules, event("model_registered")))
+
+    assert time.monotonic() - started < 1.9
+    assert len(fake.calls("PUT")) == 1

@@ -137,28 +137,31 @@ def test_two_reactions_in_one_instance_tagging_one_version_at_once_lose_no_tag(
 def test_two_instances_whose_reads_cross_lose_no_tag(
     fake: FakeAzureML, make_clients: Callable[..., WorkspaceClients]
 ):
-    """GIVEN two instances (no shared lock) and writer 1's read answered late, so that writer 2 reads, writes and
-    starts verifying before writer 1 writes the stale tags back
+    """GIVEN two instances (no shared lock), and writer 1's read answered only after writer 2 has read and written,
+    so that writer 1 then writes the stale tags back over writer 2's
     WHEN both tag the same version THEN writer 2's verification after the settle time sees its tag gone and
     merges again: both tags stay, three writes."""
     fake.add_model(MODEL, "20", tags={"a": "1"})
-    instance_1 = AzureMLAdapter(make_clients(azureml_tag_settle_seconds=0.6), ROOT)
-    instance_2 = AzureMLAdapter(make_clients(azureml_tag_settle_seconds=0.6), ROOT)
+    instance_1 = AzureMLAdapter(make_clients(azureml_tag_settle_seconds=1.0), ROOT)
+    instance_2 = AzureMLAdapter(make_clients(azureml_tag_settle_seconds=1.0), ROOT)
     first, second = two_writers()
-    gate = threading.Event()
-    fake.fail("GET", "/models/", status=0, hold=0.3, times=1, then=gate.set)  # writer 1's read: {a}, 0.3 s late
+    reading, written = threading.Event(), threading.Event()
+    # Writer 1 reads {a}; the answer leaves 0.3 s after writer 2 has written {a, y} (well within the settle time).
+    fake.fail("GET", "/models/", status=0, times=1, then=reading.set, wait_for=written, hold=0.3)
+    fake.fail("PUT", "/models/", status=0, times=1, done=written.set)
 
-    def late_second() -> None:
-        gate.wait(5)
+    def second_writer() -> None:
+        reading.wait(10)
         instance_2.execute(second)
 
-    thread = threading.Thread(target=late_second)
+    thread = threading.Thread(target=second_writer)
     thread.start()
     instance_1.execute(first)
     thread.join(timeout=30)
 
+    puts = fake.calls("PUT")
+    assert [sorted(p.body["properties"]["tags"]) for p in puts] == [["a", "y"], ["a", "x"], ["a", "x", "y"]]
     assert fake.model_tags(MODEL, "20") == {"a": "1", "x": "from-reaction-1", "y": "from-reaction-2"}
-    assert len(fake.calls("PUT")) == 3
 
 
 def test_a_run_is_tagged_through_the_run_history_merge(fake: FakeAzureML, adapter: AzureMLAdapter):

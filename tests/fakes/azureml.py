@@ -115,7 +115,9 @@ class Fault:
     reset: bool = False  # close the connection with a TCP RST instead of answering
     message: str = "injected fault"
     code: str | None = None
-    then: Callable[[], None] | None = None  # called when the fault fires (e.g. to let another writer in)
+    then: Callable[[], None] | None = None  # called when the fault fires, before answering (e.g. to let another in)
+    done: Callable[[], None] | None = None  # called once the request has been applied (state changed, not answered)
+    wait_for: threading.Event | None = None  # answer only once this is set: the answer is stale when it arrives
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and method == self.method and re.search(self.path, path) is not None
@@ -320,6 +322,10 @@ class FakeAzureML:
                 with self._lock:
                     status, answer = route.handler(request, **match.groupdict())
                     answer = copy.deepcopy(answer)
+                if fault is not None and fault.done is not None:
+                    fault.done()
+                if fault is not None and fault.wait_for is not None:
+                    fault.wait_for.wait(10)
                 if fault is not None and fault.hold:
                     time.sleep(fault.hold)
                 self._answer(handler, status, answer)

@@ -17,7 +17,7 @@ from shared.actions import (
     TagModelParams,
     TagRunParams,
 )
-from shared.adapters.azureml.clients import WorkspaceClients, target_workspace
+from shared.adapters.azureml.clients import WorkspaceClients, action_deadline, target_workspace
 from shared.adapters.azureml.pipelines import run_pipeline
 from shared.adapters.azureml.tags import KeyedLocks, tag_model, tag_run
 
@@ -40,9 +40,10 @@ class AzureMLAdapter:
             raise TypeError(f"AzureMLAdapter cannot carry out {action.kind.value}")
         workspace = target_workspace(params.workspace, action.event)
         ml = self.clients.get(workspace)
-        if isinstance(params, RunPipelineParams):
-            return run_pipeline(ml, workspace, action, params, self.base_dir)
-        if isinstance(params, TagModelParams):
-            settle = self.clients.settings.azureml_tag_settle_seconds
-            return tag_model(ml, workspace, params, self._locks, settle=settle)
-        return tag_run(ml, workspace, action, params)
+        settings = self.clients.settings
+        with action_deadline(settings.azureml_action_budget_seconds):
+            if isinstance(params, RunPipelineParams):
+                return run_pipeline(ml, workspace, action, params, self.base_dir)
+            if isinstance(params, TagModelParams):
+                return tag_model(ml, workspace, params, self._locks, settle=settings.azureml_tag_settle_seconds)
+            return tag_run(ml, workspace, action, params)

@@ -6,15 +6,19 @@ Tokens are cached twice: by the credential (managed identity tokens are cached i
 each client's bearer-token policy, so a warm instance asks Entra ID for a token about once an hour.
 
 Retries fit Event Grid's 30 s window: at most ``azureml_retry_total`` retries per request, connect/read timeouts of
-``azureml_timeout_seconds``, and no more than ``azureml_call_budget_seconds`` per request, retries and waits
-included. A ``Retry-After`` longer than what is left of that budget is not waited for: the error surfaces at once as
-transient and Event Grid redelivers later (its own back-off starts at 10 s).
+``azureml_timeout_seconds``, and one action (all its requests, retries, waits and timeouts) never runs past
+``azureml_action_budget_seconds``: every try's timeouts are cut to what is left of it, and a ``Retry-After`` longer
+than what is left is not waited for — the error surfaces at once as transient and Event Grid redelivers later (its
+own back-off starts at 10 s).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import PermanentError
@@ -24,6 +28,19 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
     from azure.core.credentials import TokenCredential
+
+#: When the current action's time is up (``time.monotonic()``); requests made outside an action have no deadline.
+_deadline: ContextVar[float | None] = ContextVar("azureml_action_deadline", default=None)
+
+
+@contextmanager
+def action_deadline(seconds: float) -> Iterator[None]:
+    """Every Azure ML request made inside shares one deadline, ``seconds`` from now."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 class WorkspaceClients:
@@ -97,12 +114,17 @@ def target_workspace(named: str | None, event: AzureMLEvent) -> Workspace:
 
 
 def _window_retry_policy(settings: Settings) -> Any:
-    """azure-core's RetryPolicy, bounded so one request never outlives the delivery window."""
+    """azure-core's RetryPolicy, bounded by the current action's deadline so no request outlives the window."""
     from azure.core.pipeline.policies import RetryPolicy  # noqa: PLC0415 - the SDK loads on first use
+
+    read_timeout = settings.azureml_timeout_seconds
 
     class WindowRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
             retry_settings: dict[str, Any] = super().configure_retries(options)
+            deadline = _deadline.get()
+            if deadline is not None:  # azure-core's absolute timeout for this request: what the action has left
+                retry_settings["timeout"] = min(retry_settings["timeout"], max(deadline - time.monotonic(), 0.0))
             retry_settings["started"] = time.monotonic()
             return retry_settings
 
@@ -113,7 +135,13 @@ def _window_retry_policy(settings: Settings) -> Any:
                 return False
             return bool(super().is_retry(retry_settings, response))
 
-    budget = settings.azureml_call_budget_seconds
+        def _configure_timeout(self, request: Any, absolute_timeout: float, is_response_error: bool) -> None:
+            # azure-core cuts only the connect timeout to what is left; cut the read timeout too.
+            super()._configure_timeout(request, absolute_timeout, is_response_error)
+            current = request.context.options.get("read_timeout", read_timeout)
+            request.context.options["read_timeout"] = min(current, absolute_timeout)
+
+    budget = settings.azureml_action_budget_seconds
     return WindowRetryPolicy(
         retry_total=settings.azureml_retry_total,
         retry_backoff_factor=0.4,
