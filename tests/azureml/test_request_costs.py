@@ -3,8 +3,7 @@
     pytest tests/azureml/test_request_costs.py -s -q
 
 "First" is the first call of its kind on a new workspace client (cold instance), "then" every later one. Tokens
-are not counted: the credential and each client's bearer policy cache them (a managed identity token is fetched
-about once an hour).
+are not HTTP requests to Azure ML and are cached per scope (see the last test).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from shared.adapters.azureml import AzureMLAdapter, AzureMLState
 from shared.events import RunCompleted, Workspace, parse_event
 from tests.azureml.conftest import ARM, planned
 from tests.conftest import event
-from tests.fakes.azureml import FakeAzureML
+from tests.fakes.azureml import FakeAzureML, FakeCredential
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
 
@@ -142,3 +141,19 @@ def test_each_action_costs_the_fewest_requests_the_service_allows(
     for cost in measured:
         print(f"| {cost.action} | {len(cost.first)} | {len(cost.then)} | {'; '.join(cost.first)} | {cost.why} |")
     assert {c.action: (len(c.first), len(c.then)) for c in measured} == EXPECTED
+
+
+def test_the_credential_is_asked_once_per_scope_however_many_actions_run(
+    fake: FakeAzureML, adapter: AzureMLAdapter
+):
+    """azure-ai-ml asks the credential on every pipeline submission (ml.azure.com and management scopes);
+    the caching wrapper answers all but the first of each."""
+    fake.add_model("sklearn_regression_model", "20")
+    rules = run_pipeline_rule("job_yaml: pipelines/offline-test.yml")
+    for n in range(4):
+        adapter.execute(planned(rules, event("model_registered", id=f"event-{n}")))
+    adapter.execute(planned(TAG_MODEL, event("model_registered")))
+
+    credential = adapter.clients._credential
+    assert isinstance(credential, FakeCredential)
+    assert sorted(credential.scopes) == [("https://management.azure.com/.default",), ("https://ml.azure.com/.default",)]

@@ -2,8 +2,10 @@
 
 Building a workspace client makes no network call, but importing ``azure.ai.ml`` costs ~1.6 s and ~100 MiB, so
 nothing here imports it before the first Azure ML action (cold start: a notify-only event never pays for it).
-Tokens are cached twice: by the credential (managed identity tokens are cached in memory by azure-identity) and by
-each client's bearer-token policy, so a warm instance asks Entra ID for a token about once an hour.
+Tokens are cached here, per scope, until five minutes before they expire: besides each client's bearer-token
+policy, azure-ai-ml asks the credential directly on every pipeline submission (an ``https://ml.azure.com`` token for
+the ``x-azureml-token`` header, a management token to read the tenant id), and a warm instance should not depend on
+every credential type caching for it.
 
 Retries fit Event Grid's 30 s window: at most ``azureml_retry_total`` retries per request, connect/read timeouts of
 ``azureml_timeout_seconds``, and one action (all its requests, retries, waits and timeouts) never runs past
@@ -27,7 +29,7 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
-    from azure.core.credentials import TokenCredential
+    from azure.core.credentials import AccessToken, TokenCredential
 
 #: When the current action's time is up (``time.monotonic()``); requests made outside an action have no deadline.
 _deadline: ContextVar[float | None] = ContextVar("azureml_action_deadline", default=None)
@@ -55,6 +57,7 @@ class WorkspaceClients:
     ) -> None:
         self.settings = settings
         self._credential = credential
+        self._cached: CachingCredential | None = None
         self._verify = connection_verify
         self._clients: dict[str, MLClient] = {}
         self._lock = threading.Lock()
@@ -87,14 +90,40 @@ class WorkspaceClients:
         )
 
     def _credential_for_clients(self) -> TokenCredential:
-        if self._credential is None:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - the SDK loads on first use
+        if self._cached is None:
+            credential = self._credential
+            if credential is None:
+                from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - the SDK loads on first use
 
-            # In Azure: the Function App's managed identity (user-assigned when a client id is given).
-            self._credential = DefaultAzureCredential(
-                managed_identity_client_id=self.settings.managed_identity_client_id
-            )
-        return self._credential
+                # In Azure: the Function App's managed identity (user-assigned when a client id is given).
+                credential = DefaultAzureCredential(managed_identity_client_id=self.settings.managed_identity_client_id)
+            self._cached = CachingCredential(credential)
+        return self._cached
+
+
+class CachingCredential:
+    """Hands out each scope's token until five minutes before it expires; asks the wrapped credential otherwise.
+
+    Requests with claims or another tenant (a CAE challenge) always go to the wrapped credential.
+    """
+
+    REFRESH_BEFORE = 300.0
+
+    def __init__(self, inner: TokenCredential) -> None:
+        self._inner = inner
+        self._tokens: dict[tuple[str, ...], AccessToken] = {}
+        self._lock = threading.Lock()
+
+    def get_token(
+        self, *scopes: str, claims: str | None = None, tenant_id: str | None = None, **kwargs: Any
+    ) -> AccessToken:
+        if claims or tenant_id:
+            return self._inner.get_token(*scopes, claims=claims, tenant_id=tenant_id, **kwargs)
+        with self._lock:
+            token = self._tokens.get(scopes)
+            if token is None or token.expires_on - self.REFRESH_BEFORE <= time.time():
+                token = self._tokens[scopes] = self._inner.get_token(*scopes, **kwargs)
+            return token
 
 
 def target_workspace(named: str | None, event: AzureMLEvent) -> Workspace:
