@@ -11,10 +11,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from shared.actions import ActionKind
 from shared.adapters import build_adapters, describe
 from shared.adapters.azureml import AzureMLAdapter
+from shared.ledger.sqlite import SqliteLedger
 from shared.reactions import load_rules
 from shared.settings import Settings
 from tests.conftest import EVENTS, ROOT
@@ -70,20 +72,25 @@ def test_a_notify_only_event_never_loads_azure_ai_ml_even_when_azure_ml_is_live(
     assert report["sdk_after_first_client"] is True
 
 
-def test_live_azure_ml_adapters_are_built_only_when_asked_for_and_dry_run_wins():
+def test_live_azure_ml_adapters_are_built_only_when_asked_for_and_dry_run_wins(tmp_path: Path):
     rules = load_rules(ROOT / "reactions.yaml")
-    kinds = ("run_pipeline", "tag_model", "tag_run")
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    kinds = ("run_pipeline", "tag_model", "tag_run", "quality_gate")
 
-    default = describe(build_adapters(Settings(), rules))
-    live = build_adapters(Settings(azureml_live=True), rules)
-    forced_dry = describe(build_adapters(Settings(azureml_live=True, dry_run=True), rules))
-    forced_live = describe(build_adapters(Settings(dry_run=False), rules))
+    def built(**settings: object) -> dict[ActionKind, Any]:
+        return build_adapters(Settings(**settings), rules, ledger)  # type: ignore[arg-type]
+
+    default = describe(built())
+    live = built(azureml_live=True)
+    forced_dry = describe(built(azureml_live=True, dry_run=True))
+    forced_live = describe(built(dry_run=False))
+    ledger.close()
 
     assert {default[k] for k in kinds} == {"dry-run"}
-    assert {describe(live)[k] for k in kinds} == {"live"}
+    assert {describe(live)[k] for k in kinds} == {"live"}  # the gate reads the workspace through the same clients
     assert live[ActionKind.RUN_PIPELINE] is live[ActionKind.TAG_RUN]  # one adapter: shared clients and locks
     adapter = live[ActionKind.TAG_MODEL]
     assert isinstance(adapter, AzureMLAdapter) and adapter.base_dir == ROOT
+    assert live[ActionKind.QUALITY_GATE].state.clients is adapter.clients
     assert {forced_dry[k] for k in kinds} == {"dry-run"}
     assert {forced_live[k] for k in kinds} == {"live"}
-    assert describe(live)["notify"] == "dry-run"

@@ -15,16 +15,12 @@ from dataclasses import dataclass
 import pytest
 
 from shared.adapters.azureml import AzureMLAdapter, AzureMLState
-from shared.events import RunCompleted, Workspace, parse_event
+from shared.events import RunCompleted, parse_event
 from tests.azureml.conftest import ARM, planned
 from tests.conftest import event
 from tests.fakes.azureml import FakeAzureML, FakeCredential
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
-
-WS = Workspace.parse(ARM)
-assert WS is not None
-
 
 @dataclass(frozen=True)
 class Cost:
@@ -117,7 +113,7 @@ def costs(fake: FakeAzureML, adapter: AzureMLAdapter, state: AzureMLState) -> li
                         "the run-history PATCH merges server-side; its host is found once per client"))
     typed = parse_event(event("run_completed"))
     assert isinstance(typed, RunCompleted)
-    first, then = measure(fake, lambda n: state.job(WS, typed.run_id))  # type: ignore[arg-type]
+    first, then = measure(fake, lambda n: state.job(ARM, typed.run_id))
     results.append(Cost("state: job", first, then, "one GET"))
     return results
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from http import HTTPMethod
 from pathlib import Path
 
 import pytest
@@ -157,7 +158,7 @@ def test_a_batch_endpoint_is_invoked_with_the_job_name_then_tagged(fake: FakeAzu
         "name": name,
         "properties": {"experimentName": "mlreactor-offline-test"},
     }}
-    (patch,) = fake.calls("PATCH")
+    (patch,) = fake.calls(HTTPMethod.PATCH)
     assert patch.path == f"{HISTORY}/experiments/mlreactor-offline-test/runs/{name}"
     assert patch.body["tags"]["mlreactor.correlation"] == action.correlation_id
     assert patch.body["tags"]["mlreactor.model_version"] == "20"
@@ -282,14 +283,14 @@ def test_a_batch_job_that_exists_is_done_and_its_tags_are_made_sure_of(fake: Fak
     WHEN the action runs again THEN the second POST is refused (409), the tags are PATCHed, one job."""
     fake.add_batch_endpoint("offline-test-ep")
     action = planned(rule_with("batch_endpoint: offline-test-ep"), event("model_registered"))
-    fake.fail("PATCH", "/runs/", status=403, times=1)  # the first attempt dies before its tags land
+    fake.fail(HTTPMethod.PATCH, "/runs/", status=403, times=1)  # the first attempt dies before its tags land
     with pytest.raises(PermanentError):
         adapter.execute(action)
     fake.clear()
 
     result = adapter.execute(action)
 
-    assert [r.method for r in fake.requests] == ["GET", "POST", "PATCH"]  # endpoint, refused POST, tags
+    assert [r.method for r in fake.requests] == ["GET", "POST", HTTPMethod.PATCH]  # endpoint, refused POST, tags
     assert fake.calls("POST")[0].body["properties"]["name"] == result.external_id
     job = fake.job(job_name(action, "offline-test"))
     assert job is not None and job["properties"]["tags"]["mlreactor.reaction"] == "test-new-model"
@@ -304,5 +305,5 @@ def test_a_resumed_batch_action_finds_its_job_and_only_tags_it(fake: FakeAzureML
 
     adapter.execute(replace(action, resumed=True))
 
-    assert [r.method for r in fake.requests] == ["GET", "PATCH"]
+    assert [r.method for r in fake.requests] == ["GET", HTTPMethod.PATCH]
     assert fake.calls("POST") == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from http import HTTPMethod
 
 import pytest
 
@@ -55,7 +56,7 @@ def test_tags_are_merged_into_the_version_and_everything_else_is_sent_back_as_re
     assert "description" not in sent  # explicit nulls are not sent (as the SDK's own archive PUT)
     assert fake.model_tags(MODEL, "20")["mlreactor.stage"] == "candidate"
     assert result.external_id == f"{MODEL}:20"
-    assert "tagged model" in result.detail and result.data["writes"] == 1
+    assert " tagged: set mlreactor.correlation, mlreactor.stage" in result.detail and result.data["writes"] == 1
 
 
 def test_removals_are_explicit_and_other_keys_stay(fake: FakeAzureML, adapter: AzureMLAdapter):
@@ -74,7 +75,7 @@ def test_a_version_that_already_has_the_tags_costs_one_read_and_no_write(fake: F
     result = adapter.execute(planned(tag_model_rule(set="{mlreactor.stage: candidate}"), event("model_registered")))
 
     assert [r.method for r in fake.requests] == ["GET"]
-    assert "already had" in result.detail
+    assert "already carried: set mlreactor.stage" in result.detail
 
 
 def test_a_rule_can_archive_the_version_in_the_same_write(fake: FakeAzureML, adapter: AzureMLAdapter):
@@ -180,16 +181,17 @@ rules:
 """
     result = adapter.execute(planned(rules, event("run_completed")))
 
-    patches = fake.calls("PATCH")
+    patches = fake.calls(HTTPMethod.PATCH)
     run = "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"
     assert [(r.method, r.path) for r in patches] == [
-        ("PATCH", f"{HISTORY}/experiments/automl-local-regression/runs/{run}/tags")
+        (HTTPMethod.PATCH, f"{HISTORY}/experiments/automl-local-regression/runs/{run}/tags")
     ]
     assert patches[0].body == {"tagsToModify": {"mlreactor.seen": "yes"}, "tagsToDelete": ["old"]}
     assert patches[0].api_version == "v1.0"
     job = fake.job("AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5")
     assert job is not None and job["properties"]["tags"] == {"keep": "1", "mlreactor.seen": "yes"}
-    assert [r.method for r in fake.requests] == ["GET", "GET", "PATCH"]  # workspace + discovery, once per client
+    # The workspace and its discovery document (the run-history host) are read once per client.
+    assert [r.method for r in fake.requests] == ["GET", "GET", HTTPMethod.PATCH]
     assert result.external_id == "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"
 
 
@@ -207,6 +209,39 @@ rules:
     adapter.execute(planned(rules, event("model_registered")))
 
     assert fake.calls("GET", "/jobs/train-42$")
-    (patch,) = fake.calls("PATCH")
+    (patch,) = fake.calls(HTTPMethod.PATCH)
     assert patch.path == f"{HISTORY}/experiments/training/runs/train-42/tags"
     assert fake.job("train-42")["properties"]["tags"] == {"mlreactor.registered": f"{MODEL}:20"}  # type: ignore[index]
+
+
+def test_promoting_a_champion_demotes_the_previous_one(fake: FakeAzureML, adapter: AzureMLAdapter):
+    """GIVEN version 18 is the champion WHEN the shipped promote rule tags version 20 champion (exclusive)
+    THEN 20 becomes champion, 18 former-champion (its other tags kept), the archived 12 is left alone."""
+    fake.add_model(MODEL, "12", tags={"mlreactor.stage": "champion"})
+    fake.state.models[("mlw-prod", MODEL, "12")]["properties"]["isArchived"] = True
+    fake.add_model(MODEL, "18", tags={"mlreactor.stage": "champion", "mlreactor.metric.auc": "0.8"})
+    fake.add_model(MODEL, "20", tags={"mlreactor.stage": "candidate"})
+    raw = event("model_deployed")
+    raw["data"]["ModelIds"] = f"{MODEL}:20"
+    rules = """
+rules:
+  - name: promote
+    on: ModelDeployed
+    do:
+      - tag_model:
+          set: {mlreactor.stage: champion}
+          exclusive: {mlreactor.stage: champion}
+          demote_to: {mlreactor.stage: former-champion}
+"""
+    result = adapter.execute(planned(rules, raw))
+
+    assert fake.model_tags(MODEL, "20") == {"mlreactor.stage": "champion"}
+    assert fake.model_tags(MODEL, "18") == {"mlreactor.stage": "former-champion", "mlreactor.metric.auc": "0.8"}
+    assert fake.model_tags(MODEL, "12") == {"mlreactor.stage": "champion"}
+    assert result.data["demoted"] == ["18"]
+    assert f"demoted {MODEL}:18" in result.detail
+
+    fake.clear()
+    again = adapter.execute(planned(rules, raw))  # redelivered: nothing left to change
+    assert [r.method for r in fake.requests] == ["GET", "GET"]  # the version, the list of versions
+    assert again.data["writes"] == 0 and again.data["demoted"] == []

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPMethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -350,6 +351,7 @@ class FakeAzureML:
     # routes ------------------------------------------------------------------------------------------------------
     def _build_routes(self) -> list[Route]:
         history = r"/history/v1\.0" + _WS
+        run = r"/experiments/(?P<exp>[^/]+)/runs/(?P<name>[^/]+)"
         r = [
             ("GET", _WS, self._workspace),
             ("GET", r"/discovery/(?P<ws>[^/]+)", self._discovery),
@@ -365,8 +367,8 @@ class FakeAzureML:
             ("GET", _WS + r"/batchEndpoints/(?P<name>[^/]+)", self._get_batch_endpoint),
             ("GET", _WS + r"/batchEndpoints/(?P<name>[^/]+)/deployments", self._list_batch_deployments),
             ("POST", r"/score/(?P<sub>[^/]+)/(?P<rg>[^/]+)/(?P<ws>[^/]+)/(?P<name>[^/]+)/jobs", self._invoke_batch),
-            ("PATCH", history + r"/experiments/(?P<exp>[^/]+)/runs/(?P<name>[^/]+)", self._patch_run),
-            ("PATCH", history + r"/experiments/(?P<exp>[^/]+)/runs/(?P<name>[^/]+)/tags", self._patch_run_tags),
+            (HTTPMethod.PATCH, history + run, self._patch_run),  # merge tags, set the display name
+            (HTTPMethod.PATCH, history + run + "/tags", self._patch_run_tags),  # merge and delete tags
             ("GET", history + r"/runs/(?P<name>[^/]+)/children", self._run_children),
         ]
         return [Route(m, re.compile(p), h) for m, p, h in r]
@@ -516,6 +518,8 @@ class FakeAzureML:
 
     def _list_models(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
         versions = [m for (w, n, _), m in self.state.models.items() if w == ws.lower() and n == name]
+        if req.query.get("listViewType", "ActiveOnly") == "ActiveOnly":
+            versions = [m for m in versions if not m["properties"].get("isArchived")]
         versions.sort(key=lambda m: _order(m["name"]), reverse=True)
         return 200, {"value": versions}
 

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from shared.adapters.azureml.adapter import KINDS, AzureMLAdapter
 from shared.adapters.azureml.clients import WorkspaceClients
-from shared.adapters.azureml.state import AzureMLState, JobState, ModelState, RunMetrics
+from shared.adapters.azureml.state import AzureMLState, JobState
 
-__all__ = ["KINDS", "AzureMLAdapter", "AzureMLState", "JobState", "ModelState", "RunMetrics", "WorkspaceClients"]
+__all__ = ["KINDS", "AzureMLAdapter", "AzureMLState", "JobState", "WorkspaceClients"]

@@ -19,7 +19,7 @@ from shared.actions import (
 )
 from shared.adapters.azureml.clients import WorkspaceClients, action_deadline, target_workspace
 from shared.adapters.azureml.pipelines import run_pipeline
-from shared.adapters.azureml.tags import KeyedLocks, tag_model, tag_run
+from shared.adapters.azureml.tags import KeyedLocks, ModelTagger, tag_run
 
 KINDS = (ActionKind.RUN_PIPELINE, ActionKind.TAG_MODEL, ActionKind.TAG_RUN)
 
@@ -45,5 +45,5 @@ class AzureMLAdapter:
             if isinstance(params, RunPipelineParams):
                 return run_pipeline(ml, workspace, action, params, self.base_dir)
             if isinstance(params, TagModelParams):
-                return tag_model(ml, workspace, params, self._locks, settle=settings.azureml_tag_settle_seconds)
+                return ModelTagger(ml, workspace, self._locks, settings.azureml_tag_settle_seconds).tag(params)
             return tag_run(ml, workspace, action, params)

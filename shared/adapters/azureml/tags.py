@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.actions import ActionResult, PlannedAction, TagModelParams, TagRunParams
@@ -57,36 +58,106 @@ class KeyedLocks:
             return self._locks.setdefault(key, threading.Lock())
 
 
-def tag_model(
-    ml: MLClient, workspace: Workspace, params: TagModelParams, locks: KeyedLocks, *, settle: float
-) -> ActionResult:
-    name, version = params.model, params.version
-    ref = f"{name}:{version}"
-    operations = _model_versions(ml)
-    scope = {"resource_group_name": workspace.resource_group, "workspace_name": workspace.name}
-    writes = 0
-    with locks(f"{workspace.resource_id.lower()}|{ref}"):
-        while True:
-            with calling(workspace, f"GET model {ref}"):
-                stored = operations.get(name=name, version=version, **scope)
-            tags: dict[str, str] = dict(stored.properties.tags or {})
-            archived = bool(stored.properties.is_archived)
-            if _satisfied(tags, archived, params):
-                return _tagged(workspace, ref, params, tags, writes)
-            if writes == MAX_WRITES:
-                lost = sorted(k for k, v in params.set.items() if tags.get(k) != v)
-                raise TransientError(
-                    f"Azure ML {describe(workspace)}: model {ref}: concurrent writers keep replacing its tags "
-                    f"(lost after {writes} writes: {', '.join(lost) or 'removals'}); will retry on redelivery"
-                )
-            stored.properties.tags = _merged(tags, params)
-            if params.archive:
-                stored.properties.is_archived = True
-            _drop_nulls(stored)
-            with calling(workspace, f"PUT model {ref}"):
-                operations.create_or_update(name=name, version=version, body=stored, **scope)
-            writes += 1
-            time.sleep(settle)  # let a concurrent writer's stale write land before we read back
+@dataclass(frozen=True)
+class TagChange:
+    """What one write must leave on a model version: these tags set, these keys gone, archived or not."""
+
+    set: Mapping[str, str]
+    remove: Sequence[str] = ()
+    archive: bool = False
+
+    def holds_on(self, tags: Mapping[str, str], archived: bool) -> bool:
+        return (
+            all(tags.get(k) == v for k, v in self.set.items())
+            and not any(k in tags for k in self.remove)
+            and (archived or not self.archive)
+        )
+
+    def applied_to(self, tags: Mapping[str, str]) -> dict[str, str]:
+        merged = {**tags, **self.set}
+        for key in self.remove:
+            merged.pop(key, None)
+        return merged
+
+    def __str__(self) -> str:
+        parts = [f"set {', '.join(sorted(self.set))}"] if self.set else []
+        if self.remove:
+            parts.append(f"removed {', '.join(sorted(self.remove))}")
+        if self.archive:
+            parts.append("archived")
+        return "; ".join(parts) or "no tag change"
+
+
+@dataclass(frozen=True)
+class ModelTagger:
+    """Read-merge-write-verify of model versions' tags (see the module docstring)."""
+
+    ml: MLClient
+    workspace: Workspace
+    locks: KeyedLocks
+    settle: float
+
+    def tag(self, params: TagModelParams) -> ActionResult:
+        """Tag the version; then, for ``exclusive`` tags, demote every other version of the model holding one."""
+        ref = f"{params.model}:{params.version}"
+        change = TagChange(params.tags, params.remove, params.archive)
+        tags, writes = self.merge(params.model, params.version, change)
+        demoted = self._demote_others(params) if params.exclusive else []
+        where = describe(self.workspace)
+        done = "tagged" if writes else "already carried"
+        detail = f"model {ref} in {where} {done}: {change}"
+        if demoted:
+            detail += f"; demoted {', '.join(f'{params.model}:{v}' for v in demoted)}"
+        return ActionResult(
+            external_id=ref,
+            detail=detail,
+            data={"workspace": self.workspace.resource_id, "model": ref, "tags": tags, "writes": writes,
+                  "demoted": demoted},
+        )
+
+    def merge(self, name: str, version: str, change: TagChange) -> tuple[dict[str, str], int]:
+        """Until a read shows ``change`` holds: read, merge, write whole, settle. Returns the tags and the writes."""
+        ref = f"{name}:{version}"
+        operations = _model_versions(self.ml)
+        scope = {"resource_group_name": self.workspace.resource_group, "workspace_name": self.workspace.name}
+        writes = 0
+        with self.locks(f"{self.workspace.resource_id.lower()}|{ref}"):
+            while True:
+                with calling(self.workspace, f"GET model {ref}"):
+                    stored = operations.get(name=name, version=version, **scope)
+                tags: dict[str, str] = dict(stored.properties.tags or {})
+                if change.holds_on(tags, bool(stored.properties.is_archived)):
+                    return tags, writes
+                if writes == MAX_WRITES:
+                    raise TransientError(
+                        f"Azure ML {describe(self.workspace)}: model {ref}: concurrent writers keep replacing its "
+                        f"tags ({change} still not there after {writes} writes); will retry on redelivery"
+                    )
+                stored.properties.tags = change.applied_to(tags)
+                if change.archive:
+                    stored.properties.is_archived = True
+                _drop_nulls(stored)
+                with calling(self.workspace, f"PUT model {ref}"):
+                    operations.create_or_update(name=name, version=version, body=stored, **scope)
+                writes += 1
+                time.sleep(self.settle)  # let a concurrent writer's stale write land before we read back
+
+    def _demote_others(self, params: TagModelParams) -> list[str]:
+        """Other active versions holding an exclusive tag get ``demote_to``'s value, or lose the key."""
+        with calling(self.workspace, f"list versions of model {params.model}"):
+            versions = [(str(m.version), dict(m.tags or {})) for m in self.ml.models.list(name=params.model)]
+        demoted = []
+        for version, tags in versions:
+            holding = [k for k, v in params.exclusive.items() if tags.get(k) == v]
+            if version == params.version or not holding:
+                continue
+            demotion = TagChange(
+                {k: params.demote_to[k] for k in holding if k in params.demote_to},
+                [k for k in holding if k not in params.demote_to],
+            )
+            self.merge(params.model, version, demotion)
+            demoted.append(version)
+        return demoted
 
 
 def tag_run(ml: MLClient, workspace: Workspace, action: PlannedAction, params: TagRunParams) -> ActionResult:
@@ -100,7 +171,7 @@ def tag_run(ml: MLClient, workspace: Workspace, action: PlannedAction, params: T
         )
     return ActionResult(
         external_id=params.run,
-        detail=f"tagged run {params.run} in {describe(workspace)}: {_change(params.set, params.remove)}",
+        detail=f"tagged run {params.run} in {describe(workspace)}: {TagChange(params.set, params.remove)}",
         url=f"https://ml.azure.com/runs/{params.run}?wsid={workspace.resource_id}",
         data={"workspace": workspace.resource_id, "run": params.run, "experiment": experiment},
     )
@@ -124,44 +195,8 @@ def _model_versions(ml: MLClient) -> Any:
     return ml.models._model_versions_operation
 
 
-def _satisfied(tags: Mapping[str, str], archived: bool, params: TagModelParams) -> bool:
-    return (
-        all(tags.get(k) == v for k, v in params.set.items())
-        and not any(k in tags for k in params.remove)
-        and (archived or not params.archive)
-    )
-
-
-def _merged(tags: Mapping[str, str], params: TagModelParams) -> dict[str, str]:
-    merged = {**tags, **params.set}
-    for key in params.remove:
-        merged.pop(key, None)
-    return merged
-
-
 def _drop_nulls(resource: Any) -> None:
     """Send back what was read, minus explicit nulls (the SDK's own archive PUT prunes them the same way)."""
     props = resource.properties
     for key in [k for k, v in list(props.items()) if v is None]:
         del props[key]
-
-
-def _tagged(
-    workspace: Workspace, ref: str, params: TagModelParams, tags: Mapping[str, str], writes: int
-) -> ActionResult:
-    change = _change(params.set, params.remove) + ("; archived" if params.archive else "")
-    detail = f"tagged model {ref} in {describe(workspace)}: {change}" if writes else (
-        f"model {ref} in {describe(workspace)} already had {change}"
-    )
-    return ActionResult(
-        external_id=ref,
-        detail=detail,
-        data={"workspace": workspace.resource_id, "model": ref, "tags": dict(tags), "writes": writes},
-    )
-
-
-def _change(set_tags: Mapping[str, str], remove: list[str]) -> str:
-    parts = [f"set {', '.join(sorted(set_tags))}"] if set_tags else []
-    if remove:
-        parts.append(f"removed {', '.join(sorted(remove))}")
-    return "; ".join(parts) or "no tag change"
