@@ -114,3 +114,24 @@ def test_a_transient_failure_after_the_put_is_redelivered_without_a_second_job(
     assert third.outcome is Outcome.DUPLICATE
     assert len(fake.jobs()) == 1
     assert len(fake.calls("PUT", "/jobs/")) == 1
+
+
+def test_the_shipped_retrain_rule_launches_its_pipeline_once_with_the_chains_correlation(
+    fake: FakeAzureML, adapter: AzureMLAdapter, ledger: SqliteLedger
+):
+    """GIVEN the shipped rules and a drift event WHEN it is delivered twice THEN one retrain job, whose literal
+    inputs carry the monitor and the correlation id the register step puts on the new model version."""
+    fake.add_data("training-data", "3")
+    engine = shipped_engine(adapter, ledger, FakeClock())
+    typed = parse_event(event("dataset_drift_detected"))
+
+    first = engine.handle(typed)
+    second = engine.handle(typed)
+
+    assert first.outcome is Outcome.ACTED, first.reason
+    assert second.outcome is Outcome.DUPLICATE
+    (put,) = fake.calls("PUT", "/jobs/")
+    inputs = put.body["properties"]["inputs"]
+    assert inputs["monitor"] == {"value": "myDriftMonitor", "jobInputType": "literal"}
+    assert inputs["correlation_id"] == {"value": typed.correlation_id, "jobInputType": "literal"}
+    assert put.body["properties"]["experimentName"] == "mlreactor-retrain"

@@ -194,11 +194,12 @@ def _invoke_batch_endpoint(
     from azure.ai.ml import Input  # noqa: PLC0415 - the SDK loads on first use
     from azure.core.exceptions import ResourceExistsError  # noqa: PLC0415 - the SDK loads on first use
 
-    inputs = {}
-    for key, value in params.inputs.items():
-        kind = params.input_types.get(key, "string")
-        inputs[key] = Input(type=kind, path=value) if kind in ASSET_INPUT_TYPES - {"mlflow_model", "custom_model"} \
-            else Input(type="string", default=value)
+    data_types = ASSET_INPUT_TYPES - {"mlflow_model", "custom_model"}
+    inputs = {
+        key: Input(type=kind, path=value) if kind in data_types else Input(type="string", default=value)
+        for key, value in params.inputs.items()
+        for kind in [params.input_types.get(key, "string")]
+    }
     endpoint = str(params.batch_endpoint)
     try:
         with calling(workspace, f"POST batch endpoint {endpoint} (job {name})"):
