@@ -187,3 +187,21 @@ def test_one_action_never_outlives_its_budget_even_when_each_request_is_in_time(
 
     assert time.monotonic() - started < 1.9
     assert len(fake.calls("PUT")) == 1
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 504])
+def test_other_transient_statuses_are_retried_then_transient(fake: FakeAzureML, adapter: AzureMLAdapter, status: int):
+    fake.fail("PUT", JOB_PUT, status=status, times=10)
+
+    with pytest.raises(TransientError, match=f"HTTP {status}"):
+        adapter.execute(planned(RULES, event("model_registered")))
+    assert len(fake.calls("PUT")) == 3
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+def test_client_errors_are_permanent_at_once(fake: FakeAzureML, adapter: AzureMLAdapter, status: int):
+    fake.fail("PUT", JOB_PUT, status=status, message="the service's own words")
+
+    with pytest.raises(PermanentError, match=f"HTTP {status} .*: the service's own words"):
+        adapter.execute(planned(RULES, event("model_registered")))
+    assert len(fake.calls("PUT")) == 1
