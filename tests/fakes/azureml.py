@@ -1,18 +1,22 @@
 """A local HTTPS fake of the Azure ML REST surface that azure-ai-ml 1.35.2 talks to.
 
 Speaks the wire protocol the real SDK sends (recorded by running the SDK against it): ARM job PUT/GET, component,
-model-version and batch-endpoint resources, workspace discovery, the RunHistory PATCH that merges job tags, and the
-batch scoring POST. Every request is recorded (method, path, api-version, headers, JSON body); faults can be queued
-per route (status + Retry-After, slow answer, connection reset). State is kept per resource so a second PUT of the
-same job name finds the first.
+data, model-version and batch-endpoint resources, the workspace and its discovery document, the run-history PATCHes
+that merge job tags, step-run listing and the batch scoring POST. Every request is recorded (method, path,
+api-version, headers, JSON body). Faults are queued per method and path: a status (with Retry-After), a slow answer
+(``delay``), a stale one (``hold`` / ``wait_for``), a reset connection, hooks to order concurrent clients. State is
+kept per workspace, as the service does: a second PUT of a job name is refused (409), a model version PUT replaces
+the whole version.
 
 Usage (no pytest needed)::
 
-    fake = FakeAzureML(tmp_dir).start()
-    env = {"AZUREML_DEV_URL_MFE": fake.base_url}      # the SDK's own override for the ARM host
-    MLClient(FakeCredential(), SUB, RG, WS, connection_verify=str(fake.cert.cert_path))
+    fake = FakeAzureML(tmp_dir).start()                 # a self-signed certificate is made in tmp_dir
+    os.environ["AZUREML_DEV_URL_MFE"] = fake.base_url   # the SDK's own switch for its ARM host (HTTPS only)
+    ml = MLClient(FakeCredential(), SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE,
+                  connection_verify=str(fake.cert.cert_path))
+    fake.add_model("credit", "7", tags={...}); fake.fail("PUT", "/jobs/", status=429, retry_after=1)
     ...
-    fake.stop()
+    fake.calls("PUT", "/jobs/"); fake.stop()
 """
 
 from __future__ import annotations
