@@ -91,6 +91,11 @@ class RunPipelineParams(Params):
     batch_endpoint: str | None = None
     batch_deployment: str | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
+    input_types: dict[str, str] = Field(
+        default_factory=dict,
+        description="Azure ML type of an input (uri_folder, mlflow_model ...) where the source does not declare it "
+        "(batch endpoints: inputs are literals unless typed here).",
+    )
     experiment_name: str | None = None
     display_name: str | None = None
     compute: str | None = None
@@ -141,6 +146,9 @@ class TagRunParams(Params):
 
     workspace: str | None = None
     run: str = "{{ run.id }}"
+    experiment: str | None = Field(
+        default=None, description="The run's experiment; default: the event's if it is about this run, else looked up."
+    )
     set: dict[str, str] = Field(default_factory=dict)
     remove: list[str] = Field(default_factory=list)
 

@@ -68,6 +68,18 @@ class Settings(BaseSettings):
     azureml_live: bool = Field(default=False, description="Call Azure ML for real (needs an identity with access).")
     azureml_retry_total: int = Field(default=3, ge=0, description="HTTP retries per Azure ML call.")
     azureml_timeout_seconds: float = Field(default=8.0, gt=0, description="Connect/read timeout per Azure ML call.")
+    azureml_action_budget_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="Most time one Azure ML action may spend on its requests, retries and Retry-After waits "
+        "included; past it the action fails transiently and Event Grid redelivers the event.",
+    )
+    azureml_tag_settle_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="Wait after writing a model version's tags before reading them back to verify no concurrent "
+        "writer replaced them (model versions are written whole, without a conditional write).",
+    )
 
     # Azure DevOps --------------------------------------------------------------------------------------------
     devops_organization_url: str | None = Field(default=None, description="https://dev.azure.com/ORG")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shared.actions import ActionAdapter, ActionKind
+from shared.adapters.azureml import KINDS, AzureMLAdapter, AzureMLState, WorkspaceClients
 from shared.adapters.devops import DevOpsReleaseAdapter
 from shared.adapters.dryrun import DryRunAdapter
 from shared.adapters.eventgrid_out import EventGridPublisher
@@ -30,6 +31,10 @@ def build_adapters(
     adapters[ActionKind.QUALITY_GATE] = GateAdapter(UnknownState())
     if settings.dry_run:
         return adapters
+    if settings.wants_live:
+        azureml = AzureMLAdapter(WorkspaceClients(settings), rules.base_dir)
+        adapters.update(dict.fromkeys(KINDS, azureml))
+        adapters[ActionKind.QUALITY_GATE] = GateAdapter(AzureMLState(azureml.clients), clock)
     if settings.devops_organization_url:
         adapters[ActionKind.QUEUE_RELEASE] = DevOpsReleaseAdapter(settings, ledger)
     if settings.eventgrid_topic_endpoint:

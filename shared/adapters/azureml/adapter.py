@@ -1,0 +1,49 @@
+"""The live adapter for ``run_pipeline``, ``tag_model`` and ``tag_run``: routes each action to its workspace.
+
+One instance serves the three kinds (they share the per-workspace clients and the model-version locks). The
+workspace is the one the event came from unless the rule names another, so one deployment serves every allowed
+workspace. Errors leave as ``TransientError`` / ``PermanentError`` (see ``errors``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.actions import (
+    ActionKind,
+    ActionResult,
+    PlannedAction,
+    RunPipelineParams,
+    TagModelParams,
+    TagRunParams,
+)
+from shared.adapters.azureml.clients import WorkspaceClients, action_deadline, target_workspace
+from shared.adapters.azureml.pipelines import run_pipeline
+from shared.adapters.azureml.tags import KeyedLocks, ModelTagger, tag_run
+
+KINDS = (ActionKind.RUN_PIPELINE, ActionKind.TAG_MODEL, ActionKind.TAG_RUN)
+
+
+class AzureMLAdapter:
+    """Carries out Azure ML actions through azure-ai-ml (imported on the first action, not before)."""
+
+    live = True
+
+    def __init__(self, clients: WorkspaceClients, base_dir: Path) -> None:
+        self.clients = clients
+        self.base_dir = base_dir
+        self._locks = KeyedLocks()
+
+    def execute(self, action: PlannedAction) -> ActionResult:
+        params = action.params
+        if not isinstance(params, RunPipelineParams | TagModelParams | TagRunParams):
+            raise TypeError(f"AzureMLAdapter cannot carry out {action.kind.value}")
+        workspace = target_workspace(params.workspace, action.event)
+        ml = self.clients.get(workspace)
+        settings = self.clients.settings
+        with action_deadline(settings.azureml_action_budget_seconds):
+            if isinstance(params, RunPipelineParams):
+                return run_pipeline(ml, workspace, action, params, self.base_dir)
+            if isinstance(params, TagModelParams):
+                return ModelTagger(ml, workspace, self._locks, settings.azureml_tag_settle_seconds).tag(params)
+            return tag_run(ml, workspace, action, params)

@@ -1,0 +1,179 @@
+"""One ``MLClient`` per workspace, built on first use and reused; one credential for all of them.
+
+Building a workspace client makes no network call, but importing ``azure.ai.ml`` costs ~1.6 s and ~100 MiB, so
+nothing here imports it before the first Azure ML action (cold start: a notify-only event never pays for it).
+Tokens are cached here, per scope, until five minutes before they expire: besides each client's bearer-token
+policy, azure-ai-ml asks the credential directly on every pipeline submission (an ``https://ml.azure.com`` token for
+the ``x-azureml-token`` header, a management token to read the tenant id), and a warm instance should not depend on
+every credential type caching for it.
+
+Retries fit Event Grid's 30 s window: at most ``azureml_retry_total`` retries per request, connect/read timeouts of
+``azureml_timeout_seconds``, and one action (all its requests, retries, waits and timeouts) never runs past
+``azureml_action_budget_seconds``: every try's timeouts are cut to what is left of it, and a ``Retry-After`` longer
+than what is left is not waited for — the error surfaces at once as transient and Event Grid redelivers later (its
+own back-off starts at 10 s).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import PermanentError
+from shared.events import AzureMLEvent, Workspace
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.ai.ml import MLClient
+    from azure.core.credentials import AccessToken, TokenCredential
+
+#: When the current action's time is up (``time.monotonic()``); requests made outside an action have no deadline.
+_deadline: ContextVar[float | None] = ContextVar("azureml_action_deadline", default=None)
+
+
+@contextmanager
+def action_deadline(seconds: float) -> Iterator[None]:
+    """Every Azure ML request made inside shares one deadline, ``seconds`` from now."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+class WorkspaceClients:
+    """``MLClient`` per workspace resource id (case-insensitive), thread-safe, created lazily."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credential: TokenCredential | None = None,
+        connection_verify: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self._credential = credential
+        self._cached: CachingCredential | None = None
+        self._verify = connection_verify
+        self._clients: dict[str, MLClient] = {}
+        self._lock = threading.Lock()
+
+    def get(self, workspace: Workspace) -> MLClient:
+        key = workspace.resource_id.lower()
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self._build(workspace)
+            return client
+
+    def _build(self, workspace: Workspace) -> MLClient:
+        from azure.ai.ml import MLClient  # noqa: PLC0415 - the SDK loads on first use
+
+        settings = self.settings
+        kwargs: dict[str, Any] = {
+            "retry_policy": _window_retry_policy(settings),
+            "connection_timeout": settings.azureml_timeout_seconds,
+            "read_timeout": settings.azureml_timeout_seconds,
+        }
+        if self._verify is not None:
+            kwargs["connection_verify"] = self._verify
+        return MLClient(
+            self._credential_for_clients(),
+            subscription_id=workspace.subscription_id,
+            resource_group_name=workspace.resource_group,
+            workspace_name=workspace.name,
+            **kwargs,
+        )
+
+    def _credential_for_clients(self) -> TokenCredential:
+        if self._cached is None:
+            credential = self._credential
+            if credential is None:
+                from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - the SDK loads on first use
+
+                # In Azure: the Function App's managed identity (user-assigned when a client id is given).
+                credential = DefaultAzureCredential(managed_identity_client_id=self.settings.managed_identity_client_id)
+            self._cached = CachingCredential(credential)
+        return self._cached
+
+
+class CachingCredential:
+    """Hands out each scope's token until five minutes before it expires; asks the wrapped credential otherwise.
+
+    Requests with claims or another tenant (a CAE challenge) always go to the wrapped credential.
+    """
+
+    REFRESH_BEFORE = 300.0
+
+    def __init__(self, inner: TokenCredential) -> None:
+        self._inner = inner
+        self._tokens: dict[tuple[str, ...], AccessToken] = {}
+        self._lock = threading.Lock()
+
+    def get_token(
+        self, *scopes: str, claims: str | None = None, tenant_id: str | None = None, **kwargs: Any
+    ) -> AccessToken:
+        if claims or tenant_id:
+            return self._inner.get_token(*scopes, claims=claims, tenant_id=tenant_id, **kwargs)
+        with self._lock:
+            token = self._tokens.get(scopes)
+            if token is None or token.expires_on - self.REFRESH_BEFORE <= time.time():
+                token = self._tokens[scopes] = self._inner.get_token(*scopes, **kwargs)
+            return token
+
+
+def target_workspace(named: str | None, event: AzureMLEvent) -> Workspace:
+    """The workspace a rule names (a resource id), else the one the event came from (its topic)."""
+    if named:
+        workspace = Workspace.parse(named)
+        if workspace is None:
+            raise PermanentError(
+                f"workspace {named!r} is not a workspace resource id "
+                "(/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.MachineLearningServices/workspaces/WS)"
+            )
+        return workspace
+    workspace = event.workspace
+    if workspace is None:
+        raise PermanentError(f"event {event.id}: source {event.source!r} is not an Azure ML workspace; name one")
+    return workspace
+
+
+def _window_retry_policy(settings: Settings) -> Any:
+    """azure-core's RetryPolicy, bounded by the current action's deadline so no request outlives the window."""
+    from azure.core.pipeline.policies import RetryPolicy  # noqa: PLC0415 - the SDK loads on first use
+
+    read_timeout = settings.azureml_timeout_seconds
+
+    class WindowRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
+        def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
+            retry_settings: dict[str, Any] = super().configure_retries(options)
+            deadline = _deadline.get()
+            if deadline is not None:  # azure-core's absolute timeout for this request: what the action has left
+                retry_settings["timeout"] = min(retry_settings["timeout"], max(deadline - time.monotonic(), 0.0))
+            retry_settings["started"] = time.monotonic()
+            return retry_settings
+
+        def is_retry(self, retry_settings: dict[str, Any], response: Any) -> bool:
+            wait = self.get_retry_after(response)
+            left = retry_settings["timeout"] - (time.monotonic() - retry_settings["started"])
+            if wait is not None and wait > left:
+                return False
+            return bool(super().is_retry(retry_settings, response))
+
+        def _configure_timeout(self, request: Any, absolute_timeout: float, is_response_error: bool) -> None:
+            # azure-core cuts only the connect timeout to what is left; cut the read timeout too.
+            super()._configure_timeout(request, absolute_timeout, is_response_error)
+            current = request.context.options.get("read_timeout", read_timeout)
+            request.context.options["read_timeout"] = min(current, absolute_timeout)
+
+    budget = settings.azureml_action_budget_seconds
+    return WindowRetryPolicy(
+        retry_total=settings.azureml_retry_total,
+        retry_backoff_factor=0.4,
+        retry_backoff_max=min(4.0, budget),
+        timeout=budget,
+    )

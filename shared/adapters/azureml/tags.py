@@ -1,0 +1,202 @@
+"""Merge tags into model versions and jobs without losing anyone else's.
+
+**Models** have no tag-merge API: a model version is written whole (``PUT …/models/{name}/versions/{v}``), so the
+tag map in the body replaces the stored one. The SDK sends no ``If-Match`` and its REST operations take none
+(whether the service would honour one is undocumented, so nothing here relies on it). A naive read-modify-write
+therefore loses a tag when two writers interleave: ``A reads {a}; B reads {a}; A writes {a,x}; B writes {a,y}`` —
+``x`` is gone. So:
+
+1. writers of the same model version in one process take a lock (two reactions of one delivery, or two concurrent
+   deliveries on one instance, never interleave);
+2. every write is verified by reading the version back after a short settle time (``azureml_tag_settle_seconds``);
+   if a key we set is missing or has another value, or a key we removed is back, the merge is redone on what was
+   read (bounded; then ``TransientError`` and Event Grid redelivers). Across instances this repairs both orders:
+   ``A reads, B reads, A writes, B writes`` (A's verification sees ``{a,y}`` and writes ``{a,x,y}``) and
+   ``A reads, B reads, B writes, A writes`` with A's write landing within the settle time after B's (B's
+   verification sees ``{a,x}`` and writes ``{a,x,y}``).
+
+What remains is a writer on another instance whose stale write lands more than the settle time after ours (its
+read→write span longer than the settle time); closing that needs a conditional write the service does not offer.
+
+The read goes through the SDK's REST operations rather than ``ml.models.get``/``create_or_update``, because that
+public round trip drops ``flavors`` and ``jobName`` from the PUT body and adds a GET of the version list: here the
+stored version is sent back exactly as read, with only its tags (and ``isArchived``) changed.
+
+**Jobs** have one: the run-history tags PATCH merges set and removed keys on the service side (see ``runs``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared.actions import ActionResult, PlannedAction, TagModelParams, TagRunParams
+from shared.adapters.azureml import runs
+from shared.adapters.azureml.errors import calling, describe
+from shared.errors import PermanentError, TransientError
+from shared.events import RunCompleted, Workspace
+
+if TYPE_CHECKING:
+    from azure.ai.ml import MLClient
+
+#: Writes of one model version before giving up to Event Grid's redelivery (each one verified by a read).
+MAX_WRITES = 3
+
+
+class KeyedLocks:
+    """One lock per key (model version), created on demand."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """What one write must leave on a model version: these tags set, these keys gone, archived or not."""
+
+    set: Mapping[str, str]
+    remove: Sequence[str] = ()
+    archive: bool = False
+
+    def holds_on(self, tags: Mapping[str, str], archived: bool) -> bool:
+        return (
+            all(tags.get(k) == v for k, v in self.set.items())
+            and not any(k in tags for k in self.remove)
+            and (archived or not self.archive)
+        )
+
+    def applied_to(self, tags: Mapping[str, str]) -> dict[str, str]:
+        merged = {**tags, **self.set}
+        for key in self.remove:
+            merged.pop(key, None)
+        return merged
+
+    def __str__(self) -> str:
+        parts = [f"set {', '.join(sorted(self.set))}"] if self.set else []
+        if self.remove:
+            parts.append(f"removed {', '.join(sorted(self.remove))}")
+        if self.archive:
+            parts.append("archived")
+        return "; ".join(parts) or "no tag change"
+
+
+@dataclass(frozen=True)
+class ModelTagger:
+    """Read-merge-write-verify of model versions' tags (see the module docstring)."""
+
+    ml: MLClient
+    workspace: Workspace
+    locks: KeyedLocks
+    settle: float
+
+    def tag(self, params: TagModelParams) -> ActionResult:
+        """Tag the version; then, for ``exclusive`` tags, demote every other version of the model holding one."""
+        ref = f"{params.model}:{params.version}"
+        change = TagChange(params.tags, params.remove, params.archive)
+        tags, writes = self.merge(params.model, params.version, change)
+        demoted = self._demote_others(params) if params.exclusive else []
+        where = describe(self.workspace)
+        done = "tagged" if writes else "already carried"
+        detail = f"model {ref} in {where} {done}: {change}"
+        if demoted:
+            detail += f"; demoted {', '.join(f'{params.model}:{v}' for v in demoted)}"
+        return ActionResult(
+            external_id=ref,
+            detail=detail,
+            data={"workspace": self.workspace.resource_id, "model": ref, "tags": tags, "writes": writes,
+                  "demoted": demoted},
+        )
+
+    def merge(self, name: str, version: str, change: TagChange) -> tuple[dict[str, str], int]:
+        """Until a read shows ``change`` holds: read, merge, write whole, settle. Returns the tags and the writes."""
+        ref = f"{name}:{version}"
+        operations = _model_versions(self.ml)
+        scope = {"resource_group_name": self.workspace.resource_group, "workspace_name": self.workspace.name}
+        writes = 0
+        with self.locks(f"{self.workspace.resource_id.lower()}|{ref}"):
+            while True:
+                with calling(self.workspace, f"GET model {ref}"):
+                    stored = operations.get(name=name, version=version, **scope)
+                tags: dict[str, str] = dict(stored.properties.tags or {})
+                if change.holds_on(tags, bool(stored.properties.is_archived)):
+                    return tags, writes
+                if writes == MAX_WRITES:
+                    raise TransientError(
+                        f"Azure ML {describe(self.workspace)}: model {ref}: concurrent writers keep replacing its "
+                        f"tags ({change} still not there after {writes} writes); will retry on redelivery"
+                    )
+                stored.properties.tags = change.applied_to(tags)
+                if change.archive:
+                    stored.properties.is_archived = True
+                _drop_nulls(stored)
+                with calling(self.workspace, f"PUT model {ref}"):
+                    operations.create_or_update(name=name, version=version, body=stored, **scope)
+                writes += 1
+                time.sleep(self.settle)  # let a concurrent writer's stale write land before we read back
+
+    def _demote_others(self, params: TagModelParams) -> list[str]:
+        """Other active versions holding an exclusive tag get ``demote_to``'s value, or lose the key."""
+        with calling(self.workspace, f"list versions of model {params.model}"):
+            versions = [(str(m.version), dict(m.tags or {})) for m in self.ml.models.list(name=params.model)]
+        demoted = []
+        for version, tags in versions:
+            holding = [k for k, v in params.exclusive.items() if tags.get(k) == v]
+            if version == params.version or not holding:
+                continue
+            demotion = TagChange(
+                {k: params.demote_to[k] for k in holding if k in params.demote_to},
+                [k for k in holding if k not in params.demote_to],
+            )
+            self.merge(params.model, version, demotion)
+            demoted.append(version)
+        return demoted
+
+
+def tag_run(ml: MLClient, workspace: Workspace, action: PlannedAction, params: TagRunParams) -> ActionResult:
+    experiment = params.experiment or _experiment_of(ml, workspace, params.run, action)
+    with calling(workspace, f"PATCH run {params.run} (tags)"):
+        tags = runs.merge_tags(ml, workspace, experiment, params.run, set_tags=params.set, remove=params.remove)
+    missing = sorted(k for k, v in params.set.items() if tags.get(k) != v)
+    if missing:
+        raise PermanentError(
+            f"Azure ML {describe(workspace)}: run {params.run}: the service did not keep tags {', '.join(missing)}"
+        )
+    return ActionResult(
+        external_id=params.run,
+        detail=f"tagged run {params.run} in {describe(workspace)}: {TagChange(params.set, params.remove)}",
+        url=f"https://ml.azure.com/runs/{params.run}?wsid={workspace.resource_id}",
+        data={"workspace": workspace.resource_id, "run": params.run, "experiment": experiment},
+    )
+
+
+def _experiment_of(ml: MLClient, workspace: Workspace, run_id: str, action: PlannedAction) -> str:
+    """Run events carry the experiment name; only a run the event is not about costs a ``jobs.get``."""
+    event = action.event
+    if isinstance(event, RunCompleted) and event.run_id == run_id and event.experiment_name:
+        return event.experiment_name
+    with calling(workspace, f"GET job {run_id}"):
+        job = ml.jobs.get(run_id)
+    if not job.experiment_name:
+        raise PermanentError(f"Azure ML {describe(workspace)}: job {run_id} has no experiment name")
+    return str(job.experiment_name)
+
+
+def _model_versions(ml: MLClient) -> Any:
+    # The generated REST operations behind ml.models (private): see the module docstring for why not the public
+    # get/create_or_update pair. Pinned by the contract tests in tests/azureml.
+    return ml.models._model_versions_operation
+
+
+def _drop_nulls(resource: Any) -> None:
+    """Send back what was read, minus explicit nulls (the SDK's own archive PUT prunes them the same way)."""
+    props = resource.properties
+    for key in [k for k, v in list(props.items()) if v is None]:
+        del props[key]

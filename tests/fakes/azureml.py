@@ -1,0 +1,594 @@
+"""A local HTTPS fake of the Azure ML REST surface that azure-ai-ml 1.35.2 talks to.
+
+Speaks the wire protocol the real SDK sends (recorded by running the SDK against it): ARM job PUT/GET, component,
+data, model-version and batch-endpoint resources, the workspace and its discovery document, the run-history PATCHes
+that merge job tags, step-run listing and the batch scoring POST. Every request is recorded (method, path,
+api-version, headers, JSON body). Faults are queued per method and path: a status (with Retry-After), a slow answer
+(``delay``), a stale one (``hold`` / ``wait_for``), a reset connection, hooks to order concurrent clients. State is
+kept per workspace, as the service does: a second PUT of a job name is refused (409), a model version PUT replaces
+the whole version.
+
+Usage (no pytest needed)::
+
+    fake = FakeAzureML(tmp_dir).start()                 # a self-signed certificate is made in tmp_dir
+    os.environ["AZUREML_DEV_URL_MFE"] = fake.base_url   # the SDK's own switch for its ARM host (HTTPS only)
+    ml = MLClient(FakeCredential(), SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE,
+                  connection_verify=str(fake.cert.cert_path))
+    fake.add_model("credit", "7", tags={...}); fake.fail("PUT", "/jobs/", status=429, retry_after=1)
+    ...
+    fake.calls("PUT", "/jobs/"); fake.stop()
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPMethod
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.tls import SelfSignedCert, make_cert
+
+ARM_AUDIENCE = "https://management.azure.com"
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+RESOURCE_GROUP = "rg-mlops"
+WORKSPACE = "mlw-prod"
+AML_AUDIENCE = "https://ml.azure.com"
+_WS = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+       r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
+
+
+# --- credential --------------------------------------------------------------------------------------------------
+def unsigned_jwt(claims: dict[str, Any]) -> str:
+    """A JWT with ``alg: none``: the SDK decodes it without verifying (it only checks ``aud``)."""
+
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+class FakeCredential:
+    """Stands in for ``DefaultAzureCredential``: a token whose ``aud`` matches the scope asked for."""
+
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+        self._lock = threading.Lock()
+
+    def get_token(self, *scopes: str, **_: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        with self._lock:
+            self.scopes.append(scopes)
+        audience = scopes[0].removesuffix("/.default").rstrip("/") if scopes else ARM_AUDIENCE
+        now = int(time.time())
+        token = unsigned_jwt({"aud": audience, "tid": "00000000-0000-0000-0000-0000000000aa", "iat": now,
+                              "exp": now + 3600, "oid": "fake"})
+        return AccessToken(token, now + 3600)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        from azure.core.credentials import AccessTokenInfo
+
+        token = self.get_token(*scopes)
+        return AccessTokenInfo(token.token, token.expires_on)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+# --- recording and faults ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    at: float
+
+    @property
+    def api_version(self) -> str | None:
+        return self.query.get("api-version")
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}" + (f"?api-version={self.api_version}" if self.api_version else "")
+
+
+@dataclass
+class Fault:
+    """What to do instead of answering normally, ``times`` times, for requests matching ``method`` and ``path``."""
+
+    method: str
+    path: str  # regex searched in the path
+    status: int = 503
+    times: int = 1
+    retry_after: float | None = None
+    delay: float = 0.0  # sleep before answering (past the client's read timeout = a timeout)
+    hold: float = 0.0  # answer normally, but only after this long: the answer is stale by the time it arrives
+    reset: bool = False  # close the connection with a TCP RST instead of answering
+    message: str = "injected fault"
+    code: str | None = None
+    then: Callable[[], None] | None = None  # called when the fault fires, before answering (e.g. to let another in)
+    done: Callable[[], None] | None = None  # called once the request has been applied (state changed, not answered)
+    wait_for: threading.Event | None = None  # answer only once this is set: the answer is stale when it arrives
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.times > 0 and method == self.method and re.search(self.path, path) is not None
+
+
+@dataclass
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Callable[..., tuple[int, Any]]
+
+
+@dataclass
+class _State:
+    # Keys start with the lower-case workspace name: each workspace has its own assets.
+    jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (ws, lower-case job name)
+    models: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (ws, name, version)
+    components: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    data: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    batch_endpoints: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (ws, endpoint) → deployments
+
+
+class FakeAzureML:
+    """One Azure ML "cloud" on a loopback port: any subscription / resource group / workspace path is served."""
+
+    def __init__(self, folder: Path, *, host: str = "127.0.0.1", subscription: str = SUBSCRIPTION,
+                 resource_group: str = RESOURCE_GROUP) -> None:
+        self.host = host
+        self.subscription = subscription
+        self.resource_group = resource_group
+        self.cert: SelfSignedCert = make_cert(folder, host)
+        self.requests: list[Request] = []
+        self.faults: list[Fault] = []
+        self.state = _State()
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._routes = self._build_routes()
+
+    # lifecycle ---------------------------------------------------------------------------------------------------
+    def start(self) -> FakeAzureML:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                """Quiet: the recording is the log."""
+
+            def do_GET(self) -> None:
+                fake._serve(self)
+
+            do_PUT = do_POST = do_PATCH = do_DELETE = do_GET
+
+        server = ThreadingHTTPServer((self.host, 0), Handler)
+        server.daemon_threads = True
+        server.socket = self.cert.server_context().wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-azureml", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() first"
+        return f"https://{self.host}:{self._server.server_address[1]}"
+
+    # test helpers ------------------------------------------------------------------------------------------------
+    def fail(self, method: str, path: str, **kwargs: Any) -> Fault:
+        fault = Fault(method, path, **kwargs)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def add_model(self, name: str, version: str, *, tags: dict[str, str] | None = None,
+                  workspace: str = WORKSPACE) -> None:
+        ws_path = self._ws_path(self.subscription, self.resource_group, workspace)
+        body = {
+            "properties": {
+                "description": None, "tags": dict(tags or {}), "properties": {}, "isArchived": False,
+                "isAnonymous": False, "modelType": "mlflow_model", "flavors": {"python_function": {"data": {}}},
+                "modelUri": f"azureml://subscriptions/{self.subscription}/resourcegroups/{self.resource_group}/"
+                            f"workspaces/{workspace}/datastores/workspaceartifactstore/paths/ExperimentRun/dcid.run1/model",
+                "jobName": "run1", "stage": "Development",
+            }
+        }
+        with self._lock:
+            self.state.models[(workspace.lower(), name, version)] = self._arm(
+                body, f"{ws_path}/models/{name}/versions/{version}", version,
+                "Microsoft.MachineLearningServices/workspaces/models/versions")
+
+    def add_component(self, name: str, version: str, *, inputs: dict[str, str] | None = None,
+                      workspace: str = WORKSPACE) -> None:
+        """A registered pipeline component; ``inputs`` maps input name → Azure ML type."""
+        ws_path = self._ws_path(self.subscription, self.resource_group, workspace)
+        spec = {
+            "$schema": "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json",
+            "name": name, "version": version, "type": "pipeline", "display_name": name,
+            "inputs": {k: {"type": t} for k, t in (inputs or {"model": "mlflow_model"}).items()},
+            "outputs": {}, "jobs": {},
+        }
+        body = {"properties": {"componentSpec": spec, "description": None, "tags": {}, "properties": {},
+                               "isAnonymous": False, "isArchived": False}}
+        with self._lock:
+            self.state.components[(workspace.lower(), name, version)] = self._arm(
+                body, f"{ws_path}/components/{name}/versions/{version}", version,
+                "Microsoft.MachineLearningServices/workspaces/components/versions")
+
+    def add_data(self, name: str, version: str, *, workspace: str = WORKSPACE) -> None:
+        """A registered data asset (a uri_folder), e.g. the training data a retrain pipeline names ``@latest``."""
+        ws_path = self._ws_path(self.subscription, self.resource_group, workspace)
+        body = {"properties": {"dataType": "uri_folder", "dataUri": f"azureml://datastores/blob/paths/{name}/{version}/",
+                               "tags": {}, "properties": {}, "isAnonymous": False, "isArchived": False}}
+        with self._lock:
+            self.state.data[(workspace.lower(), name, version)] = self._arm(
+                body, f"{ws_path}/data/{name}/versions/{version}", version,
+                "Microsoft.MachineLearningServices/workspaces/data/versions")
+
+    def add_batch_endpoint(self, name: str, deployments: tuple[str, ...] = ("default",), *,
+                           workspace: str = WORKSPACE) -> None:
+        with self._lock:
+            self.state.batch_endpoints[(workspace.lower(), name)] = list(deployments)
+
+    def add_job(self, name: str, *, experiment: str, status: str = "Completed", tags: dict[str, str] | None = None,
+                properties: dict[str, str] | None = None, parent: str | None = None,
+                workspace: str = WORKSPACE) -> None:
+        """A job that exists already (a finished run, a pipeline step run when ``parent`` is given)."""
+        ws_path = self._ws_path(self.subscription, self.resource_group, workspace)
+        body = {"properties": {"jobType": "Pipeline" if parent is None else "Command", "experimentName": experiment,
+                               "status": status, "tags": dict(tags or {}), "properties": dict(properties or {}),
+                               "displayName": name, "inputs": {}, "outputs": {}, "jobs": {}, "settings": {},
+                               "_parent": parent}}
+        if parent is not None:
+            body["properties"].update({"command": "python eval.py", "environmentId": "azureml:env:1", "jobs": None,
+                                       "settings": None})
+        with self._lock:
+            self.state.jobs[(workspace.lower(), name.lower())] = self._arm(
+                body, f"{ws_path}/jobs/{name}", name, "Microsoft.MachineLearningServices/workspaces/jobs")
+
+    def job(self, name: str, workspace: str = WORKSPACE) -> dict[str, Any] | None:
+        with self._lock:
+            found = self.state.jobs.get((workspace.lower(), name.lower()))
+            return copy.deepcopy(found) if found else None
+
+    def jobs(self, workspace: str = WORKSPACE) -> list[str]:
+        with self._lock:
+            return sorted(j["name"] for (ws, _), j in self.state.jobs.items() if ws == workspace.lower())
+
+    def model_version(self, name: str, version: str, workspace: str = WORKSPACE) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self.state.models[(workspace.lower(), name, version)])
+
+    def model_tags(self, name: str, version: str, workspace: str = WORKSPACE) -> dict[str, str]:
+        return dict(self.model_version(name, version, workspace)["properties"]["tags"])
+
+    def calls(self, method: str | None = None, path: str | None = None) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests
+                    if (method is None or r.method == method) and (path is None or re.search(path, r.path))]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    # serving -----------------------------------------------------------------------------------------------------
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        request = Request(handler.command, url.path, query, dict(handler.headers.items()), body, time.monotonic())
+        with self._lock:
+            self.requests.append(request)
+            fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
+            if fault is not None:
+                fault.times -= 1
+        if fault is not None:
+            if fault.then is not None:
+                fault.then()
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.reset:
+                _reset(handler)
+                return
+            if fault.status:
+                headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+                self._answer(handler, fault.status, _error(fault.code or _code(fault.status), fault.message), headers)
+                return
+        for route in self._routes:
+            match = route.pattern.fullmatch(request.path)
+            if route.method == request.method and match is not None:
+                with self._lock:
+                    status, answer = route.handler(request, **match.groupdict())
+                    answer = copy.deepcopy(answer)
+                if fault is not None and fault.done is not None:
+                    fault.done()
+                if fault is not None and fault.wait_for is not None:
+                    fault.wait_for.wait(10)
+                if fault is not None and fault.hold:
+                    time.sleep(fault.hold)
+                self._answer(handler, status, answer)
+                return
+        self._answer(handler, 404, _error("NotFound", f"fake: no route for {request}"))
+
+    @staticmethod
+    def _answer(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json; charset=utf-8")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.send_header("x-ms-request-id", str(uuid.uuid4()))
+            for key, value in (headers or {}).items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
+            pass  # the client gave up (timeout test): nothing to answer to
+
+    # routes ------------------------------------------------------------------------------------------------------
+    def _build_routes(self) -> list[Route]:
+        history = r"/history/v1\.0" + _WS
+        run = r"/experiments/(?P<exp>[^/]+)/runs/(?P<name>[^/]+)"
+        r = [
+            ("GET", _WS, self._workspace),
+            ("GET", r"/discovery/(?P<ws>[^/]+)", self._discovery),
+            ("PUT", _WS + r"/jobs/(?P<name>[^/]+)", self._put_job),
+            ("GET", _WS + r"/jobs/(?P<name>[^/]+)", self._get_job),
+            ("GET", _WS + r"/components/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_component),
+            ("GET", _WS + r"/components/(?P<name>[^/]+)/versions", self._list_components),
+            ("GET", _WS + r"/data/(?P<name>[^/]+)", self._data_container),
+            ("GET", _WS + r"/data/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_data),
+            ("GET", _WS + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_model),
+            ("PUT", _WS + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._put_model),
+            ("GET", _WS + r"/models/(?P<name>[^/]+)/versions", self._list_models),
+            ("GET", _WS + r"/batchEndpoints/(?P<name>[^/]+)", self._get_batch_endpoint),
+            ("GET", _WS + r"/batchEndpoints/(?P<name>[^/]+)/deployments", self._list_batch_deployments),
+            ("POST", r"/score/(?P<sub>[^/]+)/(?P<rg>[^/]+)/(?P<ws>[^/]+)/(?P<name>[^/]+)/jobs", self._invoke_batch),
+            (HTTPMethod.PATCH, history + run, self._patch_run),  # merge tags, set the display name
+            (HTTPMethod.PATCH, history + run + "/tags", self._patch_run_tags),  # merge and delete tags
+            ("GET", history + r"/runs/(?P<name>[^/]+)/children", self._run_children),
+        ]
+        return [Route(m, re.compile(p), h) for m, p, h in r]
+
+    def _ws_path(self, sub: str, rg: str, ws: str) -> str:
+        return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}"
+
+    @staticmethod
+    def _arm(body: dict[str, Any], rid: str, name: str, rtype: str) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        out = copy.deepcopy(body)
+        out.update({"id": rid, "name": name, "type": rtype,
+                    "systemData": {"createdAt": now, "createdBy": "fake", "createdByType": "User",
+                                   "lastModifiedAt": now}})
+        return out
+
+    def _workspace(self, req: Request, sub: str, rg: str, ws: str) -> tuple[int, Any]:
+        return 200, {
+            "id": self._ws_path(sub, rg, ws), "name": ws, "type": "Microsoft.MachineLearningServices/workspaces",
+            "location": "westeurope", "kind": "Default", "tags": {},
+            "identity": {"type": "SystemAssigned", "principalId": "p", "tenantId": "t"},
+            "properties": {"friendlyName": ws, "discoveryUrl": f"{self.base_url}/discovery/{ws}",
+                           "workspaceId": str(uuid.uuid5(uuid.NAMESPACE_URL, ws)), "mlFlowTrackingUri": None,
+                           "provisioningState": "Succeeded", "hbiWorkspace": False, "publicNetworkAccess": "Enabled"},
+        }
+
+    def _discovery(self, req: Request, ws: str) -> tuple[int, Any]:
+        base = self.base_url
+        return 200, {"api": base, "catalog": base, "experimentation": base, "gallery": base, "history": base,
+                     "hyperdrive": base, "labeling": base, "modelmanagement": base, "pipelines": base,
+                     "studiohost": base}
+
+    # jobs
+    def _put_job(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        if (ws.lower(), name.lower()) in self.state.jobs:
+            # Jobs cannot be created twice: a second PUT of the same name is refused, nothing is launched.
+            return 409, _error("UserError", f"A job with name '{name}' already exists in workspace '{ws}'.")
+        body = copy.deepcopy(req.body or {})
+        props = body.setdefault("properties", {})
+        props["status"] = "NotStarted"
+        props.setdefault("tags", {})
+        props.setdefault("properties", {})
+        studio = f"https://ml.azure.com/runs/{name}?wsid={self._ws_path(sub, rg, ws)}"
+        props["services"] = {"Studio": {"jobServiceType": "Studio", "endpoint": studio}}
+        stored = self._arm(body, f"{self._ws_path(sub, rg, ws)}/jobs/{name}", name,
+                           "Microsoft.MachineLearningServices/workspaces/jobs")
+        self.state.jobs[(ws.lower(), name.lower())] = stored
+        return 201, _public(stored)
+
+    def _get_job(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        job = self.state.jobs.get((ws.lower(), name.lower()))
+        if job is None:
+            return 404, _error("UserError", f"Job {name} not found in workspace {ws}.")
+        return 200, _public(job)
+
+    def _run_body(self, job: dict[str, Any]) -> dict[str, Any]:
+        props = job["properties"]
+        experiment = props.get("experimentName") or "Default"
+        return {"runId": job["name"], "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, job["id"])),
+                "status": props.get("status"), "tags": props.get("tags", {}),
+                "properties": props.get("properties", {}), "displayName": props.get("displayName"),
+                "name": props.get("displayName"), "experimentId": str(uuid.uuid5(uuid.NAMESPACE_URL, experiment)),
+                "parentRunId": props.get("_parent"), "runType": "azureml.StepRun" if props.get("_parent") else None,
+                "createdUtc": job["systemData"]["createdAt"], "target": "cpu-cluster"}
+
+    def _run(self, ws: str, exp: str, name: str) -> dict[str, Any] | None:
+        job = self.state.jobs.get((ws.lower(), name.lower()))
+        if job is None or (job["properties"].get("experimentName") or "").lower() != exp.lower():
+            return None
+        return job
+
+    def _patch_run(self, req: Request, sub: str, rg: str, ws: str, exp: str, name: str) -> tuple[int, Any]:
+        job = self._run(ws, exp, name)
+        if job is None:
+            return 404, _error("UserError", f"Run {name} not found in experiment {exp}.")
+        props = job["properties"]
+        patch = req.body or {}
+        props.setdefault("tags", {}).update(patch.get("tags") or {})  # RunHistory merges, never replaces
+        props.setdefault("properties", {}).update(patch.get("properties") or {})
+        if patch.get("displayName"):
+            props["displayName"] = patch["displayName"]
+        return 200, self._run_body(job)
+
+    def _patch_run_tags(self, req: Request, sub: str, rg: str, ws: str, exp: str, name: str) -> tuple[int, Any]:
+        job = self._run(ws, exp, name)
+        if job is None:
+            return 404, _error("UserError", f"Run {name} not found in experiment {exp}.")
+        tags = job["properties"].setdefault("tags", {})
+        tags.update((req.body or {}).get("tagsToModify") or {})
+        for key in (req.body or {}).get("tagsToDelete") or []:
+            tags.pop(key, None)
+        return 200, self._run_body(job)
+
+    def _run_children(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        children = [self._run_body(j) for (w, _), j in self.state.jobs.items()
+                    if w == ws.lower() and (j["properties"].get("_parent") or "").lower() == name.lower()]
+        return 200, {"value": children, "continuationToken": None, "nextLink": None}
+
+    # components
+    def _get_component(self, req: Request, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, Any]:
+        found = self.state.components.get((ws.lower(), name, version))
+        if found is None:
+            return 404, _error("UserError", f"Component {name}:{version} not found in workspace {ws}.")
+        return 200, found
+
+    def _list_components(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        versions = [c for (w, n, _), c in self.state.components.items() if w == ws.lower() and n == name]
+        versions.sort(key=lambda c: _order(c["name"]), reverse=True)  # newest first, as $orderBy=createdtime desc
+        return 200, {"value": versions}
+
+    # data
+    def _data_container(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        versions = [v for (w, n, v) in self.state.data if w == ws.lower() and n == name]
+        if not versions:
+            return 404, _error("UserError", f"Data {name} not found in workspace {ws}.")
+        latest = max(versions, key=_order)
+        return 200, self._arm({"properties": {"dataType": "uri_folder", "latestVersion": latest,
+                                              "nextVersion": str(_order(latest) + 1), "isArchived": False}},
+                              f"{self._ws_path(sub, rg, ws)}/data/{name}", name,
+                              "Microsoft.MachineLearningServices/workspaces/data")
+
+    def _get_data(self, req: Request, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, Any]:
+        found = self.state.data.get((ws.lower(), name, version))
+        if found is None:
+            return 404, _error("UserError", f"Data {name}:{version} not found in workspace {ws}.")
+        return 200, found
+
+    # models
+    def _get_model(self, req: Request, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, Any]:
+        found = self.state.models.get((ws.lower(), name, version))
+        if found is None:
+            return 404, _error("UserError", f"Model {name}:{version} not found in workspace {ws}.")
+        return 200, found
+
+    def _put_model(self, req: Request, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, Any]:
+        existing = self.state.models.get((ws.lower(), name, version))
+        body = copy.deepcopy(req.body or {})
+        if existing is not None:
+            old_uri = existing["properties"].get("modelUri")
+            if body.get("properties", {}).get("modelUri") not in (None, old_uri):
+                return 400, _error("UserError", "Cannot change the path of an existing model version.")
+        body.setdefault("properties", {}).setdefault("flavors", {})
+        stored = self._arm(body, f"{self._ws_path(sub, rg, ws)}/models/{name}/versions/{version}", version,
+                           "Microsoft.MachineLearningServices/workspaces/models/versions")
+        self.state.models[(ws.lower(), name, version)] = stored  # a full-body PUT: the tag map is replaced whole
+        return 200, stored
+
+    def _list_models(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        versions = [m for (w, n, _), m in self.state.models.items() if w == ws.lower() and n == name]
+        if req.query.get("listViewType", "ActiveOnly") == "ActiveOnly":
+            versions = [m for m in versions if not m["properties"].get("isArchived")]
+        versions.sort(key=lambda m: _order(m["name"]), reverse=True)
+        return 200, {"value": versions}
+
+    # batch endpoints
+    def _get_batch_endpoint(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        deployments = self.state.batch_endpoints.get((ws.lower(), name))
+        if deployments is None:
+            return 404, _error("UserError", f"Batch endpoint {name} not found in workspace {ws}.")
+        return 200, self._arm({
+            "location": "westeurope", "tags": {}, "identity": {"type": "SystemAssigned"},
+            "properties": {"authMode": "AADToken", "provisioningState": "Succeeded",
+                           "scoringUri": f"{self.base_url}/score/{sub}/{rg}/{ws}/{name}/jobs",
+                           "defaults": {"deploymentName": deployments[0]}}},
+            f"{self._ws_path(sub, rg, ws)}/batchEndpoints/{name}", name,
+            "Microsoft.MachineLearningServices/workspaces/batchEndpoints")
+
+    def _list_batch_deployments(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        deployments = self.state.batch_endpoints.get((ws.lower(), name))
+        if deployments is None:
+            return 404, _error("UserError", f"Batch endpoint {name} not found in workspace {ws}.")
+        return 200, {"value": [self._arm({"location": "westeurope", "properties": {"provisioningState": "Succeeded"}},
+                                         f"{self._ws_path(sub, rg, ws)}/batchEndpoints/{name}/deployments/{d}", d,
+                                         "Microsoft.MachineLearningServices/workspaces/batchEndpoints/deployments")
+                               for d in deployments]}
+
+    def _invoke_batch(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
+        if not str(req.headers.get("Authorization", "")).startswith("Bearer "):
+            return 401, _error("Unauthorized", "no bearer token")
+        props = copy.deepcopy((req.body or {}).get("properties") or {})
+        job_name = props.get("name") or str(uuid.uuid4())
+        if (ws.lower(), job_name.lower()) in self.state.jobs:
+            return 409, _error("UserError", f"A job with name '{job_name}' already exists in workspace '{ws}'.")
+        experiment = (props.get("properties") or {}).get("experimentName") or name
+        self.add_job(job_name, experiment=experiment, status="NotStarted", workspace=ws)
+        return 200, {"id": f"{self._ws_path(sub, rg, ws)}/batchEndpoints/{name}/jobs/{job_name}", "name": job_name,
+                     "type": "Microsoft.MachineLearningServices/workspaces/batchEndpoints/jobs",
+                     "properties": {**props, "name": job_name, "status": "NotStarted", "interactionEndpoints": {}}}
+
+
+def _public(job: dict[str, Any]) -> dict[str, Any]:
+    """A stored job as the service returns it (without the fake's bookkeeping)."""
+    out = copy.deepcopy(job)
+    out["properties"].pop("_parent", None)
+    return out
+
+
+def _order(version: str) -> int:
+    return int(version) if version.isdigit() else 0
+
+
+def _code(status: int) -> str:
+    return {400: "UserError", 403: "AuthorizationFailed", 404: "NotFound", 408: "RequestTimeout",
+            409: "Conflict", 429: "TooManyRequests"}.get(status, "ServiceError")
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": [], "additionalInfo": []}}
+
+
+def _reset(handler: BaseHTTPRequestHandler) -> None:
+    """Abort the TCP connection (RST): the client sees 'connection reset by peer'."""
+    sock = handler.connection
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    except OSError:
+        pass
+    handler.close_connection = True
