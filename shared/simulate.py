@@ -192,7 +192,10 @@ class SimAdapter:
             for (name, version), other in w.models.items():
                 for key, value in p.exclusive.items():
                     if (name, version) != (p.model, p.version) and name == p.model and other.get(key) == value:
-                        other[key] = p.demote_to.get(key, "")
+                        if key in p.demote_to:  # like the live adapter: no demotion value removes the tag
+                            other[key] = p.demote_to[key]
+                        else:
+                            del other[key]
             tags.update(p.tags)
             for key in p.remove:
                 tags.pop(key, None)

@@ -91,7 +91,7 @@ def test_a_crash_between_the_job_put_and_the_ledger_record_still_makes_one_job(
     (launch,) = [a for a in again.actions if a.kind == "run_pipeline"]
     assert launch.status == "done" and launch.external_id == job
     assert "already launched by an earlier attempt" in launch.detail
-    record = ledger.get_action(launch.key)
+    record = ledger.get_action(launch.key, typed.id)
     assert record is not None and record.status is ActionStatus.DONE and record.external_id == job
     (tagging,) = [a for a in again.actions if a.kind == "tag_model"]
     assert tagging.status == "skipped"  # done before the crash, not redone
