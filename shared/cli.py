@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--container", help="the Event Grid dead-letter blob container")
     source.add_argument("--quarantined", action="store_true", help="mlreactor's own quarantined events")
     redrive_p.add_argument("--since", metavar="DURATION", help="only what was dead-lettered in the last DURATION")
+    redrive_p.add_argument("--event-id", metavar="ID", help="only this event")
     redrive_p.add_argument("--dry-run", action="store_true", help="show what would be redriven; change nothing")
     redrive_p.add_argument("--json", action="store_true", help="one JSON object per event")
     redrive_p.set_defaults(run=cmd_redrive)
@@ -371,6 +372,8 @@ def cmd_redrive(args: argparse.Namespace) -> int:
             ]
         else:
             items = from_blobs(blob_container(settings, args.container), since)
+        if args.event_id:
+            items = (item for item in items if _event_id(item.raw) == args.event_id)
         progress = _Counter(sys.stderr)
         results = redrive(engine, items, reopen=args.quarantined, dry_run=args.dry_run, progress=progress.step)
         progress.done()
@@ -407,6 +410,15 @@ class _Counter:
     def done(self) -> None:
         if self.enabled and self.count >= 10:
             print(file=self.out)
+
+
+def _event_id(raw: object) -> str | None:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    return raw.get("id") if isinstance(raw, dict) else None
 
 
 def _since(text: str | None) -> datetime | None:

@@ -23,7 +23,15 @@ from enum import StrEnum
 from typing import Any
 
 from shared import templates
-from shared.actions import PARAMS, ActionAdapter, ActionKind, ActionResult, PlannedAction, idempotency_key
+from shared.actions import (
+    PARAMS,
+    ActionAdapter,
+    ActionKind,
+    ActionResult,
+    NotifyParams,
+    PlannedAction,
+    idempotency_key,
+)
 from shared.clock import Clock, SystemClock, format_duration
 from shared.errors import EventParseError, NotReadyError, PermanentError, TransientError
 from shared.events import AzureMLEvent, ParseFailure, UnknownEvent, parse_delivery
@@ -220,7 +228,30 @@ class Engine:
         except Exception as exc:  # a bug must not loop for 24 h: quarantine it for a person
             log.exception("unexpected error handling event %s", event.id)
             outcome = result(Outcome.QUARANTINED, f"internal error: {type(exc).__name__}: {exc}")
+        if outcome.outcome is Outcome.QUARANTINED and self.rules.spec.on_quarantine is not None:
+            outcome = self._tell_quarantine(event, outcome, claim, pending)
         return self._settle(event, outcome, claim, pending)
+
+    def _tell_quarantine(
+        self, event: AzureMLEvent, outcome: EventOutcome, claim: ClaimResult, pending: list[ActionRecord]
+    ) -> EventOutcome:
+        """Notify the ``on_quarantine`` channels, once per event (recorded like any action; a redrive skips it).
+
+        The event is quarantined whatever the notification does: a failure to tell is logged, not retried.
+        """
+        assert self.rules.spec.on_quarantine is not None
+        params = NotifyParams(
+            channels=self.rules.spec.on_quarantine.channels, message="event_quarantined",
+            facts={"Reason": outcome.reason[:500]},
+        )
+        notice = PlannedAction(
+            key=idempotency_key("on_quarantine", 0, ActionKind.NOTIFY, event), rule="on_quarantine", index=0,
+            kind=ActionKind.NOTIFY, params=params, event=event, correlation_id=event.correlation_id,
+        )
+        told, _ = self._run(notice, claim, pending)
+        if told.status not in ("done", "skipped"):
+            log.warning("event %s is quarantined but Ops could not be told: %s", event.id, told.detail)
+        return replace(outcome, actions=[*outcome.actions, told])
 
     def _react(
         self,

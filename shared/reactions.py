@@ -180,11 +180,28 @@ class Rule(_Strict):
         return self
 
 
+class QuarantineNotice(_Strict):
+    """Who is told when an event is quarantined (the reason and how to redrive it)."""
+
+    channels: list[str] = Field(min_length=1)
+
+
 class RulesFile(_Strict):
     version: Literal[1] = 1
     allowed_workspaces: list[str] = Field(min_length=1)
     channels: dict[str, Channel] = Field(default_factory=dict)
+    on_quarantine: QuarantineNotice | None = None
     rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _notice_channels(self) -> RulesFile:
+        for name in self.on_quarantine.channels if self.on_quarantine else []:
+            if name not in self.channels:
+                raise ValueError(
+                    f"on_quarantine.channels: unknown channel {name!r}{_suggest(name, self.channels)}"
+                    " (declare it under channels:)"
+                )
+        return self
 
     @field_validator("allowed_workspaces")
     @classmethod

@@ -116,7 +116,8 @@ def test_permanent_action_failure_quarantines_the_event_and_runs_the_other_actio
     (outcome,) = h.engine.handle_delivery(json.dumps(delivery("model_registered")))
     assert outcome.outcome is Outcome.QUARANTINED
     assert "test-new-model/tag_model: 403 on model" in outcome.reason
-    assert [a.status for a in outcome.actions] == ["failed", "done"]
+    assert [(a.kind, a.status) for a in outcome.actions] == [
+        ("tag_model", "failed"), ("run_pipeline", "done"), ("notify", "done")]  # the last tells Ops (on_quarantine)
     assert h.ledger.quarantined()[0].event_id == outcome.event_id
     (again,) = h.engine.handle_delivery(json.dumps(delivery("model_registered")))
     assert again.outcome is Outcome.DUPLICATE, "a quarantined event is never retried by redelivery"

@@ -70,9 +70,23 @@ def test_a_quarantined_event_is_redriven_once_fixed_running_only_what_failed(
     (result,) = redrive(h.engine, items, reopen=True)  # the role assignment was fixed
 
     assert result.outcome == "acted" and "1 already done before" in result.reason
-    assert sorted(a.kind.value for a in h.executed()) == ["run_pipeline", "tag_model"], "tag_model ran once"
+    assert sorted(a.kind.value for a in h.executed() if a.rule != "on_quarantine") == ["run_pipeline", "tag_model"]
     (again,) = redrive(h.engine, items)
     assert again.outcome == "duplicate"
+
+
+def test_quarantine_tells_ops_once_and_a_redrive_does_not_tell_again(make_engine: Callable[..., Harness]) -> None:
+    h = make_engine()
+    h.adapters[ActionKind.RUN_PIPELINE].fail_next(PermanentError("403: no access to the workspace"))
+    (outcome,) = h.engine.handle_delivery(json.dumps([event("model_registered")]))
+    (notice,) = [a for a in outcome.actions if a.rule == "on_quarantine"]
+    assert (notice.kind, notice.status) == ("notify", "done")
+    (told,) = h.adapters[ActionKind.NOTIFY].executed
+    assert told.params.model_dump()["message"] == "event_quarantined"
+    assert "403: no access" in told.params.model_dump()["facts"]["Reason"]
+    (record,) = h.ledger.quarantined()
+    redrive(h.engine, [DeadLettered("quarantine", record.raw, record.reason)], reopen=True)
+    assert len(h.adapters[ActionKind.NOTIFY].executed) == 1
 
 
 def test_a_transient_failure_during_redrive_is_reported_for_another_pass(make_engine: Callable[..., Harness]) -> None:

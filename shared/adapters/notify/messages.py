@@ -154,7 +154,7 @@ LAYOUTS: dict[str, Layout] = {
     "event_quarantined": Layout(
         title="Event quarantined: {{ event.kind }} {{ event.subject }}",
         text="mlreactor stopped acting on event {{ event.id }} and stored it for a person. After fixing the cause, "
-        "redrive it with: mlreactor deadletter redrive --event-id {{ event.id }}",
+        "redrive it with: mlreactor deadletter redrive --quarantined --event-id {{ event.id }}",
         severity="attention",
         facts=(("Event", "{{ event.id }}"), ("Type", "{{ event.type }}"), ("Subject", "{{ event.subject }}"),
                ("Workspace", "{{ workspace.name }}"), ("Correlation id", "{{ correlation_id }}")),
