@@ -299,16 +299,18 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+def derived_key(fields: Mapping[str, Any]) -> str:
+    """sha256 over canonical JSON (sorted keys) of the fields that make a thing that thing (Powertools' scheme)."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
 def idempotency_key(rule: str, index: int, kind: ActionKind, event: AzureMLEvent) -> str:
-    """sha256 over canonical JSON of what makes this action this action (Powertools' scheme).
+    """The key of one action of one event.
 
     The event's dedup key (source + id) pins it to one event; the rule name and position pin it to one action of
     that rule. Redelivery of the same event therefore always yields the same keys.
     """
-    material = json.dumps(
-        {"event": event.key, "rule": rule, "index": index, "kind": kind.value}, sort_keys=True
-    )
-    return hashlib.sha256(material.encode()).hexdigest()
+    return derived_key({"event": event.key, "rule": rule, "index": index, "kind": kind.value})
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ temp dir (the SDK creates its cache directory at import time).
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import os
@@ -51,7 +50,7 @@ from functools import partial
 from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
 
-from shared.actions import ActionResult, PlannedAction, QueueReleaseParams
+from shared.actions import ActionResult, PlannedAction, QueueReleaseParams, derived_key
 from shared.clock import Clock, SystemClock
 from shared.errors import PermanentError, TransientError
 from shared.ledger.port import ActionRecord, ActionStatus, ClaimOutcome, Ledger
@@ -78,11 +77,7 @@ class TokenCredential(Protocol):
 
 def release_key(action: PlannedAction, params: QueueReleaseParams) -> str:
     """The model-version-scoped key: the same rule and action releasing the same model version is one release."""
-    material = json.dumps(
-        {"rule": action.rule, "index": action.index, "model": params.model, "version": params.version},
-        sort_keys=True,
-    )
-    return hashlib.sha256(material.encode()).hexdigest()
+    return derived_key({"rule": action.rule, "index": action.index, "model": params.model, "version": params.version})
 
 
 @dataclass(frozen=True)
