@@ -49,10 +49,6 @@ class Settings(BaseSettings):
         default=120.0, gt=0, description="How long a claim is held before another may take it."
     )
     retention_days: int = Field(default=90, gt=0, description="Ledger records older than this are purged daily.")
-    purge_schedule: str = Field(
-        default="0 30 2 * * *",
-        description="NCRONTAB schedule (6 fields, UTC) of the ledger purge timer; default daily at 02:30.",
-    )
 
     # Execution -----------------------------------------------------------------------------------------------
     action_budget_seconds: float = Field(
