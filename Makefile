@@ -29,7 +29,7 @@ run: $(STAMP)
 	echo; echo "== the same deliveries again: Event Grid delivers at least once, mlreactor acts once"; \
 	$(BIN)/mlreactor replay --state "$$state" tests/events/cloudevents/*.json; \
 	echo; echo "== the retrain -> test -> release chain against a simulated workspace and Azure DevOps"; \
-	$(BIN)/mlreactor simulate --state "$$state"
+	$(BIN)/mlreactor simulate
 
 ## test: install everything the tests need, then lint, type-check and run the whole suite
 test: $(STAMP) node_modules/.installed chromium lint typecheck checkov
