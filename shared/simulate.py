@@ -231,11 +231,15 @@ class SimAdapter:
 
 
 def _message(p: NotifyParams, action: PlannedAction) -> str:
-    gate = action.steps.get("gate")
+    """What Ops would read first, in one line (the real notify adapter renders cards and messages)."""
+    release, gate = action.steps.get("release"), action.steps.get("gate")
+    if p.message == "release_queued" and release:
+        return (f"{p.message}: {release['model']}:{release['version']} awaits approval in environment "
+                f"{release['environment']} ({release['url']})")
     if gate:
         return f"{p.message}: {gate['model']}:{gate['version']} {gate['verdict']} ({gate['summary']})"
     ctx = action.event.context()
-    about = ctx.get("model", {}).get("id") or ctx.get("run", {}).get("id") or ctx.get("monitor", {}).get("name", "")
+    about = ctx.get("monitor", {}).get("name") or ctx.get("model", {}).get("id") or ctx.get("run", {}).get("id", "")
     return f"{p.message}: {about}"
 
 
