@@ -100,6 +100,8 @@ class FakeAzureDevOps:
         self.runs: dict[int, dict[str, Any]] = {}
         self.releases: dict[int, dict[str, Any]] = {}
         self.faults: list[Fault] = []
+        #: Consulted for every request no queued fault matches: ``injector(method, path)`` → a fault or None.
+        self.injector: Callable[[str, str], Fault | None] | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -149,7 +151,7 @@ class FakeAzureDevOps:
                 if fault.method == method and fault.path_contains in path:
                     self.faults.remove(fault)
                     return fault
-        return None
+            return self.injector(method, path) if self.injector is not None else None
 
     # the service ------------------------------------------------------------------------------------------------
     def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
