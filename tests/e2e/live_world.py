@@ -7,10 +7,10 @@ recorded — the job the fake Azure ML received a PUT for completes, the retrain
 the correlation id it was given as an input, the offline test finishes with metric tags added to that job, the
 pipeline run the fake Azure DevOps received is approved and the model deployed.
 
-With ``Chaos`` every fake answers a share of requests with a fault chosen by a seeded generator: half refused before
-any effect (503), half lost after the effect (the connection is reset, or a gateway error is returned, after the
-fake applied the request). Deliveries that fail are redelivered, as Event Grid does, until they are acted on or
-recognised as duplicates.
+With ``Chaos`` every fake — and a ``FaultyProxy`` in front of Azurite's Tables endpoint, which all ledger traffic
+passes — answers a share of requests with a fault chosen by a seeded generator: half refused before any effect (503),
+half lost after the effect (the connection is reset, or an error is returned, after the request was applied).
+Deliveries that fail are redelivered, as Event Grid does, until they are acted on or recognised as duplicates.
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ from shared.engine import Engine, EventOutcome, Outcome
 from shared.ledger.tables import TablesLedger
 from shared.reactions import Rules
 from shared.settings import Settings
-from tests.fakes import azure_devops, azureml, eventgrid_topic
+from tests.fakes import azure_devops, azureml, eventgrid_topic, faulty_proxy
 from tests.fakes.azure_devops import FakeAzureDevOps
 from tests.fakes.azureml import FakeAzureML, FakeCredential
-from tests.fakes.azurite import Azurite
+from tests.fakes.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from tests.fakes.eventgrid_topic import FakeEventGridTopic, RecordedPost
+from tests.fakes.faulty_proxy import FaultyProxy
 from tests.fakes.webhook_receiver import Recorded, Reply, WebhookReceiver
 
 EVENT_TYPE = "Microsoft.MachineLearningServices."
@@ -132,6 +133,7 @@ class LiveChain:
         self.devops = FakeAzureDevOps(accepted_auth=("Basic " + base64.b64encode(f":{PAT}".encode()).decode(),))
         self.devops.start()
         self.topic = FakeEventGridTopic(self.aml.cert, key=TOPIC_KEY).start()  # one certificate for both HTTPS fakes
+        self.tables = FaultyProxy(self.azurite.table_endpoint).start()  # the ledger's table traffic passes here
         self.teams = self._receiver()
         self.slack = self._receiver()
         self.published: list[RecordedPost] = []
@@ -141,7 +143,8 @@ class LiveChain:
             with pytest.MonkeyPatch.context() as env:
                 self._environment(env)
                 settings = self._settings()
-                self.ledger = TablesLedger.from_settings(settings)
+                # Short SDK back-off only (the production retry count is kept): faults should not cost seconds.
+                self.ledger = TablesLedger.from_settings(settings, retry_backoff_factor=0.01, retry_backoff_max=0.05)
                 try:
                     self.adapters = build_adapters(settings, self.rules, self.ledger)
                     self.engine = Engine(self.rules, self.ledger, self.adapters)
@@ -149,7 +152,7 @@ class LiveChain:
                 finally:
                     self.ledger.close()
         finally:
-            for server in (self.aml, self.devops, self.topic, self.teams.server, self.slack.server):
+            for server in (self.aml, self.devops, self.topic, self.tables, self.teams.server, self.slack.server):
                 server.stop()
 
     def _receiver(self) -> Receiver:
@@ -178,7 +181,9 @@ class LiveChain:
         name = uuid.uuid4().hex[:12]
         return Settings.model_validate({
             "dry_run": False, "state_dir": self.folder,
-            "ledger": "tables", "storage_connection_string": self.azurite.connection_string,
+            "ledger": "tables", "storage_connection_string": (
+                f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+                f"TableEndpoint={self.tables.url('/' + ACCOUNT)};BlobEndpoint={self.azurite.blob_endpoint};"),
             "table_prefix": f"t{name}", "quarantine_container": f"q-{name}",
             "azureml_retry_total": 1, "azureml_timeout_seconds": 2.0, "azureml_action_budget_seconds": 6.0,
             "azureml_tag_settle_seconds": 0.05,
@@ -210,9 +215,14 @@ class LiveChain:
                 return None
             return eventgrid_topic.Fault(503, code="ServiceUnavailable", message=f"injected ({when} the effect)")
 
+        def tables(method: str, path: str) -> faulty_proxy.Fault | None:
+            when = chaos.draw("tables", f"{method} {path}")
+            return None if when is None else faulty_proxy.Fault("status" if when == "before" else "lost")
+
         self.aml.injector = aml
         self.devops.injector = devops
         self.topic.injector = topic
+        self.tables.injector = tables
 
     # the world -----------------------------------------------------------------------------------------------
     def seed_workspace(self) -> None:

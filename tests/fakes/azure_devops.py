@@ -234,6 +234,7 @@ class FakeAzureDevOps:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
     server_fake: FakeAzureDevOps
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the test reads ``requests``
