@@ -322,7 +322,8 @@ class LiveChain:
                           r["templateParameters"]["correlationId"], r["state"])
                          for _, r in sorted(self.devops.runs.items())],
             "notifications": self.notifications(),
-            "published": sorted({(e["type"], json.dumps(e["data"], sort_keys=True))
+            # a republished event keeps its id (the action's key): subscribers can drop the copy
+            "published": sorted({(e["id"], e["type"], json.dumps(e["data"], sort_keys=True))
                                  for post in self.published_posts() for e in post.json()}),
             "timeline": self.timeline(),
         }

@@ -111,6 +111,7 @@ def test_ops_are_told_each_step_and_the_chain_is_published(calm: Calm) -> None:
     assert calm.state["notifications"]["slack"] == []
     assert [(e["type"], e["data"]["correlationId"]) for e in calm.published] == [
         ("mlreactor.RetrainStarted", calm.chain.correlation_id), ("mlreactor.ReleaseQueued", calm.chain.correlation_id)]
+    assert len(calm.state["published"]) == 2 and len({e["id"] for e in calm.published}) == 2
 
 
 def test_the_audit_timeline_links_every_step_by_one_correlation_id(calm: Calm) -> None:

@@ -4,7 +4,8 @@ Speaks the wire protocol the real SDK sends (recorded by running the SDK against
 data, model-version and batch-endpoint resources, the workspace and its discovery document, the run-history PATCHes
 that merge job tags, step-run listing and the batch scoring POST. Every request is recorded (method, path,
 api-version, headers, JSON body). Faults are queued per method and path: a status (with Retry-After), a slow answer
-(``delay``), a stale one (``hold`` / ``wait_for``), a reset connection, hooks to order concurrent clients. State is
+(``delay``), a stale one (``hold`` / ``wait_for``), a reset connection, an answer lost after the request was
+applied (``lost``), hooks to order concurrent clients; ``injector`` picks faults per request (seeded chaos). State is
 kept per workspace, as the service does: a second PUT of a job name is refused (409), a model version PUT replaces
 the whole version.
 
