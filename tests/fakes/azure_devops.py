@@ -100,6 +100,8 @@ class FakeAzureDevOps:
         self.runs: dict[int, dict[str, Any]] = {}
         self.releases: dict[int, dict[str, Any]] = {}
         self.faults: list[Fault] = []
+        #: Consulted for every request no queued fault matches: ``injector(method, path)`` → a fault or None.
+        self.injector: Callable[[str, str], Fault | None] | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -149,7 +151,7 @@ class FakeAzureDevOps:
                 if fault.method == method and fault.path_contains in path:
                     self.faults.remove(fault)
                     return fault
-        return None
+            return self.injector(method, path) if self.injector is not None else None
 
     # the service ------------------------------------------------------------------------------------------------
     def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
@@ -232,6 +234,7 @@ class FakeAzureDevOps:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
     server_fake: FakeAzureDevOps
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the test reads ``requests``

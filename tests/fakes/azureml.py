@@ -4,7 +4,8 @@ Speaks the wire protocol the real SDK sends (recorded by running the SDK against
 data, model-version and batch-endpoint resources, the workspace and its discovery document, the run-history PATCHes
 that merge job tags, step-run listing and the batch scoring POST. Every request is recorded (method, path,
 api-version, headers, JSON body). Faults are queued per method and path: a status (with Retry-After), a slow answer
-(``delay``), a stale one (``hold`` / ``wait_for``), a reset connection, hooks to order concurrent clients. State is
+(``delay``), a stale one (``hold`` / ``wait_for``), a reset connection, an answer lost after the request was
+applied (``lost``), hooks to order concurrent clients; ``injector`` picks faults per request (seeded chaos). State is
 kept per workspace, as the service does: a second PUT of a job name is refused (409), a model version PUT replaces
 the whole version.
 
@@ -123,6 +124,7 @@ class Fault:
     then: Callable[[], None] | None = None  # called when the fault fires, before answering (e.g. to let another in)
     done: Callable[[], None] | None = None  # called once the request has been applied (state changed, not answered)
     wait_for: threading.Event | None = None  # answer only once this is set: the answer is stale when it arrives
+    lost: bool = False  # apply the request, then reset the connection: it happened, the client never heard
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and method == self.method and re.search(self.path, path) is not None
@@ -156,6 +158,8 @@ class FakeAzureML:
         self.cert: SelfSignedCert = make_cert(folder, host)
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
+        #: Consulted for every request no queued fault matches: a fault to apply to it, or None (random faults).
+        self.injector: Callable[[Request], Fault | None] | None = None
         self.state = _State()
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -168,6 +172,7 @@ class FakeAzureML:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
             def log_message(self, *args: Any) -> None:
                 """Quiet: the recording is the log."""
@@ -268,6 +273,20 @@ class FakeAzureML:
             self.state.jobs[(workspace.lower(), name.lower())] = self._arm(
                 body, f"{ws_path}/jobs/{name}", name, "Microsoft.MachineLearningServices/workspaces/jobs")
 
+    def finish_job(self, name: str, *, status: str = "Completed", tags: dict[str, str] | None = None,
+                   workspace: str = WORKSPACE) -> dict[str, Any]:
+        """The job ends (as the service would report it): its status changes, ``tags`` are merged into its tags."""
+        with self._lock:
+            props = self.state.jobs[(workspace.lower(), name.lower())]["properties"]
+            props["status"] = status
+            props.setdefault("tags", {}).update(tags or {})
+            return copy.deepcopy(self.state.jobs[(workspace.lower(), name.lower())])
+
+    def model_versions(self, name: str, workspace: str = WORKSPACE) -> list[str]:
+        with self._lock:
+            found = [v for (ws, n, v) in self.state.models if ws == workspace.lower() and n == name]
+        return sorted(found, key=_order)
+
     def job(self, name: str, workspace: str = WORKSPACE) -> dict[str, Any] | None:
         with self._lock:
             found = self.state.jobs.get((workspace.lower(), name.lower()))
@@ -309,6 +328,8 @@ class FakeAzureML:
             fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
             if fault is not None:
                 fault.times -= 1
+            elif self.injector is not None:
+                fault = self.injector(request)
         if fault is not None:
             if fault.then is not None:
                 fault.then()
@@ -317,7 +338,7 @@ class FakeAzureML:
             if fault.reset:
                 _reset(handler)
                 return
-            if fault.status:
+            if fault.status and not fault.lost:
                 headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
                 self._answer(handler, fault.status, _error(fault.code or _code(fault.status), fault.message), headers)
                 return
@@ -333,6 +354,9 @@ class FakeAzureML:
                     fault.wait_for.wait(10)
                 if fault is not None and fault.hold:
                     time.sleep(fault.hold)
+                if fault is not None and fault.lost:
+                    _reset(handler)
+                    return
                 self._answer(handler, status, answer)
                 return
         self._answer(handler, 404, _error("NotFound", f"fake: no route for {request}"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -61,6 +62,8 @@ class FakeEventGridTopic:
         self.key = key  # when set, a request without this aeg-sas-key (and without a bearer token) gets 401
         self.requests: list[RecordedPost] = []
         self._faults: list[Fault] = []
+        #: Consulted for every post no queued fault applies to: ``injector(post)`` → a fault to answer with, or None.
+        self.injector: Callable[[RecordedPost], Fault | None] | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
@@ -107,6 +110,9 @@ class FakeEventGridTopic:
             self.requests.append(post)
             if self._faults:
                 return self._faults.pop(0)
+            injected = self.injector(post) if self.injector is not None else None
+            if injected is not None:
+                return injected
         authorization = post.headers.get("authorization", "")
         if self.key is not None and post.headers.get("aeg-sas-key") != self.key and not authorization:
             return Fault(401, code="Unauthorized", message="The request authorization key is not authorized.")
@@ -117,6 +123,7 @@ class FakeEventGridTopic:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

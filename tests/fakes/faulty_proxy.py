@@ -42,6 +42,8 @@ class FaultyProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.requests: list[tuple[str, str, int]] = []  # method, path, status answered
         self._faults: list[Fault] = []
+        #: Consulted for every request no queued fault applies to: ``injector(method, path)`` → a fault or None.
+        self.injector: Callable[[str, str], Fault | None] | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -67,13 +69,14 @@ class FaultyProxy:
                 if fault.times > 0 and (fault.match is None or fault.match(method, path)):
                     fault.times -= 1
                     return fault
-        return None
+            return self.injector(method, path) if self.injector is not None else None
 
     def start(self) -> FaultyProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall per answer
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
