@@ -484,7 +484,11 @@ class DevOpsReleaseAdapter:
             cached = self._clients.get((target.organization, area))
             if cached is not None:
                 return cached
-            connection = self._sdk_().Connection(base_url=target.organization, creds=self._auth)
+            sdk = self._sdk_()
+            # The SDK made its location-cache folder when it was imported; a warm instance whose temp dir was
+            # cleaned since would fail discovery with FileNotFoundError (reported as an unreadable answer).
+            self._settings.devops_cache_dir.mkdir(parents=True, exist_ok=True)
+            connection = sdk.Connection(base_url=target.organization, creds=self._auth)
             factory = connection.clients_v7_1
             client = factory.get_pipelines_client() if area == "pipelines" else factory.get_release_client()
             # Our retries, not msrest's (it cannot retry a POST under urllib3 2 anyway): no hidden waits.

@@ -174,3 +174,4 @@ def test_given_no_identity_configured_and_no_pat_then_the_event_is_quarantined(
     assert outcome.outcome.value == "quarantined"
     assert "CredentialUnavailableError" in outcome.reason
     assert fake_devops.requests == []
+
