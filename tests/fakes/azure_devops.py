@@ -24,9 +24,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.server import LoopbackServer
 
 LOCATION_AREAS = "e81700f7-3be2-46de-8624-2eb35882fcaa"
 PIPELINE_RUNS = "7859261e-d2e9-4a68-b820-a5d84cc5bb3d"
@@ -103,8 +105,7 @@ class FakeAzureDevOps:
         #: Consulted for every request no queued fault matches: ``injector(method, path)`` → a fault or None.
         self.injector: Callable[[str, str], Fault | None] | None = None
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     # lifecycle --------------------------------------------------------------------------------------------------
     def start(self) -> FakeAzureDevOps:
@@ -113,21 +114,18 @@ class FakeAzureDevOps:
         class Handler(_Handler):
             server_fake = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(Handler, name="fake-azure-devops")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
+            self._server = None
 
     @property
     def base(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        assert self._server is not None, "start() first"
+        return f"http://127.0.0.1:{self._server.port}"
 
     @property
     def organization_url(self) -> str:

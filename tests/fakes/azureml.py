@@ -35,11 +35,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPMethod
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.server import LoopbackServer
 from tests.fakes.tls import SelfSignedCert, make_cert
 
 ARM_AUDIENCE = "https://management.azure.com"
@@ -162,8 +163,7 @@ class FakeAzureML:
         self.injector: Callable[[Request], Fault | None] | None = None
         self.state = _State()
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
         self._routes = self._build_routes()
 
     # lifecycle ---------------------------------------------------------------------------------------------------
@@ -182,24 +182,18 @@ class FakeAzureML:
 
             do_PUT = do_POST = do_PATCH = do_DELETE = do_GET
 
-        server = ThreadingHTTPServer((self.host, 0), Handler)
-        server.daemon_threads = True
-        server.socket = self.cert.server_context().wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-azureml", daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(Handler, tls=self.cert.server_context(), host=self.host, name="fake-azureml")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
     @property
     def base_url(self) -> str:
         assert self._server is not None, "start() first"
-        return f"https://{self.host}:{self._server.server_address[1]}"
+        return f"https://{self.host}:{self._server.port}"
 
     # test helpers ------------------------------------------------------------------------------------------------
     def fail(self, method: str, path: str, **kwargs: Any) -> Fault:

@@ -21,10 +21,11 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.server import LoopbackServer
 from tests.fakes.tls import SelfSignedCert
 
 
@@ -65,24 +66,19 @@ class FakeEventGridTopic:
         #: Consulted for every post no queued fault applies to: ``injector(post)`` → a fault to answer with, or None.
         self.injector: Callable[[RecordedPost], Fault | None] | None = None
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, 0), self._handler())
-        self._server.daemon_threads = True
-        self._server.socket = cert.server_context().wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-eventgrid", daemon=True
-        )
+        self._host = host
+        self._server: LoopbackServer | None = None
 
     # lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> FakeEventGridTopic:
-        self._thread.start()
+        tls = self.cert.server_context()
+        self._server = LoopbackServer(self._handler(), tls=tls, host=self._host, name="fake-eventgrid")
         return self
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
     def __enter__(self) -> FakeEventGridTopic:
         return self.start()
@@ -92,8 +88,8 @@ class FakeEventGridTopic:
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"https://{host}:{port}/api/events"
+        assert self._server is not None, "start() first"
+        return f"https://{self._server.host}:{self._server.port}/api/events"
 
     # fault injection ------------------------------------------------------------------------------------------
     def fail_next(

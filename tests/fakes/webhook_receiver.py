@@ -17,8 +17,10 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.server import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,7 @@ class WebhookReceiver:
         self._always: Reply | None = None
         self._lock = threading.Lock()
         self._tls = tls
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     # lifecycle ----------------------------------------------------------------------------------------------------
     def start(self) -> WebhookReceiver:
@@ -77,23 +78,18 @@ class WebhookReceiver:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if self._tls is not None:
-            self._server.socket = self._tls.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(Handler, tls=self._tls, name="webhook-receiver")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
     @property
     def port(self) -> int:
         assert self._server is not None, "start() the receiver first"
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def url(self, path: str = "/hook") -> str:
         scheme = "https" if self._tls is not None else "http"
