@@ -30,6 +30,7 @@ from shared.actions import (
     ActionResult,
     NotifyParams,
     PlannedAction,
+    derived_key,
     idempotency_key,
 )
 from shared.clock import Clock, SystemClock, format_duration
@@ -435,10 +436,17 @@ class Engine:
         return outcome
 
     def _quarantine_unparsed(self, event_id: str | None, reason: str, raw: str) -> EventOutcome:
+        """Store a payload that cannot be parsed, once: a batch redelivered after another event's failure brings
+        the same poison payload back, and it is claimed by its content like any event by its id."""
         now = self.clock.now()
+        digest = derived_key({"unparsed": raw})
+        claim = self.ledger.claim_event(f"unparsed|{digest}", digest, now, self.lease)
+        if claim.outcome in (ClaimOutcome.DONE, ClaimOutcome.BUSY):
+            return EventOutcome(event_id, None, None, None, None, Outcome.DUPLICATE, "already quarantined")
         self.ledger.quarantine(QuarantineRecord(now, None, event_id, reason, raw))
         outcome = EventOutcome(event_id, None, None, None, None, Outcome.QUARANTINED, reason)
-        self.ledger.record_audit(AuditEntry(now, None, event_id, "", "", "", "", outcome.outcome.value, reason))
+        audit = AuditEntry(now, None, event_id, "", "", "", "", outcome.outcome.value, reason)
+        self.ledger.settle_event(claim.record, outcome.outcome.value, now, audit=audit)
         log.warning("quarantined an unparseable event %s: %s", event_id, reason)
         return outcome
 

@@ -75,6 +75,19 @@ def test_unparseable_events_are_quarantined_with_the_reason_and_the_raw_payload(
     assert stored.event_id == bad["id"]
 
 
+def test_a_poison_payload_redelivered_with_its_batch_is_quarantined_once(make_engine: Build) -> None:
+    h = make_engine()
+    bad = event("model_registered")
+    bad["data"]["ModelVersion"] = None
+    batch = json.dumps([bad, event("run_status_changed_failed")])
+    first = h.engine.handle_delivery(batch)
+    again = h.engine.handle_delivery(batch)
+    assert [o.outcome for o in first] == [Outcome.QUARANTINED, Outcome.ACTED]
+    assert [o.outcome for o in again] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert again[0].reason == "already quarantined"
+    assert len(h.ledger.quarantined()) == 1
+
+
 def test_a_delivery_that_is_not_json_is_quarantined_as_one_outcome(make_engine: Build) -> None:
     h = make_engine()
     (outcome,) = h.engine.handle_delivery("{not json")
