@@ -163,8 +163,8 @@ class Settings(BaseSettings):
         return SecretStr(value) if value else None
 
     @property
-    def wants_live(self) -> bool:
-        """Live adapters are used only when asked for and configured; the default is dry-run."""
+    def azureml_is_live(self) -> bool:
+        """Azure ML is called for real when asked for (``azureml_live``) or all is forced live; else dry-run."""
         return self.dry_run is False or (self.dry_run is None and self.azureml_live)
 
 

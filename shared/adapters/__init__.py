@@ -31,7 +31,7 @@ def build_adapters(
     adapters[ActionKind.QUALITY_GATE] = GateAdapter(UnknownState())
     if settings.dry_run:
         return adapters
-    if settings.wants_live:
+    if settings.azureml_is_live:
         azureml = AzureMLAdapter(WorkspaceClients(settings), rules.base_dir)
         adapters.update(dict.fromkeys(KINDS, azureml))
         adapters[ActionKind.QUALITY_GATE] = GateAdapter(AzureMLState(azureml.clients), clock)
