@@ -245,3 +245,19 @@ def test_through_the_engine_and_ledger_a_registry_is_tagged_once_per_event(
     record = ledger.get_action(tagged.key, typed.id)
     assert record is not None and record.status is ActionStatus.DONE
     assert record.external_id == f"{MODEL}:20" and f"registry {REGISTRY}" in (record.detail or "")
+
+
+def test_a_throttled_registry_put_is_retried_within_the_action_and_lands_once(
+    fake: FakeAzureML, adapter: AzureMLAdapter
+):
+    """GIVEN the registry answers the first PUT with 429 WHEN tag_model runs THEN the window-bounded retry policy
+    (the same as the workspaces') retries it: two PUTs sent, the tags merged once, the action done."""
+    fake.add_model(MODEL, "20", registry=REGISTRY, tags={"keep": "1"})
+    fake.fail("PUT", "/registries/.*/versions/20$", status=429, retry_after=0)
+
+    result = adapter.execute(planned(rule("tag_model", workspace=REGISTRY_ID, set="{a: '1'}"),
+                                     event("model_registered")))
+
+    assert len(fake.calls("PUT")) == 2
+    assert fake.model_tags(MODEL, "20", registry=REGISTRY) == {"keep": "1", "a": "1"}
+    assert result.data["writes"] == 1
