@@ -20,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 
 from shared import templates
 from shared.clock import parse_duration
-from shared.events import AzureMLEvent, as_text
+from shared.events import AzureMLEvent, Registry, as_text
 from shared.gate import MetricRule
 
 
@@ -79,6 +79,19 @@ class Params(BaseModel):
         return self
 
 
+def _jobs_need_a_workspace(value: str | None, info: ValidationInfo) -> str | None:
+    """A registry holds models and components, not jobs: a rule naming one for a job action is refused on load.
+
+    A template that renders to a registry is refused by the adapter, with the rule's name (rendered values are not
+    checked here: a validation error at render time would lose which rule and action it was).
+    """
+    rendered = bool(info.context and info.context.get("rendered"))
+    if value is not None and not rendered and Registry.parse(value) is not None:
+        raise ValueError(f"{value!r} is an Azure ML registry, which holds models and components, not jobs: "
+                         "name a workspace resource id (or leave it out: the event's workspace)")
+    return value
+
+
 class RunPipelineParams(Params):
     """Launch an Azure ML pipeline (offline test, retraining) from exactly one source."""
 
@@ -101,6 +114,8 @@ class RunPipelineParams(Params):
     compute: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
 
+    _workspace = field_validator("workspace")(_jobs_need_a_workspace)
+
     @model_validator(mode="after")
     def _one_source(self) -> RunPipelineParams:
         sources = [n for n in ("job_yaml", "component", "batch_endpoint") if getattr(self, n)]
@@ -113,6 +128,8 @@ class RunPipelineParams(Params):
 
 class TagModelParams(Params):
     """Merge tags into a model version (keys not named are kept; removals are explicit).
+
+    ``workspace`` is a workspace resource id or a registry (its resource id or ``azureml://registries/NAME``).
 
     ``set`` is a mapping of templates, or one placeholder that renders to a mapping (``"{{ gate.tags }}"``).
     """
@@ -151,6 +168,8 @@ class TagRunParams(Params):
     )
     set: dict[str, str] = Field(default_factory=dict)
     remove: list[str] = Field(default_factory=list)
+
+    _workspace = field_validator("workspace")(_jobs_need_a_workspace)
 
 
 def _text_map(value: object) -> object:

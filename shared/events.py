@@ -59,6 +59,12 @@ _WORKSPACE_RE = re.compile(
     r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)$",
     re.IGNORECASE,
 )
+_REGISTRY_ID_RE = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+    r"Microsoft\.MachineLearningServices/registries/(?P<name>[^/]+)$",
+    re.IGNORECASE,
+)
+_REGISTRY_URI_RE = re.compile(r"^azureml://registries/(?P<name>[^/]+)/?$", re.IGNORECASE)
 _SIGNAL_RE = re.compile(r"signal\s+'(?P<name>[^']+)'", re.IGNORECASE)
 _FRACTION_RE = re.compile(r"(\.\d{6})\d+")
 
@@ -170,6 +176,30 @@ class Workspace(BaseModel):
             resource_group=match["rg"],
             name=match["ws"],
         )
+
+
+class Registry(BaseModel):
+    """An Azure ML registry: models shared by several workspaces, a target a rule may name for model actions.
+
+    Named by its resource id (which pins the subscription and resource group: checked against what the registry's
+    discovery reports) or by ``azureml://registries/NAME`` (registry names are unique; discovery finds the rest).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    resource_id: str
+    name: str
+    subscription_id: str | None = None
+    resource_group: str | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> Registry | None:
+        text = value.strip()
+        match = _REGISTRY_ID_RE.match(text)
+        if match is not None:
+            return cls(resource_id=text, name=match["name"], subscription_id=match["sub"], resource_group=match["rg"])
+        match = _REGISTRY_URI_RE.match(text)
+        return None if match is None else cls(resource_id=text.rstrip("/"), name=match["name"])
 
 
 class ModelRef(BaseModel):

@@ -7,6 +7,9 @@ are its own ``mlreactor.metric.*`` tags, written when it passed its gate.
 Out of order: if the candidate model does not yet carry the chain's candidate tag (its ModelRegistered event was not
 processed yet), the gate raises ``NotReadyError`` so Event Grid redelivers later — for ``wait_for_candidate`` after
 the event, then it gives up permanently (a test run of a model the chain never registered).
+
+The gate's ``workspace`` may name a registry the chain promotes champions to: the champion is then looked up there,
+while the run and the candidate (registered where the run ran) are read in the event's workspace.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Protocol
 from shared.actions import ActionResult, PlannedAction, QualityGateParams
 from shared.clock import Clock, SystemClock, parse_duration
 from shared.errors import NotReadyError, PermanentError
-from shared.events import RunCompleted
+from shared.events import Registry, RunCompleted
 from shared.gate import evaluate, metrics_from_tags
 
 
@@ -73,7 +76,9 @@ class GateAdapter:
         params = action.params
         assert isinstance(params, QualityGateParams)
         event = action.event
-        workspace = params.workspace or event.source
+        champions_in = params.workspace or event.source
+        # Runs and candidates live in workspaces; a registry named here is only where the champion is.
+        workspace = event.source if Registry.parse(champions_in) else champions_in
         model = f"{params.model}:{params.version}"
         if not params.model or not params.version:
             raise PermanentError(f"quality gate: no model to judge (model {params.model!r} version {params.version!r})")
@@ -93,7 +98,7 @@ class GateAdapter:
         champion_version, champion = None, None
         if self.state.authoritative:
             key, _, value = params.champion_tag.partition("=")
-            found = self.state.find_model_by_tag(workspace, params.model, key, value)
+            found = self.state.find_model_by_tag(champions_in, params.model, key, value)
             if found is not None and found[0] != params.version:
                 champion_version, champion = found[0], metrics_from_tags(found[1])
 

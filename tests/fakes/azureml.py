@@ -2,12 +2,13 @@
 
 Speaks the wire protocol the real SDK sends (recorded by running the SDK against it): ARM job PUT/GET, component,
 data, model-version and batch-endpoint resources, the workspace and its discovery document, the run-history PATCHes
-that merge job tags, step-run listing and the batch scoring POST. Every request is recorded (method, path,
-api-version, headers, JSON body). Faults are queued per method and path: a status (with Retry-After), a slow answer
-(``delay``), a stale one (``hold`` / ``wait_for``), a reset connection, an answer lost after the request was
-applied (``lost``), hooks to order concurrent clients; ``injector`` picks faults per request (seeded chaos). State is
-kept per workspace, as the service does: a second PUT of a job name is refused (409), a model version PUT replaces
-the whole version.
+that merge job tags, step-run listing and the batch scoring POST; for registries, the registry's discovery document
+(the cloud's global host) and model versions under its region's ``/mferp/managementfrontend/…/registries/{name}``.
+Every request is recorded (method, path, api-version, headers, JSON body). Faults are queued per method and path:
+a status (with Retry-After), a slow answer (``delay``), a stale one (``hold`` / ``wait_for``), a reset connection,
+an answer lost after the request was applied (``lost``), hooks to order concurrent clients; ``injector`` picks
+faults per request (seeded chaos). State is kept per workspace (and registry), as the service does: a second PUT of
+a job name is refused (409), a model version PUT replaces the whole version.
 
 Usage (no pytest needed)::
 
@@ -18,6 +19,10 @@ Usage (no pytest needed)::
     fake.add_model("credit", "7", tags={...}); fake.fail("PUT", "/jobs/", status=429, retry_after=1)
     ...
     fake.calls("PUT", "/jobs/"); fake.stop()
+
+Registries: the SDK asks its cloud's ``registry_discovery_endpoint`` (no env var redirects it): register a cloud whose
+endpoint is ``base_url`` (``cloud_metadata()``) and select it with ``AZUREML_CURRENT_CLOUD``, then
+``fake.add_registry("shared"); fake.add_model("credit", "7", registry="shared")``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,11 @@ WORKSPACE = "mlw-prod"
 AML_AUDIENCE = "https://ml.azure.com"
 _WS = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
        r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
+#: A registry's assets are served by its region's management front end (the discovery document names the host).
+_REG = (r"/mferp/managementfrontend/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+        r"/providers/Microsoft\.MachineLearningServices/registries/(?P<reg>[^/]+)")
+#: Registry keys in the fake's state are kept apart from workspace names by this prefix.
+_REGISTRY = "registry:"
 
 
 # --- credential --------------------------------------------------------------------------------------------------
@@ -146,6 +156,7 @@ class _State:
     components: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     data: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     batch_endpoints: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (ws, endpoint) → deployments
+    registries: dict[str, tuple[str, str]] = field(default_factory=dict)  # lower-case name → (subscription, rg)
 
 
 class FakeAzureML:
@@ -202,8 +213,18 @@ class FakeAzureML:
             self.faults.append(fault)
         return fault
 
+    def add_registry(self, name: str, *, subscription: str | None = None, resource_group: str | None = None) -> None:
+        """An Azure ML registry its discovery document can be asked about (it lives in this fake's region)."""
+        with self._lock:
+            self.state.registries[name.lower()] = (subscription or self.subscription,
+                                                   resource_group or self.resource_group)
+
     def add_model(self, name: str, version: str, *, tags: dict[str, str] | None = None,
-                  workspace: str = WORKSPACE) -> None:
+                  workspace: str = WORKSPACE, registry: str | None = None) -> None:
+        """A model version in a workspace, or in ``registry`` (added with ``add_registry`` first)."""
+        if registry is not None:
+            self._add_registry_model(registry, name, version, tags or {})
+            return
         ws_path = self._ws_path(self.subscription, self.resource_group, workspace)
         body = {
             "properties": {
@@ -218,6 +239,20 @@ class FakeAzureML:
             self.state.models[(workspace.lower(), name, version)] = self._arm(
                 body, f"{ws_path}/models/{name}/versions/{version}", version,
                 "Microsoft.MachineLearningServices/workspaces/models/versions")
+
+    def _add_registry_model(self, registry: str, name: str, version: str, tags: dict[str, str]) -> None:
+        with self._lock:
+            if registry.lower() not in self.state.registries:
+                raise KeyError(f"add_registry({registry!r}) first")
+            body = {"properties": {
+                "description": None, "tags": dict(tags), "properties": {}, "isArchived": False, "isAnonymous": False,
+                "modelType": "mlflow_model", "flavors": {"python_function": {"data": {}}},
+                "modelUri": f"azureml://registries/{registry}/models/{name}/versions/{version}",
+                "jobName": "run1", "stage": "Development",
+            }}
+            self.state.models[(_REGISTRY + registry.lower(), name, version)] = self._arm(
+                body, _registry_asset_id(registry, name, version), version,
+                "Microsoft.MachineLearningServices/registries/models/versions")
 
     def add_component(self, name: str, version: str, *, inputs: dict[str, str] | None = None,
                       workspace: str = WORKSPACE) -> None:
@@ -276,9 +311,10 @@ class FakeAzureML:
             props.setdefault("tags", {}).update(tags or {})
             return copy.deepcopy(self.state.jobs[(workspace.lower(), name.lower())])
 
-    def model_versions(self, name: str, workspace: str = WORKSPACE) -> list[str]:
+    def model_versions(self, name: str, workspace: str = WORKSPACE, *, registry: str | None = None) -> list[str]:
+        scope = _scope(workspace, registry)
         with self._lock:
-            found = [v for (ws, n, v) in self.state.models if ws == workspace.lower() and n == name]
+            found = [v for (ws, n, v) in self.state.models if ws == scope and n == name]
         return sorted(found, key=_order)
 
     def job(self, name: str, workspace: str = WORKSPACE) -> dict[str, Any] | None:
@@ -290,17 +326,25 @@ class FakeAzureML:
         with self._lock:
             return sorted(j["name"] for (ws, _), j in self.state.jobs.items() if ws == workspace.lower())
 
-    def model_version(self, name: str, version: str, workspace: str = WORKSPACE) -> dict[str, Any]:
+    def model_version(self, name: str, version: str, workspace: str = WORKSPACE, *,
+                      registry: str | None = None) -> dict[str, Any]:
         with self._lock:
-            return copy.deepcopy(self.state.models[(workspace.lower(), name, version)])
+            return copy.deepcopy(self.state.models[(_scope(workspace, registry), name, version)])
 
-    def model_tags(self, name: str, version: str, workspace: str = WORKSPACE) -> dict[str, str]:
-        return dict(self.model_version(name, version, workspace)["properties"]["tags"])
+    def model_tags(self, name: str, version: str, workspace: str = WORKSPACE, *,
+                   registry: str | None = None) -> dict[str, str]:
+        return dict(self.model_version(name, version, workspace, registry=registry)["properties"]["tags"])
 
     def calls(self, method: str | None = None, path: str | None = None) -> list[Request]:
         with self._lock:
             return [r for r in self.requests
                     if (method is None or r.method == method) and (path is None or re.search(path, r.path))]
+
+    def cloud_metadata(self) -> dict[str, str]:
+        """Azure's public cloud, except that registry discovery is asked of this fake."""
+        return {"azure_portal": "https://portal.azure.com/", "resource_manager": "https://management.azure.com/",
+                "active_directory": "https://login.microsoftonline.com/", "aml_resource_id": "https://ml.azure.com/",
+                "storage_endpoint": "core.windows.net", "registry_discovery_endpoint": f"{self.base_url}/"}
 
     def clear(self) -> None:
         with self._lock:
@@ -392,11 +436,18 @@ class FakeAzureML:
             (HTTPMethod.PATCH, history + run, self._patch_run),  # merge tags, set the display name
             (HTTPMethod.PATCH, history + run + "/tags", self._patch_run_tags),  # merge and delete tags
             ("GET", history + r"/runs/(?P<name>[^/]+)/children", self._run_children),
+            ("GET", r"/registrymanagement/v1\.0/registries/(?P<reg>[^/]+)/discovery", self._registry_discovery),
+            ("GET", _REG + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_registry_model),
+            ("PUT", _REG + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._put_registry_model),
+            ("GET", _REG + r"/models/(?P<name>[^/]+)/versions", self._list_registry_models),
         ]
         return [Route(m, re.compile(p), h) for m, p, h in r]
 
     def _ws_path(self, sub: str, rg: str, ws: str) -> str:
         return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}"
+
+    def _reg_path(self, sub: str, rg: str, reg: str) -> str:
+        return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/registries/{reg}"
 
     @staticmethod
     def _arm(body: dict[str, Any], rid: str, name: str, rtype: str) -> dict[str, Any]:
@@ -545,6 +596,57 @@ class FakeAzureML:
         versions.sort(key=lambda m: _order(m["name"]), reverse=True)
         return 200, {"value": versions}
 
+    # registries: discovery on the global host, then model versions on the registry's region (this fake)
+    def _registry_discovery(self, req: Request, reg: str) -> tuple[int, Any]:
+        found = self.state.registries.get(reg.lower())
+        if found is None:
+            return 404, _error("UserError", f"Registry {reg} not found.")
+        sub, rg = found
+        return 200, {"registryName": reg, "tenantId": "00000000-0000-0000-0000-0000000000aa",
+                     "primaryRegion": "westeurope", "regions": ["westeurope"], "subscriptionId": sub,
+                     "resourceGroup": rg, "workspaceName": None,
+                     "primaryRegionResourceProviderUri": f"{self.base_url}/"}
+
+    def _registry_scope(self, sub: str, rg: str, reg: str) -> str | None:
+        """The state key of the registry the path names, or None if it names no registry of this fake."""
+        found = self.state.registries.get(reg.lower())
+        if found is None or (found[0].lower(), found[1].lower()) != (sub.lower(), rg.lower()):
+            return None
+        return _REGISTRY + reg.lower()
+
+    def _get_registry_model(self, req: Request, sub: str, rg: str, reg: str, name: str,
+                            version: str) -> tuple[int, Any]:
+        scope = self._registry_scope(sub, rg, reg)
+        found = self.state.models.get((scope, name, version)) if scope else None
+        if found is None:
+            return 404, _error("UserError", f"Model {name}:{version} not found in registry {reg}.")
+        return 200, found
+
+    def _put_registry_model(self, req: Request, sub: str, rg: str, reg: str, name: str,
+                            version: str) -> tuple[int, Any]:
+        scope = self._registry_scope(sub, rg, reg)
+        if scope is None:
+            return 404, _error("UserError", f"Registry {reg} not found.")
+        existing = self.state.models.get((scope, name, version))
+        body = copy.deepcopy(req.body or {})
+        if existing is not None and body.get("properties", {}).get("modelUri") not in (
+                None, existing["properties"].get("modelUri")):
+            return 400, _error("UserError", "Cannot change the path of an existing model version.")
+        stored = self._arm(body, _registry_asset_id(reg, name, version), version,
+                           "Microsoft.MachineLearningServices/registries/models/versions")
+        self.state.models[(scope, name, version)] = stored  # a full-body PUT, as in a workspace
+        return 200, stored
+
+    def _list_registry_models(self, req: Request, sub: str, rg: str, reg: str, name: str) -> tuple[int, Any]:
+        scope = self._registry_scope(sub, rg, reg)
+        if scope is None:
+            return 404, _error("UserError", f"Registry {reg} not found.")
+        versions = [m for (w, n, _), m in self.state.models.items() if w == scope and n == name]
+        if req.query.get("listViewType", "ActiveOnly") == "ActiveOnly":
+            versions = [m for m in versions if not m["properties"].get("isArchived")]
+        versions.sort(key=lambda m: _order(m["name"]), reverse=True)
+        return 200, {"value": versions}
+
     # batch endpoints
     def _get_batch_endpoint(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
         deployments = self.state.batch_endpoints.get((ws.lower(), name))
@@ -586,6 +688,15 @@ def _public(job: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(job)
     out["properties"].pop("_parent", None)
     return out
+
+
+def _registry_asset_id(registry: str, name: str, version: str) -> str:
+    """Registry assets are named by their asset id, not an ARM id (the SDK parses it as such)."""
+    return f"azureml://registries/{registry}/models/{name}/versions/{version}"
+
+
+def _scope(workspace: str, registry: str | None) -> str:
+    return _REGISTRY + registry.lower() if registry is not None else workspace.lower()
 
 
 def _order(version: str) -> int:

@@ -2,7 +2,8 @@
 
 One instance serves the three kinds (they share the per-workspace clients and the model-version locks). The
 workspace is the one the event came from unless the rule names another, so one deployment serves every allowed
-workspace. Errors leave as ``TransientError`` / ``PermanentError`` (see ``errors``).
+workspace. ``tag_model`` may also name a registry (models shared across workspaces); a registry holds no jobs, so
+``run_pipeline`` and ``tag_run`` refuse one. Errors leave as ``TransientError`` / ``PermanentError`` (see ``errors``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from shared.actions import (
 from shared.adapters.azureml.clients import WorkspaceClients, action_deadline, target_workspace
 from shared.adapters.azureml.pipelines import run_pipeline
 from shared.adapters.azureml.tags import KeyedLocks, ModelTagger, tag_run
+from shared.errors import PermanentError
+from shared.events import Registry, Workspace
 
 KINDS = (ActionKind.RUN_PIPELINE, ActionKind.TAG_MODEL, ActionKind.TAG_RUN)
 
@@ -38,12 +41,19 @@ class AzureMLAdapter:
         params = action.params
         if not isinstance(params, RunPipelineParams | TagModelParams | TagRunParams):
             raise TypeError(f"AzureMLAdapter cannot carry out {action.kind.value}")
-        workspace = target_workspace(params.workspace, action.event)
-        ml = self.clients.get(workspace)
+        target = target_workspace(params.workspace, action.event)
+        if isinstance(target, Registry) and not isinstance(params, TagModelParams):
+            # A literal registry is refused when the rules are loaded; this is one a template rendered to.
+            raise PermanentError(
+                f"rule {action.rule!r} do[{action.index}].{action.kind.value}: workspace {params.workspace!r} is "
+                "an Azure ML registry, which holds models and components, not jobs: name a workspace"
+            )
         settings = self.clients.settings
         with action_deadline(settings.azureml_action_budget_seconds):
-            if isinstance(params, RunPipelineParams):
-                return run_pipeline(ml, workspace, action, params, self.base_dir)
+            ml = self.clients.get(target)  # a registry's first use asks its discovery: inside the deadline
             if isinstance(params, TagModelParams):
-                return ModelTagger(ml, workspace, self._locks, settings.azureml_tag_settle_seconds).tag(params)
-            return tag_run(ml, workspace, action, params)
+                return ModelTagger(ml, target, self._locks, settings.azureml_tag_settle_seconds).tag(params)
+            assert isinstance(target, Workspace)
+            if isinstance(params, RunPipelineParams):
+                return run_pipeline(ml, target, action, params, self.base_dir)
+            return tag_run(ml, target, action, params)

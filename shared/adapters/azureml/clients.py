@@ -1,7 +1,10 @@
-"""One ``MLClient`` per workspace, built on first use and reused; one credential for all of them.
+"""One ``MLClient`` per workspace or registry, built on first use and reused; one credential for all of them.
 
 Building a workspace client makes no network call, but importing ``azure.ai.ml`` costs ~1.6 s and ~100 MiB, so
 nothing here imports it before the first Azure ML action (cold start: a notify-only event never pays for it).
+Building a registry client does call: the SDK asks the registry's discovery document (``GET
+…/registrymanagement/v1.0/registries/{name}/discovery`` on its cloud's global host) for the region's host, the
+subscription and the resource group, once per registry and process.
 Tokens are cached here, per scope, until five minutes before they expire: besides each client's bearer-token
 policy, azure-ai-ml asks the credential directly on every pipeline submission (an ``https://ml.azure.com`` token for
 the ``x-azureml-token`` header, a management token to read the tenant id), and a warm instance should not depend on
@@ -23,8 +26,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from shared.adapters.azureml.errors import calling
 from shared.errors import PermanentError
-from shared.events import AzureMLEvent, Workspace
+from shared.events import AzureMLEvent, Registry, Workspace
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,8 +49,15 @@ def action_deadline(seconds: float) -> Iterator[None]:
         _deadline.reset(token)
 
 
+#: What a rule's ``workspace:`` may name: a workspace, or (for model actions) a registry.
+Target = Workspace | Registry
+
+
 class WorkspaceClients:
-    """``MLClient`` per workspace resource id (case-insensitive), thread-safe, created lazily."""
+    """``MLClient`` per workspace resource id or registry name (case-insensitive), thread-safe, created lazily.
+
+    A registry's client is built under a lock of its own: its discovery call does not hold up other targets.
+    """
 
     def __init__(
         self,
@@ -60,19 +71,53 @@ class WorkspaceClients:
         self._cached: CachingCredential | None = None
         self._verify = connection_verify
         self._clients: dict[str, MLClient] = {}
+        self._building: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, workspace: Workspace) -> MLClient:
-        key = workspace.resource_id.lower()
+    def get(self, target: Target) -> MLClient:
+        key = f"registry:{target.name.lower()}" if isinstance(target, Registry) else target.resource_id.lower()
         with self._lock:
             client = self._clients.get(key)
+            if client is not None:
+                return client
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                client = self._clients.get(key)
             if client is None:
-                client = self._clients[key] = self._build(workspace)
+                client = self._build_registry(target) if isinstance(target, Registry) else self._build(target)
+                with self._lock:
+                    self._clients[key] = client
             return client
+
+    def _build_registry(self, registry: Registry) -> MLClient:
+        """``MLClient(registry_name=…)``: one discovery call; a resource id's subscription and group must match it."""
+        from azure.ai.ml import MLClient  # noqa: PLC0415 - the SDK loads on first use
+
+        with calling(registry, "GET registry discovery"):
+            client = MLClient(self._credential_for_clients(), registry_name=registry.name, **self._client_kwargs())
+        found = (str(client.subscription_id).lower(), str(client.resource_group_name).lower())
+        for pinned, actual, what in zip((registry.subscription_id, registry.resource_group), found,
+                                        ("subscription", "resource group"), strict=True):
+            if pinned is not None and pinned.lower() != actual:
+                raise PermanentError(
+                    f"Azure ML registry {registry.name}: the rule names {what} {pinned!r}, the registry's "
+                    f"discovery reports {actual!r} (another registry of that name?)"
+                )
+        return client
 
     def _build(self, workspace: Workspace) -> MLClient:
         from azure.ai.ml import MLClient  # noqa: PLC0415 - the SDK loads on first use
 
+        return MLClient(
+            self._credential_for_clients(),
+            subscription_id=workspace.subscription_id,
+            resource_group_name=workspace.resource_group,
+            workspace_name=workspace.name,
+            **self._client_kwargs(),
+        )
+
+    def _client_kwargs(self) -> dict[str, Any]:
         settings = self.settings
         kwargs: dict[str, Any] = {
             "retry_policy": _window_retry_policy(settings),
@@ -81,24 +126,21 @@ class WorkspaceClients:
         }
         if self._verify is not None:
             kwargs["connection_verify"] = self._verify
-        return MLClient(
-            self._credential_for_clients(),
-            subscription_id=workspace.subscription_id,
-            resource_group_name=workspace.resource_group,
-            workspace_name=workspace.name,
-            **kwargs,
-        )
+        return kwargs
 
     def _credential_for_clients(self) -> TokenCredential:
-        if self._cached is None:
-            credential = self._credential
-            if credential is None:
-                from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - the SDK loads on first use
+        with self._lock:  # clients are built outside it (a registry's discovery calls), the credential is shared
+            if self._cached is None:
+                credential = self._credential
+                if credential is None:
+                    from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - the SDK loads on first use
 
-                # In Azure: the Function App's managed identity (user-assigned when a client id is given).
-                credential = DefaultAzureCredential(managed_identity_client_id=self.settings.managed_identity_client_id)
-            self._cached = CachingCredential(credential)
-        return self._cached
+                    # In Azure: the Function App's managed identity (user-assigned when a client id is given).
+                    credential = DefaultAzureCredential(
+                        managed_identity_client_id=self.settings.managed_identity_client_id
+                    )
+                self._cached = CachingCredential(credential)
+            return self._cached
 
 
 class CachingCredential:
@@ -126,16 +168,17 @@ class CachingCredential:
             return token
 
 
-def target_workspace(named: str | None, event: AzureMLEvent) -> Workspace:
-    """The workspace a rule names (a resource id), else the one the event came from (its topic)."""
+def target_workspace(named: str | None, event: AzureMLEvent) -> Target:
+    """The workspace or registry a rule names, else the workspace the event came from (its topic)."""
     if named:
-        workspace = Workspace.parse(named)
-        if workspace is None:
+        target = Workspace.parse(named) or Registry.parse(named)
+        if target is None:
             raise PermanentError(
-                f"workspace {named!r} is not a workspace resource id "
-                "(/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.MachineLearningServices/workspaces/WS)"
+                f"workspace {named!r} is neither a workspace resource id "
+                "(/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.MachineLearningServices/workspaces/WS) "
+                "nor a registry (its resource id, or azureml://registries/NAME)"
             )
-        return workspace
+        return target
     workspace = event.workspace
     if workspace is None:
         raise PermanentError(f"event {event.id}: source {event.source!r} is not an Azure ML workspace; name one")

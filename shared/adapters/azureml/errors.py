@@ -12,18 +12,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from shared.errors import MlreactorError, PermanentError, TransientError
-from shared.events import Workspace
+from shared.events import Registry, Workspace
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_SAID = 300
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the SDK colours its own messages for terminals
 
 
-def describe(workspace: Workspace) -> str:
-    return f"workspace {workspace.name} (resource group {workspace.resource_group})"
+def describe(target: Workspace | Registry) -> str:
+    if isinstance(target, Registry):
+        return f"registry {target.name}"
+    return f"workspace {target.name} (resource group {target.resource_group})"
 
 
-def classify(exc: BaseException, workspace: Workspace, what: str) -> MlreactorError:
+def classify(exc: BaseException, workspace: Workspace | Registry, what: str) -> MlreactorError:
     """The engine-level error for ``exc`` raised while doing ``what`` (e.g. ``"PUT job mlreactor-x"``)."""
     from azure.ai.ml.exceptions import MlException  # noqa: PLC0415 - the SDK loads on first use
     from azure.core.exceptions import (  # noqa: PLC0415 - the SDK loads on first use
@@ -56,7 +58,7 @@ def classify(exc: BaseException, workspace: Workspace, what: str) -> MlreactorEr
 
 
 @contextmanager
-def calling(workspace: Workspace, what: str) -> Iterator[None]:
+def calling(workspace: Workspace | Registry, what: str) -> Iterator[None]:
     """Run SDK calls; anything Azure raises leaves as ``TransientError`` or ``PermanentError`` (``from`` the cause)."""
     from azure.core.exceptions import AzureError  # noqa: PLC0415 - the SDK loads on first use
 

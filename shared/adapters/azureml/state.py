@@ -5,6 +5,9 @@ RunCompleted event first (no call) and asks ``run_tags`` only for what the event
 metrics are its ``mlreactor.metric.*`` tags, found with ``find_model_by_tag``. Azure ML itself keeps metrics in
 MLflow, which azure-ai-ml does not read: the offline-test pipeline writes them as run tags/properties.
 
+Model reads also take a registry (its resource id or ``azureml://registries/NAME``): a champion may live in the
+registry the chain promotes to. Jobs and runs live in workspaces only.
+
 Errors are ``TransientError`` / ``PermanentError`` like the actions'; "no such model version" is ``None``.
 """
 
@@ -18,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from shared.adapters.azureml import runs
 from shared.adapters.azureml.errors import calling
 from shared.errors import PermanentError
-from shared.events import Workspace
+from shared.events import Registry, Workspace
 
 if TYPE_CHECKING:
     from shared.adapters.azureml.clients import WorkspaceClients
@@ -47,7 +50,8 @@ class JobState(BaseModel):
 
 
 class AzureMLState:
-    """Reads for the gate through the adapter's per-workspace clients; ``workspace`` is a resource id."""
+    """Reads for the gate through the adapter's per-workspace clients; ``workspace`` is a resource id (for model
+    reads, a registry too)."""
 
     authoritative = True
 
@@ -77,10 +81,11 @@ class AzureMLState:
         """``GET …/models/{name}/versions/{version}``; ``None`` when there is no such version."""
         from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - the SDK loads on first use
 
-        ws = _workspace(workspace)
+        target = _model_home(workspace)
+        ml = self.clients.get(target)  # outside the try: a registry that does not exist is an error, not "no model"
         try:
-            with calling(ws, f"GET model {name}:{version}"):
-                model = self.clients.get(ws).models.get(name, version=version)
+            with calling(target, f"GET model {name}:{version}"):
+                model = ml.models.get(name, version=version)
         except PermanentError as exc:
             if isinstance(exc.__cause__, ResourceNotFoundError):
                 return None
@@ -91,9 +96,9 @@ class AzureMLState:
         self, workspace: str, name: str, key: str, value: str
     ) -> tuple[str, Mapping[str, str]] | None:
         """The newest active version of ``name`` tagged ``key=value``: one (paged) list of its versions."""
-        ws = _workspace(workspace)
-        with calling(ws, f"list versions of model {name}"):
-            versions = [(str(m.version), _strings(m.tags)) for m in self.clients.get(ws).models.list(name=name)]
+        target = _model_home(workspace)
+        with calling(target, f"list versions of model {name}"):
+            versions = [(str(m.version), _strings(m.tags)) for m in self.clients.get(target).models.list(name=name)]
         tagged = [(version, tags) for version, tags in versions if tags.get(key) == value]
         return max(tagged, key=lambda found: _version_order(found[0]), default=None)
 
@@ -103,6 +108,13 @@ def _workspace(resource_id: str) -> Workspace:
     if workspace is None:
         raise PermanentError(f"{resource_id!r} is not an Azure ML workspace resource id")
     return workspace
+
+
+def _model_home(value: str) -> Workspace | Registry:
+    target = Workspace.parse(value) or Registry.parse(value)
+    if target is None:
+        raise PermanentError(f"{value!r} is neither an Azure ML workspace resource id nor a registry")
+    return target
 
 
 def _job_state(job: Any) -> JobState:

@@ -22,6 +22,11 @@ The read goes through the SDK's REST operations rather than ``ml.models.get``/``
 public round trip drops ``flavors`` and ``jobName`` from the PUT body and adds a GET of the version list: here the
 stored version is sent back exactly as read, with only its tags (and ``isArchived``) changed.
 
+**Registries** (a rule's ``workspace:`` naming one) hold model versions the same way, served by the registry's
+region: the same read-merge-write-verify goes through the SDK's registry data-plane calls (``GET``/``PUT
+…/registries/{name}/models/{model}/versions/{v}``, api-version ``2021-10-01-dataplanepreview``), the very ones
+``ml.models.get``/``create_or_update`` make for a registry client.
+
 **Jobs** have one: the run-history tags PATCH merges set and removed keys on the service side (see ``runs``).
 """
 
@@ -37,7 +42,7 @@ from shared.actions import ActionResult, PlannedAction, TagModelParams, TagRunPa
 from shared.adapters.azureml import runs
 from shared.adapters.azureml.errors import calling, describe
 from shared.errors import PermanentError, TransientError
-from shared.events import RunCompleted, Workspace
+from shared.events import Registry, RunCompleted, Workspace
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
@@ -93,7 +98,7 @@ class ModelTagger:
     """Read-merge-write-verify of model versions' tags (see the module docstring)."""
 
     ml: MLClient
-    workspace: Workspace
+    workspace: Workspace | Registry
     locks: KeyedLocks
     settle: float
 
@@ -118,13 +123,13 @@ class ModelTagger:
     def merge(self, name: str, version: str, change: TagChange) -> tuple[dict[str, str], int]:
         """Until a read shows ``change`` holds: read, merge, write whole, settle. Returns the tags and the writes."""
         ref = f"{name}:{version}"
-        operations = _model_versions(self.ml)
-        scope = {"resource_group_name": self.workspace.resource_group, "workspace_name": self.workspace.name}
+        versions = _RegistryVersions(self.ml) if isinstance(self.workspace, Registry) else _WorkspaceVersions(
+            self.ml, self.workspace)
         writes = 0
         with self.locks(f"{self.workspace.resource_id.lower()}|{ref}"):
             while True:
                 with calling(self.workspace, f"GET model {ref}"):
-                    stored = operations.get(name=name, version=version, **scope)
+                    stored = versions.get(name, version)
                 tags: dict[str, str] = dict(stored.properties.tags or {})
                 if change.holds_on(tags, bool(stored.properties.is_archived)):
                     return tags, writes
@@ -138,7 +143,7 @@ class ModelTagger:
                     stored.properties.is_archived = True
                 _drop_nulls(stored)
                 with calling(self.workspace, f"PUT model {ref}"):
-                    operations.create_or_update(name=name, version=version, body=stored, **scope)
+                    versions.put(name, version, stored)
                 writes += 1
                 time.sleep(self.settle)  # let a concurrent writer's stale write land before we read back
 
@@ -189,10 +194,50 @@ def _experiment_of(ml: MLClient, workspace: Workspace, run_id: str, action: Plan
     return str(job.experiment_name)
 
 
-def _model_versions(ml: MLClient) -> Any:
-    # The generated REST operations behind ml.models (private): see the module docstring for why not the public
-    # get/create_or_update pair. Pinned by the contract tests in tests/azureml.
-    return ml.models._model_versions_operation
+@dataclass(frozen=True)
+class _WorkspaceVersions:
+    """A workspace's model versions through the generated REST operations behind ``ml.models`` (private): see the
+    module docstring for why not the public get/create_or_update pair. Pinned by the contract tests in tests/azureml.
+    """
+
+    ml: MLClient
+    workspace: Workspace
+
+    def get(self, name: str, version: str) -> Any:
+        return self.ml.models._model_versions_operation.get(name=name, version=version, **self._scope)
+
+    def put(self, name: str, version: str, body: Any) -> None:
+        self.ml.models._model_versions_operation.create_or_update(name=name, version=version, body=body, **self._scope)
+
+    @property
+    def _scope(self) -> dict[str, str]:
+        return {"resource_group_name": self.workspace.resource_group, "workspace_name": self.workspace.name}
+
+
+@dataclass(frozen=True)
+class _RegistryVersions:
+    """A registry's model versions through the SDK's registry data-plane helpers (private; what ``ml.models`` calls
+    for a registry client, minus the public round trip's losses). Pinned by tests/azureml/test_registry.py."""
+
+    ml: MLClient
+
+    def get(self, name: str, version: str) -> Any:
+        from azure.ai.ml._restclient.arm_ml_service.models import ModelVersion  # noqa: PLC0415 - SDK on first use
+        from azure.ai.ml._utils._registry_utils import get_registry_versioned_asset  # noqa: PLC0415
+
+        models = self.ml.models
+        raw = get_registry_versioned_asset(models._registry_service_client, "models", name, version,
+                                           models._resource_group_name, models._registry_name)
+        return ModelVersion._deserialize(raw, [])  # type: ignore[no-untyped-call]
+
+    def put(self, name: str, version: str, body: Any) -> None:
+        from azure.ai.ml._utils._registry_utils import (  # noqa: PLC0415 - the SDK loads on first use
+            begin_create_or_update_registry_versioned_asset,
+        )
+
+        models = self.ml.models
+        begin_create_or_update_registry_versioned_asset(models._registry_service_client, "models", name, version,
+                                                        models._resource_group_name, models._registry_name, body)
 
 
 def _drop_nulls(resource: Any) -> None:
