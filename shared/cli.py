@@ -14,11 +14,11 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from shared.adapters import build_adapters, describe
+from shared.adapters import describe
 from shared.clock import SystemClock, parse_duration
 from shared.engine import Engine, EventOutcome, Plan
 from shared.errors import EventParseError, MlreactorError, RulesError
@@ -28,6 +28,7 @@ from shared.ledger.port import AuditEntry
 from shared.ledger.sqlite import SqliteLedger
 from shared.reactions import Rule, evaluate, load_rules, throttle_key
 from shared.redrive import DeadLettered, from_blobs, redrive, transient
+from shared.runtime import build_engine
 from shared.settings import Settings
 from shared.simulate import Options, simulate
 from shared.storage import blob_container
@@ -139,28 +140,22 @@ def _read(path: str) -> str:
 # replay -------------------------------------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings(args, **({"dry_run": True} if args.dry_run else {}))
-    rules = load_rules(settings.rules_path)
-    ledger = open_ledger(settings)
-    adapters = build_adapters(settings, rules, ledger)
-    modes = describe(adapters)
+    engine = build_engine(settings)
+    modes = describe(engine.adapters)
     if all(mode == "dry-run" for mode in modes.values()):
         why = "--dry-run" if args.dry_run else "no Azure settings"
         print(f"mlreactor: dry-run ({why}): actions are recorded, not sent", file=sys.stderr)
     else:
         print("mlreactor: live adapters: " + ", ".join(f"{k}={v}" for k, v in modes.items()), file=sys.stderr)
-    engine = Engine(
-        rules, ledger, adapters, clock=SystemClock(),
-        lease=timedelta(seconds=settings.lease_seconds), budget=timedelta(seconds=settings.action_budget_seconds),
-    )
     outcomes: list[EventOutcome] = []
-    progress = _Progress(len(args.paths))
+    progress = _Progress("replayed", "files", total=len(args.paths))
     try:
         for path in args.paths:
             for outcome in engine.handle_delivery(_read(path)):
                 outcomes.append(outcome)
                 if args.json:
                     print(json.dumps(outcome.as_dict(), default=str), flush=True)
-            progress.step(path)
+            progress.step()
     finally:
         progress.done()
         engine.ledger.close()
@@ -170,20 +165,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """``replayed 120/500 files`` on stderr, only for long runs on a terminal."""
+    """``replayed 120/500 files`` (or ``redriven 120 events`` when the total is unknown) on a terminal's stderr,
+    every ``every`` steps, so a long run shows it is alive."""
 
-    def __init__(self, total: int) -> None:
-        self.total, self.count = total, 0
-        self.enabled = total >= 20 and sys.stderr.isatty()
+    def __init__(self, verb: str, noun: str, *, total: int | None = None, every: int = 1) -> None:
+        self.verb, self.noun, self.total, self.every, self.count = verb, noun, total, every, 0
+        self.enabled = sys.stderr.isatty() and (total is None or total >= 20)
 
-    def step(self, path: str) -> None:
+    def step(self, _: object = None) -> None:
         self.count += 1
-        if self.enabled:
-            print(f"\rreplayed {self.count}/{self.total} files", end="", file=sys.stderr, flush=True)
+        if self.enabled and self.count % self.every == 0:
+            of = f"/{self.total}" if self.total is not None else ""
+            print(f"\r{self.verb} {self.count}{of} {self.noun}", end="", file=sys.stderr, flush=True)
 
     def done(self) -> None:
-        if self.enabled:
+        if self.enabled and self.count >= self.every:
             print(file=sys.stderr)
+
+
+def _summary(outcomes: Iterable[str]) -> str:
+    """``6 event(s): 5 acted, 1 ignored``."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return f"{sum(counts.values())} event(s): " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none")
 
 
 def _print_outcomes(outcomes: list[EventOutcome], out: TextIO) -> None:
@@ -193,11 +198,7 @@ def _print_outcomes(outcomes: list[EventOutcome], out: TextIO) -> None:
         actions = ", ".join(f"{a.kind}:{a.status}" for a in o.actions) or "-"
         rows.append([o.event_id or "-", kind, o.outcome.value, o.reason, actions])
     _table(["EVENT", "TYPE", "OUTCOME", "REASON", "ACTIONS"], rows, out)
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        counts[o.outcome.value] = counts.get(o.outcome.value, 0) + 1
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    print(f"\n{len(outcomes)} event(s): {summary or 'none'}", file=out)
+    print(f"\n{_summary(o.outcome.value for o in outcomes)}", file=out)
     for o in outcomes:
         for a in o.actions:
             print(f"  {o.event_id} {a.rule}/{a.kind} [{a.status}] {a.detail}", file=out)
@@ -359,13 +360,9 @@ def _print_timeline(entries: list[AuditEntry], out: TextIO) -> None:
 def cmd_redrive(args: argparse.Namespace) -> int:
     settings = _settings(args)
     since = _since(args.since)
-    rules = load_rules(settings.rules_path)
-    ledger = open_ledger(settings)
+    engine = build_engine(settings)
+    ledger = engine.ledger
     try:
-        engine = Engine(
-            rules, ledger, build_adapters(settings, rules, ledger),
-            lease=timedelta(seconds=settings.lease_seconds), budget=timedelta(seconds=settings.action_budget_seconds),
-        )
         if args.quarantined:
             items: Iterable[DeadLettered] = [
                 DeadLettered("quarantine", record.raw, record.reason) for record in ledger.quarantined(since)
@@ -374,7 +371,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
             items = from_blobs(blob_container(settings, args.container), since)
         if args.event_id:
             items = (item for item in items if _event_id(item.raw) == args.event_id)
-        progress = _Counter(sys.stderr)
+        progress = _Progress("redriven", "events", every=10)
         results = redrive(engine, items, reopen=args.quarantined, dry_run=args.dry_run, progress=progress.step)
         progress.done()
     finally:
@@ -386,30 +383,10 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     _table(["ORIGIN", "EVENT", "DEAD-LETTER REASON", "OUTCOME", "REASON"],
            [[r.origin, r.event_id or "-", r.dead_letter_reason or "-", r.outcome, r.reason] for r in results],
            sys.stdout)
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.outcome] = counts.get(r.outcome, 0) + 1
-    print(f"\n{len(results)} event(s): " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"))
+    print(f"\n{_summary(r.outcome for r in results)}")
     if transient(results):
         print(f"{len(transient(results))} failed transiently: redrive again later (done actions are not repeated)")
     return 0
-
-
-class _Counter:
-    """``redriven 120 events`` on a terminal, so a long redrive shows it is alive."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out, self.count = out, 0
-        self.enabled = out.isatty()
-
-    def step(self, _: object) -> None:
-        self.count += 1
-        if self.enabled and self.count % 10 == 0:
-            print(f"\rredriven {self.count} events", end="", file=self.out, flush=True)
-
-    def done(self) -> None:
-        if self.enabled and self.count >= 10:
-            print(file=self.out)
 
 
 def _event_id(raw: object) -> str | None:

@@ -21,19 +21,14 @@ log = logging.getLogger("mlreactor.runtime")
 
 
 def build_engine(settings: Settings) -> Engine:
+    """The engine the settings describe: rules, ledger, adapters, telemetry (the function and the CLI share it)."""
     rules = load_rules(settings.rules_path)
     ledger = open_ledger(settings)
-    adapters = build_adapters(settings, rules, ledger)
-    modes = describe(adapters)
-    if "live" not in modes.values():
-        log.warning("mlreactor runs in dry-run (no Azure settings): actions are recorded, not sent")
-    else:
-        log.info("mlreactor adapters: %s", ", ".join(f"{kind}={mode}" for kind, mode in modes.items()))
     connection = settings.applicationinsights_connection_string
     return Engine(
         rules,
         ledger,
-        adapters,
+        build_adapters(settings, rules, ledger),
         telemetry=configure(connection.get_secret_value() if connection else None),
         lease=timedelta(seconds=settings.lease_seconds),
         budget=timedelta(seconds=settings.action_budget_seconds),
@@ -48,4 +43,9 @@ def engine() -> Engine:
             settings = get_settings()
             logging.getLogger("mlreactor").setLevel(settings.log_level.upper())
             _engine = build_engine(settings)
+            modes = describe(_engine.adapters)
+            if "live" not in modes.values():
+                log.warning("mlreactor runs in dry-run (no Azure settings): actions are recorded, not sent")
+            else:
+                log.info("mlreactor adapters: %s", ", ".join(f"{kind}={mode}" for kind, mode in modes.items()))
         return _engine
