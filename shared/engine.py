@@ -266,7 +266,7 @@ class Engine:
         fired: list[Rule] = []
         held: list[str] = []
         for rule in matched:
-            reason = self._hold(rule, event)
+            reason = self._hold(rule, event, context)
             if reason:
                 held.append(f"{rule.name} ({reason})")
             else:
@@ -294,16 +294,15 @@ class Engine:
         reason += f", {counts['not run']} not run (condition false)" if counts["not run"] else ""
         return result(Outcome.ACTED, reason + suffix, reactions=names, actions=outcomes)
 
-    def _hold(self, rule: Rule, event: AzureMLEvent) -> str | None:
+    def _hold(self, rule: Rule, event: AzureMLEvent, context: dict[str, Any]) -> str | None:
         """Why a matching rule must not fire now (throttle window or once_per), or None."""
         now = self.clock.now()
-        key = throttle_key(rule, event)
-        window = rule.throttle.once_within if rule.throttle else None
-        if key is not None and window is not None and not self.ledger.acquire_throttle(
-            key, event.key, window, now
-        ).allowed:
-            return f"once within {format_duration(window)}"
-        key = once_key(rule, event)
+        key = throttle_key(rule, event, context)
+        if key is not None and rule.throttle is not None:
+            window = rule.throttle.once_within
+            if not self.ledger.acquire_throttle(key, event.key, window, now).allowed:
+                return f"once within {format_duration(window)}"
+        key = once_key(rule, event, context)
         if key is not None and not self.ledger.acquire_throttle(key, event.key, ONCE_WINDOW, now).allowed:
             return f"already fired once for {key.split('|', 2)[2]}"
         return None

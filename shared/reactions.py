@@ -422,22 +422,24 @@ def _first_failure(when: When, event: AzureMLEvent, ctx: Mapping[str, Any]) -> s
     return None
 
 
-def throttle_key(rule: Rule, event: AzureMLEvent) -> str | None:
-    """``rule|value1|value2`` for the rule's ``group_by`` paths; None when the rule is not throttled."""
+def throttle_key(rule: Rule, event: AzureMLEvent, context: Mapping[str, Any] | None = None) -> str | None:
+    """``rule|value1|value2`` for the rule's ``group_by`` paths; None when the rule is not throttled.
+
+    ``context`` is ``event.context()`` when the caller already has it, as for ``evaluate``.
+    """
     if rule.throttle is None:
         return None
-    return "|".join([rule.name, *_values(rule.throttle.group_by, event)])
+    return "|".join([rule.name, *_values(rule.throttle.group_by, context or event.context())])
 
 
-def once_key(rule: Rule, event: AzureMLEvent) -> str | None:
+def once_key(rule: Rule, event: AzureMLEvent, context: Mapping[str, Any] | None = None) -> str | None:
     """``once|rule|value1|value2`` for the rule's ``once_per`` paths; None when the rule has none."""
     if not rule.once_per:
         return None
-    return "|".join(["once", rule.name, ",".join(_values(rule.once_per, event))])
+    return "|".join(["once", rule.name, ",".join(_values(rule.once_per, context or event.context()))])
 
 
-def _values(paths: list[str], event: AzureMLEvent) -> list[str]:
-    ctx = event.context()
+def _values(paths: list[str], ctx: Mapping[str, Any]) -> list[str]:
     values = []
     for path in paths:
         try:
