@@ -384,8 +384,9 @@ def cmd_redrive(args: argparse.Namespace) -> int:
            [[r.origin, r.event_id or "-", r.dead_letter_reason or "-", r.outcome, r.reason] for r in results],
            sys.stdout)
     print(f"\n{_summary(r.outcome for r in results)}")
-    if transient(results):
-        print(f"{len(transient(results))} failed transiently: redrive again later (done actions are not repeated)")
+    again = transient(results)
+    if again:
+        print(f"{len(again)} failed transiently: redrive again later (done actions are not repeated)")
     return 0
 
 
