@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 if TYPE_CHECKING:
-    from shared.engine import EventOutcome
+    from shared.outcomes import EventOutcome
 
 
 def raw_event(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:

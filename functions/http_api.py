@@ -18,15 +18,16 @@ def _json(body: Any, status: int = 200) -> func.HttpResponse:
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """200 when rules are valid and the ledger answers, 503 otherwise; says which adapters are live."""
-    from shared import runtime, status  # noqa: PLC0415 - the core loads on first use, not at cold start
+    from shared import runtime  # noqa: PLC0415 - the core loads on first use, not at cold start
     from shared.errors import MlreactorError  # noqa: PLC0415
+    from shared.ops import views  # noqa: PLC0415
     from shared.settings import get_settings  # noqa: PLC0415
 
     try:
         engine = runtime.engine()
     except (MlreactorError, OSError):
         engine = None
-    report = status.health(get_settings(), engine)
+    report = views.health(get_settings(), engine)
     return _json(report, 200 if report["status"] == "ok" else 503)
 
 
@@ -34,11 +35,12 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def audit(req: func.HttpRequest) -> func.HttpResponse:
     """``/api/audit?correlation=ID`` or ``?event=ID`` (``&since=24h&limit=100``): audit records, newest first."""
-    from shared import runtime, status  # noqa: PLC0415
+    from shared import runtime  # noqa: PLC0415 - the core loads on first use, not at cold start
+    from shared.ops import views  # noqa: PLC0415
 
     try:
-        entries = status.audit_query(runtime.engine(), dict(req.params))
-    except status.BadQuery as exc:
+        entries = views.audit_query(runtime.engine(), dict(req.params))
+    except views.BadQuery as exc:
         return _json({"error": str(exc)}, 400)
     return _json([entry.as_dict() for entry in entries])
 
@@ -47,13 +49,14 @@ def audit(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="timeline", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def timeline(req: func.HttpRequest) -> func.HttpResponse:
     """``/api/timeline?correlation=ID``: one chain drawn as a read-only HTML timeline."""
-    from shared import runtime, status  # noqa: PLC0415
+    from shared import runtime  # noqa: PLC0415 - the core loads on first use, not at cold start
+    from shared.ops import views  # noqa: PLC0415
 
     correlation = req.params.get("correlation", "")
     if not correlation:
         return _json({"error": "give correlation=ID"}, 400)
-    entries = status.audit_query(runtime.engine(), {"correlation": correlation, "limit": "1000"})
-    page = status.timeline_html(correlation, entries)
+    entries = views.audit_query(runtime.engine(), {"correlation": correlation, "limit": "1000"})
+    page = views.timeline_html(correlation, entries)
     return func.HttpResponse(
         page, status_code=200, mimetype="text/html", charset="utf-8",
         headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",

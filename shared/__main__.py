@@ -1,5 +1,5 @@
 """``python -m shared`` is ``mlreactor``."""
 
-from shared.cli import main
+from shared.ops.cli import main
 
 raise SystemExit(main())

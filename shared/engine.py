@@ -17,9 +17,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from shared import templates
@@ -45,66 +44,11 @@ from shared.ledger.port import (
     Ledger,
     QuarantineRecord,
 )
+from shared.outcomes import ActionOutcome, EventOutcome, Outcome
 from shared.reactions import ONCE_WINDOW, Action, Rule, Rules, Verdict, evaluate, once_key, throttle_key
 from shared.telemetry import NoTelemetry, Telemetry
 
 log = logging.getLogger("mlreactor.engine")
-
-
-class Outcome(StrEnum):
-    ACTED = "acted"
-    IGNORED = "ignored"
-    DUPLICATE = "duplicate"
-    REJECTED = "rejected"
-    QUARANTINED = "quarantined"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class ActionOutcome:
-    rule: str
-    kind: str
-    key: str
-    status: str  # done | skipped (done before) | not run (its if was false) | failed | retry
-    detail: str = ""
-    external_id: str | None = None
-    url: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule, "kind": self.kind, "key": self.key[:16], "status": self.status,
-            "detail": self.detail, "external_id": self.external_id, "url": self.url,
-        }
-
-
-@dataclass(frozen=True)
-class EventOutcome:
-    event_id: str | None
-    event_type: str | None
-    subject: str | None
-    source: str | None
-    correlation_id: str | None
-    outcome: Outcome
-    reason: str
-    reactions: list[str] = field(default_factory=list)
-    actions: list[ActionOutcome] = field(default_factory=list)
-
-    @property
-    def should_raise(self) -> bool:
-        """Only a transient failure asks Event Grid to redeliver."""
-        return self.outcome is Outcome.FAILED
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "event_type": self.event_type,
-            "subject": self.subject,
-            "correlation_id": self.correlation_id,
-            "outcome": self.outcome.value,
-            "reason": self.reason,
-            "reactions": list(self.reactions),
-            "actions": [a.as_dict() for a in self.actions],
-        }
 
 
 @dataclass(frozen=True)

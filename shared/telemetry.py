@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from shared.actions import PlannedAction
-    from shared.engine import ActionOutcome, EventOutcome
     from shared.events import AzureMLEvent
+    from shared.outcomes import ActionOutcome, EventOutcome
 
 EVENT_SPAN = "mlreactor.event"
 ACTION_SPAN = "mlreactor.action"

@@ -10,11 +10,12 @@ import pytest
 
 from shared.actions import ActionKind, ActionResult, PlannedAction
 from shared.adapters.azureml import AzureMLAdapter
-from shared.engine import Engine, Outcome
+from shared.engine import Engine
 from shared.errors import TransientError
 from shared.events import parse_event
 from shared.ledger.port import ActionStatus
 from shared.ledger.sqlite import SqliteLedger
+from shared.outcomes import Outcome
 from shared.reactions import load_rules
 from tests.azureml.conftest import engine_with
 from tests.conftest import ROOT, FakeClock, event

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.azureml import AzureMLAdapter, WorkspaceClients
-from shared.engine import Engine, Outcome
+from shared.engine import Engine
 from shared.errors import PermanentError, TransientError
 from shared.events import parse_event
 from shared.ledger.sqlite import SqliteLedger
+from shared.outcomes import Outcome
 from tests.azureml.conftest import ROOT, engine_with, planned
 from tests.conftest import FakeClock, event, rules_from
 from tests.fakes.azureml import FakeAzureML

@@ -14,11 +14,12 @@ import pytest
 
 from shared.adapters.azureml import AzureMLAdapter, AzureMLState
 from shared.adapters.gate import GateAdapter
-from shared.engine import Engine, Outcome
+from shared.engine import Engine
 from shared.errors import PermanentError, RulesError, TransientError
 from shared.events import parse_event
 from shared.ledger.port import ActionStatus
 from shared.ledger.sqlite import SqliteLedger
+from shared.outcomes import Outcome
 from tests.azureml.conftest import ARM, SUB, engine_with, planned
 from tests.conftest import FakeClock, event, rules_from
 from tests.fakes.azureml import FakeAzureML

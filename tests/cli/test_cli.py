@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import main
+from shared.ops.cli import main
 from tests.conftest import EVENTS, ROOT, SAMPLES, delivery
 
 SAMPLE_FILES = [str(EVENTS / "eventgrid" / f"{n}.json") for n in SAMPLES]

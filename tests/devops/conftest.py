@@ -14,8 +14,9 @@ import pytest
 
 from shared.actions import ActionKind
 from shared.adapters.devops import DevOpsReleaseAdapter
-from shared.engine import Engine, EventOutcome
+from shared.engine import Engine
 from shared.ledger.sqlite import SqliteLedger
+from shared.outcomes import EventOutcome
 from shared.reactions import Rules
 from shared.settings import Settings
 from tests.conftest import FakeClock, ScriptedAdapter, event, rules_from

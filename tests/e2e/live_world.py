@@ -33,8 +33,9 @@ from typing import Any
 import pytest
 
 from shared.adapters import build_adapters
-from shared.engine import Engine, EventOutcome, Outcome
+from shared.engine import Engine
 from shared.ledger.tables import TablesLedger
+from shared.outcomes import EventOutcome, Outcome
 from shared.reactions import Rules
 from shared.settings import Settings
 from tests.fakes import azure_devops, azureml, eventgrid_topic, faulty_proxy

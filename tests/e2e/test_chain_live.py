@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from shared.engine import Outcome
+from shared.outcomes import Outcome
 from shared.reactions import Rules, load_rules
 from tests.conftest import ROOT
 from tests.e2e.live_world import CHAMPION_TAGS, MODEL, TEST_METRICS, WORKSPACE, Chaos, LiveChain, LoseFirstAnswers

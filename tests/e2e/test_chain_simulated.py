@@ -16,11 +16,12 @@ import pytest
 
 from shared.actions import ActionKind, ActionResult, PlannedAction
 from shared.adapters.gate import GateAdapter
-from shared.engine import Engine, Outcome
+from shared.engine import Engine
 from shared.errors import TransientError
 from shared.ledger.sqlite import SqliteLedger
+from shared.ops.simulate import MODEL, Options, SimAdapter, SimClock, World, simulate
+from shared.outcomes import Outcome
 from shared.reactions import Rules, load_rules
-from shared.simulate import MODEL, Options, SimAdapter, SimClock, World, simulate
 from tests.conftest import ROOT
 
 

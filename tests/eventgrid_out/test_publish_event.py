@@ -22,10 +22,11 @@ from shared.actions import ActionKind, PlannedAction
 from shared.adapters import build_adapters
 from shared.adapters.dryrun import DryRunAdapter
 from shared.adapters.eventgrid_out import EventGridPublisher
-from shared.engine import Engine, Outcome
+from shared.engine import Engine
 from shared.errors import PermanentError, TransientError
 from shared.events import parse_event
 from shared.ledger.sqlite import SqliteLedger
+from shared.outcomes import Outcome
 from shared.settings import Settings
 from tests.conftest import WORKSPACE, FakeClock, delivery, event, rules_from
 from tests.eventgrid_out.conftest import TOPIC_KEY

@@ -14,8 +14,8 @@ from azure.functions.meta import Datum
 
 from shared import runtime
 from shared.actions import ActionKind
-from shared.engine import Outcome
 from shared.errors import TransientError
+from shared.outcomes import Outcome
 from tests.conftest import ROOT, SAMPLES, Harness, event, indexed
 
 EVENT_GRID_FUNCTIONS = {

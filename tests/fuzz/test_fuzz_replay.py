@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.adapters import build_adapters
-from shared.engine import Engine, Outcome
+from shared.engine import Engine
 from shared.ledger.sqlite import SqliteLedger
+from shared.outcomes import Outcome
 from shared.reactions import Rules
 from shared.settings import Settings
 from tests.conftest import SAMPLES, delivery
@@ -76,7 +77,7 @@ def test_any_payload_gets_an_outcome_and_never_an_unexpected_exception(engine: E
 @settings(max_examples=100, deadline=None)
 @given(raw=st.binary(max_size=200) | st.text(max_size=200))
 def test_bytes_that_are_not_json_are_quarantined(tmp_path_factory: pytest.TempPathFactory, raw: Any) -> None:
-    from shared.cli import main
+    from shared.ops.cli import main
 
     folder = tmp_path_factory.mktemp("raw")
     path = Path(folder) / "delivery.json"

@@ -9,8 +9,8 @@ import pytest
 
 from shared.ledger.sqlite import SqliteLedger
 from shared.ledger.tables import TablesLedger
+from shared.ops.simulate import Options, simulate
 from shared.reactions import load_rules
-from shared.simulate import Options, simulate
 from tests.conftest import ROOT
 from tests.e2e.test_chain_simulated import end_state
 from tests.fakes.azurite import Azurite

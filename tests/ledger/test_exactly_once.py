@@ -22,9 +22,10 @@ import pytest
 
 from shared.actions import ActionKind, idempotency_key
 from shared.clock import SystemClock
-from shared.engine import Engine, Outcome
+from shared.engine import Engine
 from shared.events import parse_delivery
 from shared.ledger.port import ClaimOutcome, Ledger
+from shared.outcomes import Outcome
 from shared.reactions import load_rules
 from tests.fakes.recording import RecordingAdapter, effects
 from tests.ledger.conftest import tables_settings

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from shared.actions import ActionKind
-from shared.cli import main
 from shared.errors import PermanentError
 from shared.ledger.tables import TablesLedger
-from shared.redrive import DeadLettered, redrive
+from shared.ops.cli import main
+from shared.ops.redrive import DeadLettered, redrive
 from tests.conftest import ScriptedAdapter, event
 from tests.fakes.azurite import Azurite
 from tests.ledger.conftest import tables_settings

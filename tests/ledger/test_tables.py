@@ -16,10 +16,11 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
 from shared.actions import ActionKind
-from shared.engine import Engine, Outcome
+from shared.engine import Engine
 from shared.errors import ConfigError, TransientError
 from shared.ledger.port import ClaimOutcome, QuarantineRecord
 from shared.ledger.tables import TablesLedger
+from shared.outcomes import Outcome
 from shared.reactions import load_rules
 from shared.settings import Settings
 from shared.storage import blob_url

@@ -14,7 +14,7 @@ import pytest
 
 from shared.actions import ActionKind, ActionResult, PlannedAction
 from shared.adapters.gate import GateAdapter, UnknownState
-from shared.engine import Outcome
+from shared.outcomes import Outcome
 from tests.notify.conftest import (
     SMTP_PASSWORD,
     SMTP_USER,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.engine import Outcome
+from shared.outcomes import Outcome
 from tests.notify.conftest import Receivers, event
 
 

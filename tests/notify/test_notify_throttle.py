@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from shared.engine import Outcome
+from shared.outcomes import Outcome
 from tests.notify.conftest import Receivers, event
 
 

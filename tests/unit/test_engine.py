@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 
 from shared.actions import ActionKind
-from shared.engine import Outcome
 from shared.errors import PermanentError, TransientError
 from shared.events import parse_event
+from shared.outcomes import Outcome
 from tests.conftest import Harness, delivery, event, rules_from
 
 Build = Callable[..., Harness]

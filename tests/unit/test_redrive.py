@@ -8,7 +8,7 @@ from datetime import datetime
 
 from shared.actions import ActionKind
 from shared.errors import PermanentError, TransientError
-from shared.redrive import DeadLettered, from_blobs, redrive
+from shared.ops.redrive import DeadLettered, from_blobs, redrive
 from tests.conftest import Harness, event
 
 DEAD_LETTER = {"deadLetterReason": "MaxDeliveryAttemptsExceeded", "deliveryAttempts": 30,

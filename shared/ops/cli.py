@@ -20,17 +20,18 @@ from typing import Any, TextIO
 
 from shared.adapters import describe
 from shared.clock import SystemClock, parse_duration
-from shared.engine import Engine, EventOutcome, Plan
+from shared.engine import Engine, Plan
 from shared.errors import EventParseError, MlreactorError, RulesError
 from shared.events import ParseFailure, parse_delivery
 from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry
 from shared.ledger.sqlite import SqliteLedger
+from shared.ops.redrive import DeadLettered, from_blobs, redrive, transient
+from shared.ops.simulate import Options, simulate
+from shared.outcomes import EventOutcome
 from shared.reactions import Rule, evaluate, load_rules, throttle_key
-from shared.redrive import DeadLettered, from_blobs, redrive, transient
 from shared.runtime import build_engine
 from shared.settings import Settings
-from shared.simulate import Options, simulate
 from shared.storage import blob_container
 
 

@@ -31,9 +31,10 @@ from shared.actions import (
 )
 from shared.adapters.gate import GateAdapter
 from shared.clock import Clock
-from shared.engine import Engine, EventOutcome, Outcome
+from shared.engine import Engine
 from shared.errors import TransientError
 from shared.ledger.port import Ledger
+from shared.outcomes import EventOutcome, Outcome
 from shared.reactions import Rules
 
 EVENT_TYPE = "Microsoft.MachineLearningServices."

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.engine import Engine, EventOutcome, Outcome
+from shared.engine import Engine
 from shared.errors import EventParseError
 from shared.events import AzureMLEvent, ParseFailure, parse_delivery, parse_event
+from shared.outcomes import EventOutcome, Outcome
 
 
 @dataclass(frozen=True)
