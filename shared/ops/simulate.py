@@ -34,6 +34,7 @@ from shared.clock import Clock
 from shared.engine import Engine
 from shared.errors import TransientError
 from shared.ledger.port import Ledger
+from shared.ops.verdicts import Ending
 from shared.outcomes import EventOutcome, Outcome
 from shared.reactions import Rules
 
@@ -53,6 +54,15 @@ class Options:
     #: but its answer was lost), which is what the idempotency keys and resumed lookups are for.
     fault_rate: float = 0.0
     max_deliveries: int = 500
+
+
+def expected_ending(options: Options) -> Ending:
+    """Where the chain must end under these options; ``simulate`` exits 1 when it ends elsewhere."""
+    if options.fail_run is not None:
+        return Ending.FAILED
+    if options.fail_gate:
+        return Ending.REJECTED_BY_GATE
+    return Ending.DEPLOYED
 
 
 class SimClock:
