@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not as a complaint when the interpreter exits
         return code
     except ValidationError as exc:  # the settings: one line per bad setting, named as the environment names it
+        if exc.title != Settings.__name__:
+            raise
         for line in doctor.settings_problems(exc):
             print(f"mlreactor: error: {line}", file=sys.stderr)
         return ERROR
