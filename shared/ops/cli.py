@@ -517,7 +517,7 @@ def print_chain(drawn: verdicts.Chain, out: TextIO) -> None:
             print(f"{pad}→ {step.note}", file=out)
         if entry.outcome != Outcome.ACTED.value:
             print(f"{pad}{entry.reason}", file=out)
-        for a in entry.actions:
+        for a in step.actions:
             link = f"  ({views.link_label(a)}: {a['url']})" if a.get("url") else ""
             print(f"{pad}{a.get('kind')}: {a.get('status')} — {a.get('detail')}{link}", file=out)
         if len(step.attempts) > 1:

@@ -102,6 +102,18 @@ class Step:
     def outcome(self) -> str:
         return self.decisive.outcome
 
+    @property
+    def actions(self) -> list[dict[str, Any]]:
+        """Each action of the step once, as the attempt that did it recorded it (a later attempt only says
+        "already done"), else as the last attempt left it."""
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for attempt in self.attempts:
+            for action in attempt.actions:
+                key = (str(action.get("rule")), str(action.get("kind")), str(action.get("key")))
+                if found.get(key, {}).get("status") != "done":
+                    found[key] = action
+        return list(found.values())
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "event_id": self.event_id, "kind": self.kind, "at": self.at.isoformat(), "outcome": self.outcome,

@@ -149,7 +149,7 @@ def _step_html(step: Step) -> str:
     actions = "".join(
         f"<li><span class=status>{e(str(a.get('kind')))}: {e(str(a.get('status')))}</span> — "
         f"{e(str(a.get('detail') or ''))}{_link(a)}</li>"
-        for a in entry.actions
+        for a in step.actions
     )
     rules = f" · rules: {e(', '.join(entry.reactions))}" if entry.reactions else ""
     attempts = ""

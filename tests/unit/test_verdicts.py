@@ -120,14 +120,22 @@ def test_a_quarantined_step_fails_the_chain_until_a_redrive_of_it_acts() -> None
 
 
 def test_redeliveries_are_attempts_of_one_step_and_a_duplicate_does_not_hide_what_the_step_did() -> None:
+    pipeline = {"rule": "r", "kind": "run_pipeline", "key": "k1", "status": "done", "detail": "job mlr-1 submitted"}
     drawn = verdict_of([
-        entry(0, "drift", AML + "RunStatusChanged", "failed", reason="will retry: run_pipeline: 503"),
-        entry(1, "drift", AML + "RunStatusChanged", "acted", {"kind": "run_pipeline", "status": "done"}),
+        entry(0, "drift", AML + "RunStatusChanged", "failed", pipeline,
+              {"rule": "r", "kind": "notify", "key": "k2", "status": "retry", "detail": "Teams answered 503"},
+              reason="will retry: r/notify: Teams answered 503"),
+        entry(1, "drift", AML + "RunStatusChanged", "acted",
+              {**pipeline, "status": "skipped", "detail": "already done: job mlr-1 submitted"},
+              {"rule": "r", "kind": "notify", "key": "k2", "status": "done", "detail": "notified ops-teams"}),
         entry(2, "drift", AML + "RunStatusChanged", "duplicate", reason="already handled (outcome acted)"),
     ])
     (step,) = drawn.steps
     assert [a.outcome for a in step.attempts] == ["failed", "acted", "duplicate"]
     assert step.outcome == "acted" and step.tone is Tone.GOOD
+    assert [(a["kind"], a["status"], a["detail"]) for a in step.actions] == [
+        ("run_pipeline", "done", "job mlr-1 submitted"), ("notify", "done", "notified ops-teams")
+    ], "each action as the attempt that did it recorded it"
 
 
 def test_a_chain_with_no_event_for_longer_than_the_setting_is_stalled_at_its_step() -> None:
