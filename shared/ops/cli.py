@@ -438,6 +438,8 @@ def add_chains(sub: Subparsers) -> None:
                  example="mlreactor chains --since 7d", run=cmd_chains)
     p.add_argument("--since", metavar="DURATION", default="7d", help="chains with an event in the last DURATION")
     p.add_argument("--limit", type=int, default=20, help="at most this many chains (default 20)")
+    p.add_argument("--all", action="store_true",
+                   help="also lone events that started nothing (e.g. a failed run outside any chain)")
 
 
 def cmd_chains(args: argparse.Namespace) -> int:
@@ -446,8 +448,14 @@ def cmd_chains(args: argparse.Namespace) -> int:
     ledger = open_ledger(settings)
     try:
         recent = ledger.audit(since=since, limit=SCAN_LIMIT)
-        ids = list(dict.fromkeys(e.correlation_id for e in recent if e.correlation_id))[: args.limit]
-        chains = [_chain(ledger, settings, cid) for cid in ids]
+        ids = dict.fromkeys(e.correlation_id for e in recent if e.correlation_id)
+        chains = []
+        for cid in ids:
+            found = _chain(ledger, settings, cid)
+            if args.all or found.started_work:
+                chains.append(found)
+            if len(chains) == args.limit:
+                break
     finally:
         ledger.close()
     if args.json:

@@ -152,6 +152,16 @@ class Chain:
     def last_at(self) -> datetime | None:
         return max((s.last_at for s in self.steps), default=None)
 
+    @property
+    def started_work(self) -> bool:
+        """More than one step, or a first step that launched a run or a release that will come back: a lone
+        event that only notified (a failed run outside any chain) carries its own id as correlation too, but is
+        no chain."""
+        if len(self.steps) > 1:
+            return True
+        return any(a.get("kind") in _LAUNCHES and a.get("status") != "not run"
+                   for s in self.steps for a in s.actions)
+
     def as_dict(self) -> dict[str, Any]:
         last = self.last_at
         return {"correlation_id": self.correlation_id, "verdict": self.verdict.as_dict(), "models": self.models,
@@ -239,6 +249,7 @@ def _judge(step: Step, index: int, models: list[str]) -> Verdict | None:
 
 
 _DONE = ("done", "skipped")
+_LAUNCHES = ("run_pipeline", "queue_release")
 
 
 def _passed(gate: Mapping[str, Any]) -> bool:

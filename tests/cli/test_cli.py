@@ -346,9 +346,13 @@ def test_simulate_keeps_its_ledger_with_state_so_chain_chains_and_audit_work(
     assert steps[0] == "RunStatusChanged" and steps[-1] == "ModelDeployed"
     assert "(release #100: https://dev.azure.com/contoso/mlops/_build/results?buildId=100)" in out
 
+    failed_run = str(EVENTS / "eventgrid" / "run_status_changed_failed.json")
+    run(capsys, "replay", "--state", str(tmp_path), failed_run)  # a lone failed run: it only notifies
     _, out, _ = run(capsys, "chains", "--state", str(tmp_path))
     (chain,) = rows(out)[1:]
     assert chain[1:5] == ["sim-0001", "deployed", "ModelDeployed", "5"]
+    _, out, _ = run(capsys, "chains", "--all", "--state", str(tmp_path))
+    assert {row[1] for row in rows(out)[1:]} == {delivery("run_status_changed_failed")[0]["id"], "sim-0001"}
     _, out, _ = run(capsys, "chains", "--state", str(tmp_path), "--json")
     (found,) = json_lines(out)
     assert found["verdict"]["ending"] == "deployed" and found["models"] == ["credit-fraud:2"]  # type: ignore[index]
