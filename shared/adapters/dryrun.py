@@ -9,10 +9,13 @@ holds no more memory after 100k events than after ten (``benchmarks/replay_memor
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from shared.actions import ActionKind, ActionResult, PlannedAction
 
 _DETAIL = 300
+_TEXT = 1_000  # characters kept of one text parameter in the recorded result
+_ITEMS = 50  # entries kept of one mapping or list parameter
 
 
 class DryRunAdapter:
@@ -28,8 +31,20 @@ class DryRunAdapter:
         return ActionResult(
             external_id=f"dryrun-{action.short_key}",
             detail=f"dry-run: would {action.kind.value} {_summary(rendered)}",
-            data={"dry_run": True, "params": rendered},
+            data={"dry_run": True, "params": _bounded(rendered)},
         )
+
+
+def _bounded(value: Any) -> Any:
+    """The parameters with every long text cut: event data can be huge (a 70,000-character tag value), and the
+    result is stored in the ledger (a Table Storage property holds at most 64 KiB)."""
+    if isinstance(value, str):
+        return value if len(value) <= _TEXT else value[: _TEXT - 1] + "…"
+    if isinstance(value, dict):
+        return {k: _bounded(v) for k, v in list(value.items())[:_ITEMS]}
+    if isinstance(value, list):
+        return [_bounded(v) for v in value[:_ITEMS]]
+    return value
 
 
 def _summary(params: dict[str, object]) -> str:

@@ -82,3 +82,17 @@ def test_the_dry_run_adapter_keeps_nothing_and_answers_with_the_rendered_paramet
     assert vars(adapters[ActionKind.RUN_PIPELINE]) == {"kind": ActionKind.RUN_PIPELINE}, "no list of what it did"
     assert stored is not None and stored.data["params"]["job_yaml"].endswith("offline-test.yml")
     assert record.data == stored.data, "the outcome and the ledger carry the same structured result"
+
+
+def test_what_dry_run_records_is_bounded_however_large_the_event_data(tmp_path: Path, shipped_rules: Rules) -> None:
+    ledger = SqliteLedger(tmp_path / "dry.sqlite3")
+    engine = Engine(shipped_rules, ledger, {kind: DryRunAdapter(kind) for kind in ActionKind})
+    raw = event("model_registered")
+    raw["data"]["ModelName"] = "m" * 70_000
+    try:
+        (outcome,) = engine.handle_delivery(json.dumps([raw]))
+    finally:
+        ledger.close()
+    (tagged,) = [a for a in outcome.actions if a.kind == "tag_model"]
+    assert len(json.dumps(tagged.data)) < 4_000
+    assert tagged.data["params"]["model"].endswith("…")
