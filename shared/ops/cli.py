@@ -106,9 +106,10 @@ def _command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     if config:
-        parser.add_argument("--config", type=Path, help="rules file (default: MLREACTOR_RULES_PATH or reactions.yaml)")
+        parser.add_argument("--config", type=Path, metavar="FILE",
+                            help="rules file (default: MLREACTOR_RULES_PATH or reactions.yaml)")
     if state:
-        parser.add_argument("--state", type=Path,
+        parser.add_argument("--state", type=Path, metavar="DIR",
                             help="folder of a local SQLite ledger (default: the MLREACTOR_LEDGER/STATE_DIR settings)")
     if json_out:
         parser.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per line")
@@ -129,7 +130,8 @@ def _version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlreactor", description=__doc__.splitlines()[0] if __doc__ else None)
+    summary = __doc__.splitlines()[0].replace("``", "") if __doc__ else None
+    parser = argparse.ArgumentParser(prog="mlreactor", description=summary)
     parser.add_argument("--version", action="version", version=f"mlreactor {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
