@@ -180,6 +180,9 @@ def chain(correlation_id: str, entries: Iterable[AuditEntry], now: datetime, sta
         found = _judge(step, index, models)
         tone = _OUTCOME_TONES.get(step.outcome, Tone.NEUTRAL)
         if found is not None:
+            earlier = judged[1] if judged is not None else None
+            if found.ending is Ending.AWAITING_APPROVAL and earlier and earlier.ending is Ending.AWAITING_APPROVAL:
+                found = earlier  # a reminder: the wait began with the first signal
             judged = (index, found)
             tone = TONES[found.ending] if found.ending is not Ending.IN_PROGRESS else tone
         toned.append(Step(step.event_id, step.kind, step.attempts, tone, found.text if found else ""))

@@ -64,8 +64,14 @@ def test_a_queued_release_is_awaiting_approval_since_it_was_queued_and_never_sta
     assert drawn.verdict.ending is Ending.AWAITING_APPROVAL and not drawn.verdict.final
     assert drawn.verdict.text == "awaiting approval since 2026-11-20 18:40 UTC: credit:2 (release #151)"
     assert drawn.steps[-1].tone is Tone.WAITING
-    hooked = verdict_of([*released(), entry(45, "hook-0", "ReleaseAwaitingApproval")])
+    hooked = verdict_of([*started(), entry(45, "hook-0", "mlreactor.ReleaseAwaitingApproval")])
     assert hooked.verdict.text.startswith("awaiting approval since 2026-11-20 18:45 UTC")
+    reminded = verdict_of([*released(), entry(45, "hook-0", "mlreactor.ReleaseAwaitingApproval"),
+                           entry(50 + 48 * 60, "reminder-1", "mlreactor.ReleaseAwaitingApproval")],
+                          now=T0 + timedelta(days=3))
+    assert reminded.verdict.text == "awaiting approval since 2026-11-20 18:40 UTC: credit:2 (release #151)", (
+        "reminders do not restart the wait"
+    )
 
 
 def test_the_gate_rejecting_the_candidate_ends_the_chain_red_with_the_gates_summary() -> None:
