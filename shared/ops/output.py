@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 _MIN_WIDTH = 12
+_COMFORT = 24
 
 
 def json_line(value: Any, out: TextIO | None = None) -> None:
@@ -24,17 +25,22 @@ def json_line(value: Any, out: TextIO | None = None) -> None:
 
 
 class Table:
-    """Rows added one by one; piped they are written at once, on a terminal aligned and wrapped at the end.
+    """Rows added one by one; piped, each is written at once; on a terminal they are aligned and wrapped in
+    blocks of ``block`` rows, the column widths fixed by the first block (ids widen them if they must), so a long
+    stream holds one block at most.
 
     ``ids`` names the columns that must never be wrapped or cut (event ids, correlation ids).
     """
 
-    def __init__(self, headers: Sequence[str], out: TextIO | None = None, *, ids: Iterable[str] = ()) -> None:
+    def __init__(self, headers: Sequence[str], out: TextIO | None = None, *, ids: Iterable[str] = (),
+                 block: int = 200) -> None:
         self.headers = list(headers)
         self.out = out or sys.stdout
         self.ids = {self.headers.index(h) for h in ids}
         self.terminal = _isatty(self.out)
+        self.block = block
         self.rows: list[list[str]] = []
+        self.widths: list[int] = []
         self.count = 0
         if not self.terminal:
             print("\t".join(self.headers), file=self.out)
@@ -42,15 +48,33 @@ class Table:
     def add(self, row: Sequence[object]) -> None:
         cells = [" ".join(str(c).split()) if c not in (None, "") else "-" for c in row]
         self.count += 1
-        if self.terminal:
-            self.rows.append(cells)
-        else:
+        if not self.terminal:
             print("\t".join(cells), file=self.out, flush=True)
+            return
+        self.rows.append(cells)
+        if len(self.rows) >= self.block:
+            self._flush()
 
     def close(self) -> None:
-        if self.terminal:
-            _aligned(self.headers, self.rows, self.ids, self.out)
-            self.rows = []
+        if self.terminal and (self.rows or not self.widths):
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.widths:
+            self.widths = _fit([max([len(h), *(len(r[i]) for r in self.rows)]) for i, h in enumerate(self.headers)],
+                               self.headers, self.ids)
+            print("  ".join(h.ljust(w) for h, w in zip(self.headers, self.widths, strict=True)).rstrip(),
+                  file=self.out)
+        for i in self.ids:
+            self.widths[i] = max([self.widths[i], *(len(r[i]) for r in self.rows)])
+        for row in self.rows:
+            cells = [[c] if i in self.ids else textwrap.wrap(c, self.widths[i], break_on_hyphens=False) or [""]
+                     for i, c in enumerate(row)]
+            for line in range(max(len(c) for c in cells)):
+                parts = [(c[line] if line < len(c) else "").ljust(w) for c, w in zip(cells, self.widths, strict=True)]
+                print("  ".join(parts).rstrip(), file=self.out)
+        self.out.flush()
+        self.rows = []
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], out: TextIO | None = None, *,
@@ -63,22 +87,19 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], out: TextIO 
     return written.count
 
 
-def _aligned(headers: list[str], rows: list[list[str]], ids: set[int], out: TextIO) -> None:
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+def _fit(widths: list[int], headers: list[str], ids: set[int]) -> list[int]:
+    """Shrink the widest text columns (never an id column) until the row fits the terminal."""
     limit = shutil.get_terminal_size((160, 24)).columns
     shrinkable = [i for i in range(len(widths)) if i not in ids]
-    while sum(widths) + 2 * (len(widths) - 1) > limit and shrinkable:
-        widest = max(shrinkable, key=lambda i: widths[i])
-        if widths[widest] <= max(_MIN_WIDTH, len(headers[widest])):
-            break
-        widths[widest] -= 1
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(), file=out)
-    for row in rows:
-        cells = [[c] if i in ids else textwrap.wrap(c, widths[i], break_on_hyphens=False) or [""]
-                 for i, c in enumerate(row)]
-        for line in range(max(len(c) for c in cells)):
-            parts = [(c[line] if line < len(c) else "").ljust(w) for c, w in zip(cells, widths, strict=True)]
-            print("  ".join(parts).rstrip(), file=out)
+    # first the long columns, down to a comfortable width; only then everything, down to the minimum
+    for floor in ([max(_COMFORT, len(headers[i])) for i in range(len(widths))],
+                  [max(_MIN_WIDTH, len(headers[i])) for i in range(len(widths))]):
+        while sum(widths) + 2 * (len(widths) - 1) > limit:
+            candidates = [i for i in shrinkable if widths[i] > floor[i]]
+            if not candidates:
+                break
+            widths[max(candidates, key=lambda i: widths[i])] -= 1
+    return widths
 
 
 def _isatty(out: TextIO) -> bool:

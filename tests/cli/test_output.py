@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from shared.ops.output import table
+from shared.ops.output import Table, table
 
 EVENT_ID = "831e1650-001e-001b-66ab-eeb76e069631-with-a-long-tail"
 REASON = "will retry: gate-and-release/notify: Teams answered 503 Service Unavailable; retried on the next delivery"
@@ -35,3 +35,15 @@ def test_piped_every_row_is_one_line_of_tab_separated_full_values() -> None:
     assert out.getvalue().splitlines() == [
         "EVENT\tOUTCOME\tREASON", f"{EVENT_ID}\tfailed\t{REASON} second line", "e2\t-\t-",
     ]
+
+
+def test_on_a_terminal_a_long_stream_is_written_in_blocks_with_one_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    out = Terminal()
+    written = Table(["EVENT", "OUTCOME"], out, ids=["EVENT"], block=2)
+    written.add(["e-1", "acted"])
+    written.add(["e-2", "acted"])
+    assert out.getvalue().splitlines() == ["EVENT  OUTCOME", "e-1    acted", "e-2    acted"], "written at the block"
+    written.add([EVENT_ID, "failed"])
+    written.close()
+    assert out.getvalue().splitlines()[-1] == f"{EVENT_ID}  failed", "a longer id widens its column, never cut"
