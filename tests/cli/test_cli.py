@@ -213,6 +213,26 @@ def test_replay_with_live_says_which_adapters_are_live_and_sends(receiver: Webho
     assert sorted(r.path for r in receiver.requests) == ["/slack", "/teams"]
 
 
+def test_redrive_without_live_sends_nothing_whatever_the_environment_holds(
+    receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    failed_run = str(EVENTS / "eventgrid" / "run_status_changed_failed.json")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text((ROOT / "reactions.yaml").read_text().replace(
+        "message: run_failed", 'message: run_failed\n          text: "{{ run.nope }}"'))
+    quarantined = cli("replay", "--json", "--config", str(rules), "--state", str(tmp_path), failed_run)
+    assert json_lines(quarantined.stdout)[0]["outcome"] == "quarantined", quarantined.stderr
+
+    result = cli("deadletter", "redrive", "--quarantined", "--json", "--state", str(tmp_path), env=live_env(receiver))
+    assert result.returncode == 0, result.stderr
+    assert [r["outcome"] for r in json_lines(result.stdout)] == ["planned"]
+    assert receiver.requests == [], "nothing reached the network"
+    result = cli("deadletter", "redrive", "--quarantined", "--live", "--json", "--state", str(tmp_path),
+                 env=live_env(receiver))
+    assert [r["outcome"] for r in json_lines(result.stdout)] == ["acted"], result.stderr
+    assert sorted(r.path for r in receiver.requests) == ["/slack", "/teams"], "with --live, sent once fixed"
+
+
 def test_redrive_without_live_changes_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     shipped = (ROOT / "reactions.yaml").read_text()
