@@ -17,6 +17,11 @@ WORKER_PROTOS := azure-functions-runtime-v1==1.2.0
 
 .PHONY: run test lint typecheck checkov doctor chromium bench clean
 
+# The shipped reactions.yaml allows the workspaces in MLREACTOR_SUBSCRIBED_WORKSPACES (Bicep sets it in Azure):
+# locally, `make run` and `make bench` allow the workspace of the bundled sample deliveries.
+SAMPLE_WORKSPACE := /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-mlops/providers/Microsoft.MachineLearningServices/workspaces/mlw-prod
+run bench: export MLREACTOR_SUBSCRIBED_WORKSPACES ?= $(SAMPLE_WORKSPACE)
+
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

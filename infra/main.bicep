@@ -22,7 +22,7 @@ param environmentName string
 })
 param location string = resourceGroup().location
 
-@description('Resource ids of the Azure ML workspaces mlreactor may act on, comma-separated without spaces (the same list as allowed_workspaces in reactions.yaml). Each gets an Event Grid system topic, one subscription per function, and an AzureML Data Scientist role assignment for the app.')
+@description('Resource ids of the Azure ML workspaces mlreactor may act on, comma-separated without spaces. The app gets the same list as MLREACTOR_SUBSCRIBED_WORKSPACES, which the shipped reactions.yaml allows. Each gets an Event Grid system topic, one subscription per function, and an AzureML Data Scientist role assignment for the app.')
 param azureMlWorkspaceIds string
 
 @description('Create the Event Grid subscriptions. They point at functions by resource id, and Event Grid checks the function exists when the subscription is created, so the first provision (before azd deploys the code) must run with false; the postdeploy hook provisions again with true.')
@@ -160,6 +160,8 @@ var appSettings = {
   MLREACTOR_QUARANTINE_CONTAINER: quarantineContainerName
   MLREACTOR_MANAGED_IDENTITY_CLIENT_ID: appIdentity.properties.clientId
   MLREACTOR_EVENTGRID_TOPIC_ENDPOINT: topic.outputs.endpoint
+  // The workspaces subscribed below; reactions.yaml allows exactly these ({from_setting: ...}).
+  MLREACTOR_SUBSCRIBED_WORKSPACES: join(workspaceIds, ',')
   // Secrets: Key Vault references, resolved by the platform with the app's identity (Key Vault Secrets User).
   MLREACTOR_DEVOPS_PAT: '${keyVaultReference}${devopsPatSecretName})'
   MLREACTOR_TEAMS_OPS_URL: '${keyVaultReference}${teamsOpsUrlSecretName})'
