@@ -13,7 +13,9 @@ Event Grid extension's trigger binding, read for this harness):
   array), serialised with ``JObject.ToString(Formatting.None)`` into ``TypedData.json``: compact JSON, keys in the
   order Event Grid sent them.
 - The trigger's binding data becomes ``trigger_metadata``: the Event Grid binding publishes ``data`` (the event's
-  ``data`` object, again ``TypedData.json``), and the host adds ``sys`` (``MethodName``, ``UtcNow``, ``RandGuid``).
+  ``data`` object, again ``TypedData.json``), and the host adds its system binding data ``sys`` (``MethodName``,
+  ``UtcNow``, ``RandGuid``) — the shape of ``sys`` here is not verified against a running host; the worker passes
+  trigger metadata to the converter, which this app's Event Grid functions do not read.
 - An HTTP request becomes ``TypedData.http`` (``RpcHttp``): method, the full URL, lower-cased header names, the
   query, and the body as bytes (the worker announced ``RawHttpBodyBytes``/``RpcHttpBodyOnly`` at init).
 """

@@ -2,7 +2,8 @@
 
 Not reproduced here: the gRPC stream itself and the proxy worker process (the messages are handed to the runtime's
 entry points directly, as the proxy worker's dispatcher does after reading them off the stream); the host's own
-checks of the metadata (extension bundle resolution, binding validation) — only the worker's answer is asserted.
+checks of the metadata (extension bundle resolution, binding validation) — only the worker's answer is asserted;
+the host's own capabilities in the WorkerInitRequest (sent empty: the runtime reads only ``FunctionDataCache`` there).
 """
 
 from __future__ import annotations
