@@ -8,6 +8,12 @@ the host's own capabilities in the WorkerInitRequest (sent empty: the runtime re
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
 from tests.worker.conftest import binding_dicts
 from tests.worker.host import FunctionsHost
 
@@ -67,3 +73,25 @@ def test_the_purge_runs_on_its_schedule_not_at_startup(functions_host: Functions
     assert binding["type"] == "timerTrigger"
     assert binding["schedule"] == "0 30 2 * * *"
     assert binding["runOnStartup"] is False
+
+
+COLD_START = """
+import json, sys
+from pathlib import Path
+import azure_functions_runtime
+from tests.worker import protocol
+from tests.worker.host import FunctionsHost
+host = FunctionsHost(azure_functions_runtime, protocol.load(), Path.cwd())
+host.start()
+heavy = sorted(m for m in ("azure.ai.ml", "azure.devops", "pydantic", "shared.engine") if m in sys.modules)
+print(json.dumps({"functions": len(host.metadata), "heavy": heavy}))
+"""
+
+
+def test_indexing_in_a_fresh_worker_process_loads_no_heavy_sdk(functions_host: FunctionsHost) -> None:
+    """Cold start as the worker pays it: a new process, init + metadata + loads, and nothing heavy imported."""
+    done = subprocess.run([sys.executable, "-c", COLD_START], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"functions": len(functions_host.metadata), "heavy": []}
