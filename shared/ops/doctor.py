@@ -26,10 +26,10 @@ from shared.errors import MlreactorError, RulesError
 from shared.ledger import open_ledger
 from shared.ledger.port import Ledger
 from shared.reactions import Rules, load_rules
-from shared.settings import Settings
+from shared.settings import Settings, unresolved_key_vault_references
+from shared.workspaces import check as check_workspaces
 
 Status = Literal["ok", "info", "warn", "fail"]
-KEY_VAULT_PREFIX = "@Microsoft.KeyVault("
 
 
 @dataclass(frozen=True)
@@ -162,17 +162,27 @@ def channel_settings(ctx: Context) -> Iterator[Finding]:
 
 
 def key_vault_references(ctx: Context) -> Iterator[Finding]:
-    """A value still reading ``@Microsoft.KeyVault(...)`` was not resolved by the platform (identity without
-    access to the vault, or a malformed reference): the app would use the reference text itself."""
-    names = {env_name(n): getattr(ctx.settings, n) for n in Settings.model_fields}
-    if ctx.rules is not None:
-        for channel in ctx.rules.spec.channels.values():
-            names.update({s: ctx.settings.secret(s) for s in _setting_names(channel)})
-    for name, value in names.items():
-        text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(text, str) and text.startswith(KEY_VAULT_PREFIX):
-            yield Finding("key vault", "fail", f"{name} is an unresolved Key Vault reference: give the Function "
-                          "App's identity 'Key Vault Secrets User' on the vault, or fix the reference")
+    """A value still reading ``@Microsoft.KeyVault(...)`` was not resolved by the platform (the secret is missing,
+    or the app's identity may not read it): the setting reads as unset, so what needs it fails."""
+    for name in unresolved_key_vault_references():
+        yield Finding("key vault", "fail", f"{name} is an unresolved Key Vault reference and is not used: check "
+                      "that the secret exists and the app's identity may read it ('Key Vault Secrets User')")
+
+
+def workspaces_subscribed(ctx: Context) -> Iterator[Finding]:
+    """Subscribed (MLREACTOR_SUBSCRIBED_WORKSPACES) against allowed: a subscribed workspace the rules reject stops
+    the engine from starting; an allowed one nothing subscribes never sends an event."""
+    if ctx.rules is None:
+        return
+    found = check_workspaces(ctx.settings.subscribed_workspace_ids, ctx.rules.spec.allowed_workspaces)
+    for workspace in found.not_allowed:
+        yield Finding("workspaces", "fail", f"{workspace} is subscribed but not in allowed_workspaces: the engine "
+                      "refuses to start")
+    for workspace in found.not_subscribed:
+        yield Finding("workspaces", "warn", f"{workspace} is allowed but not in MLREACTOR_SUBSCRIBED_WORKSPACES: no "
+                      "events from it will arrive")
+    if not found.not_allowed and not found.not_subscribed:
+        yield Finding("workspaces", "ok", f"{len(ctx.rules.spec.allowed_workspaces)} allowed, every one subscribed")
 
 
 def _setting_names(channel: Channel) -> list[str]:
@@ -182,6 +192,7 @@ def _setting_names(channel: Channel) -> list[str]:
 
 CHECKS: list[Check] = [
     effective_settings, rules_file, ledger_reachable, adapter_modes, channel_settings, key_vault_references,
+    workspaces_subscribed,
 ]
 
 

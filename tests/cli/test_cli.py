@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from shared.ops.cli import SUBCOMMANDS, main
 from shared.ops.doctor import settings_problems
 from shared.settings import Settings
-from tests.conftest import EVENTS, ROOT, SAMPLES, delivery
+from tests.conftest import EVENTS, ROOT, SAMPLES, WORKSPACE, delivery
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 SAMPLE_FILES = [str(EVENTS / "eventgrid" / f"{n}.json") for n in SAMPLES]
@@ -478,11 +478,13 @@ def test_doctor_exits_1_for_missing_channel_settings_unresolved_key_vault_refere
     code, out, err = run(capsys, "doctor", "--state", str(tmp_path), "--json")
     found = findings(out)
     assert code == 1 and "problem(s) would make the app fail" in err
-    assert ("info", "MLREACTOR_DEVOPS_PAT = set (secret)") in found["setting"]
+    assert ("info", "MLREACTOR_DEVOPS_PAT = unset (default)") in found["setting"], "an unresolved reference is unset"
     assert ("fail", "ops-teams (teams): MLREACTOR_TEAMS_OPS_URL not set — every notification to it would fail") \
         in found["channel"]
     assert ("ok", "ops-slack (slack): its settings are set") in found["channel"]
-    assert found["key vault"][0][0] == "fail" and "MLREACTOR_DEVOPS_PAT is an unresolved" in found["key vault"][0][1]
+    assert found["key vault"] == [("fail", "MLREACTOR_DEVOPS_PAT is an unresolved Key Vault reference and is not used: "
+                                           "check that the secret exists and the app's identity may read it "
+                                           "('Key Vault Secrets User')")]
     assert "kv-mlops" not in out, "a reference is a secret's address: not shown"
 
     monkeypatch.setenv("MLREACTOR_LEDGER", "postgres")
@@ -490,3 +492,19 @@ def test_doctor_exits_1_for_missing_channel_settings_unresolved_key_vault_refere
     assert code == 1
     assert findings(out) == {"setting": [("fail", "MLREACTOR_LEDGER='postgres': accepted values are 'sqlite' or "
                                                   "'tables'")]}
+
+
+def test_doctor_compares_the_subscribed_workspaces_with_the_allowed_ones(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = WORKSPACE.replace("mlw-prod", "mlw-dev")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text((ROOT / "reactions.yaml").read_text().replace(
+        "allowed_workspaces: {from_setting: MLREACTOR_SUBSCRIBED_WORKSPACES}", f"allowed_workspaces: [{WORKSPACE}]"))
+    monkeypatch.setenv("MLREACTOR_SUBSCRIBED_WORKSPACES", other)
+    code, out, _ = run(capsys, "doctor", "--config", str(rules), "--state", str(tmp_path), "--json")
+    assert code == 1
+    assert findings(out)["workspaces"] == [
+        ("fail", f"{other} is subscribed but not in allowed_workspaces: the engine refuses to start"),
+        ("warn", f"{WORKSPACE} is allowed but not in MLREACTOR_SUBSCRIBED_WORKSPACES: no events from it will arrive"),
+    ]
