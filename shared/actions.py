@@ -73,9 +73,11 @@ class Params(BaseModel):
     def _templates_well_formed(self, info: ValidationInfo) -> Params:
         if info.context and info.context.get("rendered"):
             return self  # rendered values are event data: "{{ 7*7 }}" in a model name is not a template
-        problems = [p for s in _strings(self.model_dump()) for p in templates.check(s)]
-        if problems:
-            raise ValueError("; ".join(problems))
+        problems = [
+            f"{where}: {p}" for where, s in strings_at(self.model_dump(by_alias=True), "") for p in templates.check(s)
+        ]
+        if problems:  # one line per problem, each led by its field (rules check turns that into a line and column)
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -307,14 +309,38 @@ PARAMS: dict[ActionKind, type[Params]] = {
     ActionKind.QUALITY_GATE: QualityGateParams,
 }
 
+#: What each action kind's result holds for the rule's later actions, under the action's ``id`` (``if: release.url``,
+#: ``{{ gate.summary }}``): the keys of ``ActionResult.data`` its live adapter returns. ``.*`` marks a mapping with
+#: free keys. ``rules check`` checks paths against this; tests compare it with what the adapters return.
+RESULT_FIELDS: dict[ActionKind, tuple[str, ...]] = {
+    ActionKind.RUN_PIPELINE: ("workspace", "job", "experiment", "endpoint"),
+    ActionKind.TAG_MODEL: ("workspace", "model", "tags.*", "writes", "demoted"),
+    ActionKind.TAG_RUN: ("workspace", "run", "experiment"),
+    ActionKind.QUEUE_RELEASE: (
+        "id", "name", "url", "flavour", "environment", "model", "version", "release_key", "status",
+    ),
+    ActionKind.NOTIFY: ("channels.*", "digest"),
+    ActionKind.PUBLISH_EVENT: ("id", "source", "type"),
+    ActionKind.QUALITY_GATE: (
+        "passed", "verdict", "summary", "reasons", "champion_version", "table", "metrics.*", "tags.*", "model",
+        "version", "notes",
+    ),
+}
 
-def _strings(value: Any) -> list[str]:
+
+def strings_at(value: Any, where: str) -> list[tuple[str, str]]:
+    """Every string inside a parameter value with its dotted path (``inputs.monitor``); keys count as strings."""
     if isinstance(value, str):
-        return [value]
+        return [(where, value)]
     if isinstance(value, Mapping):
-        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+        found = []
+        for k, v in value.items():
+            path = f"{where}.{k}" if where else str(k)
+            found.extend([(path, k)] if isinstance(k, str) else [])
+            found.extend(strings_at(v, path))
+        return found
     if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
+        return [s for i, v in enumerate(value) for s in strings_at(v, f"{where}[{i}]")]
     return []
 
 

@@ -26,10 +26,11 @@ from shared.events import ParseFailure, parse_delivery
 from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry
 from shared.ledger.sqlite import SqliteLedger
+from shared.ops import rules_cli
 from shared.ops.redrive import DeadLettered, from_blobs, redrive, transient
 from shared.ops.simulate import Options, simulate
 from shared.outcomes import EventOutcome
-from shared.reactions import Rule, evaluate, load_rules, throttle_key
+from shared.reactions import Rule, evaluate, load_rules, suggest, throttle_key
 from shared.runtime import build_engine
 from shared.settings import Settings
 from shared.storage import blob_container
@@ -59,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, *, state: bool = True) -> None:
-        p.add_argument("--config", type=Path, help="rules file (default: MLREACTOR_RULES_PATH or reactions.yaml)")
+        p.add_argument("--config", type=Path, help="rules file (default: MLREACTOR_RULES_PATH, else ./reactions.yaml, "
+                       "else the bundled example)")
         if state:
             p.add_argument("--state", type=Path, help="folder of the SQLite ledger (default: .mlreactor/)")
 
@@ -74,13 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     common(explain, state=False)
     explain.add_argument("path", metavar="EVENT_FILE")
     explain.add_argument("--json", action="store_true")
+    explain.add_argument("--expect", metavar="RULE", help="exit 1 unless RULE would fire for the event(s)")
     explain.set_defaults(run=cmd_explain)
 
     rules = sub.add_parser("rules", help="work with the rules file")
-    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
-    check = rules_sub.add_parser("check", help="validate a rules file; exit 1 with every error listed")
-    check.add_argument("file", nargs="?", type=Path)
-    check.set_defaults(run=cmd_rules_check)
+    rules_cli.register(rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND"))
 
     audit = sub.add_parser("audit", help="what happened, newest first")
     common(audit)
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 30m, 6h, 7d)")
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true")
-    audit.set_defaults(run=cmd_audit)
+    audit.set_defaults(run=cmd_audit, loads_rules=False)
 
     deadletter = sub.add_parser("deadletter", help="dead-lettered and quarantined events")
     dl_sub = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="SUBCOMMAND")
@@ -120,8 +120,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(overrides)
-    if getattr(args, "config", None):
-        values["rules_path"] = args.config
+    if getattr(args, "loads_rules", True):
+        chosen = rules_cli.resolve(getattr(args, "config", None))
+        chosen.announce()
+        values["rules_path"] = chosen.path
     if getattr(args, "state", None):
         values["state_dir"] = args.state
     return Settings(**values)
@@ -209,6 +211,10 @@ def _print_outcomes(outcomes: list[EventOutcome], out: TextIO) -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rules = load_rules(settings.rules_path)
+    names = [rule.name for rule in rules.spec.rules]
+    if args.expect and args.expect not in names:
+        raise CliError(f"--expect: no rule {args.expect!r} in {settings.rules_path}{suggest(args.expect, names)}")
+    fired = False
     engine = Engine(rules, _NoLedger(), {})
     try:
         items = parse_delivery(_read(args.path))
@@ -220,6 +226,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         else:
             plan = engine.plan(item)
             report = {
+                "rules_file": str(settings.rules_path),
                 "event_id": item.id,
                 "event_type": item.event_type,
                 "kind": item.kind.value,
@@ -235,10 +242,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     for v in (evaluate(r, item) for r in rules.spec.rules)
                 ],
             }
+            fired = fired or any(r["matched"] for r in report["rules"] if r["rule"] == args.expect)
         if args.json:
             print(json.dumps(report, default=str))
         else:
             _print_explanation(report, sys.stdout)
+    if args.expect and not fired:
+        print(f"mlreactor: expected rule {args.expect!r} to fire; it would not", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -291,23 +302,6 @@ class _NoLedger:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"explain must not use the ledger ({name})")
-
-
-# rules check --------------------------------------------------------------------------------------------------
-def cmd_rules_check(args: argparse.Namespace) -> int:
-    path = args.file or Settings().rules_path
-    try:
-        rules = load_rules(path)
-    except RulesError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    spec = rules.spec
-    enabled = sum(r.enabled for r in spec.rules)
-    print(
-        f"{path}: OK — {len(spec.rules)} rule(s) ({enabled} enabled), "
-        f"{len(spec.allowed_workspaces)} allowed workspace(s), {len(spec.channels)} channel(s)"
-    )
-    return 0
 
 
 # audit --------------------------------------------------------------------------------------------------------
