@@ -13,13 +13,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared import templates
-from shared.clock import parse_duration
+from shared.clock import bounded_duration
 from shared.events import AzureMLEvent, Registry, as_text
 from shared.gate import MetricRule
 
@@ -259,7 +260,7 @@ class NotifyParams(Params):
     @field_validator("throttle_window")
     @classmethod
     def _window(cls, value: str) -> str:
-        parse_duration(value)
+        bounded_duration(value, timedelta(seconds=1), timedelta(days=31))
         return value
 
 
@@ -295,7 +296,7 @@ class QualityGateParams(Params):
     @field_validator("wait_for_candidate")
     @classmethod
     def _duration(cls, value: str) -> str:
-        parse_duration(value)
+        bounded_duration(value, timedelta(0), timedelta(days=7))
         return value
 
 
@@ -311,11 +312,12 @@ PARAMS: dict[ActionKind, type[Params]] = {
 
 #: What each action kind's result holds for the rule's later actions, under the action's ``id`` (``if: release.url``,
 #: ``{{ gate.summary }}``): the keys of ``ActionResult.data`` its live adapter returns. ``.*`` marks a mapping with
-#: free keys. ``rules check`` checks paths against this; tests compare it with what the adapters return.
+#: free keys; the first field is the one that says the action happened (``if: retrain.job``). ``rules check`` checks
+#: paths against this; tests compare it with what the adapters return.
 RESULT_FIELDS: dict[ActionKind, tuple[str, ...]] = {
-    ActionKind.RUN_PIPELINE: ("workspace", "job", "experiment", "endpoint"),
-    ActionKind.TAG_MODEL: ("workspace", "model", "tags.*", "writes", "demoted"),
-    ActionKind.TAG_RUN: ("workspace", "run", "experiment"),
+    ActionKind.RUN_PIPELINE: ("job", "workspace", "experiment", "endpoint"),
+    ActionKind.TAG_MODEL: ("model", "workspace", "tags.*", "writes", "demoted"),
+    ActionKind.TAG_RUN: ("run", "workspace", "experiment"),
     ActionKind.QUEUE_RELEASE: (
         "id", "name", "url", "flavour", "environment", "model", "version", "release_key", "status",
     ),

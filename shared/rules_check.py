@@ -82,7 +82,7 @@ def check(rules: Rules, environ: Mapping[str, str] | None = None) -> list[Findin
     findings = _channels(rules, os.environ if environ is None else environ)
     for position, rule in enumerate(rules.spec.rules):
         findings.extend(_RuleCheck(rules, rule, ("rules", position)).run())
-    return findings
+    return sorted(findings, key=lambda f: (f.position.line, f.position.column) if f.position else (0, 0))
 
 
 def _channels(rules: Rules, environ: Mapping[str, str]) -> list[Finding]:
@@ -174,8 +174,10 @@ class _RuleCheck:
                     self.add("error", f"do[{index}].{kind}.{where}", ("do", index, kind, *dotted_path(where)),
                              f"{{{{ {placeholder.path} }}}}: {problem}")
                 else:
+                    lacking = ", ".join(k.value for k in self.missing(placeholder.path)) or self.names()
                     self.add("error", f"do[{index}].{kind}.{where}", ("do", index, kind),
-                             f"the default {text!r}: {problem}; set {field} for this rule")
+                             f"not set, and its default {text!r} needs {placeholder.path}, which {lacking} events "
+                             f"do not have: set {field}")
         if isinstance(action.params, RunPipelineParams):
             self._files(index, action.params)
 

@@ -127,10 +127,18 @@ _Loader.add_implicit_resolver(
 def load(text: str) -> Document:
     """Parse rules YAML text; raise ``YamlProblem`` (with a position where there is one) for anything refused."""
     if len(text) > MAX_BYTES:
-        raise YamlProblem(f"the file is {len(text)} characters long; a rules file may have at most {MAX_BYTES}")
-    loader = _Loader(text)
+        raise YamlProblem(f"the file has more than {MAX_BYTES} characters, the most a rules file may have")
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: refused before parsing starts
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise YamlProblem(f"not valid YAML: the character #x{exc.character:04x} is not allowed",
+                          Position(line, column)) from None
     try:
         node = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        raise YamlProblem(f"not valid YAML: the character #x{exc.character:04x} is not allowed") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(p for p in (exc.context, exc.problem) if p)

@@ -214,7 +214,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     names = [rule.name for rule in rules.spec.rules]
     if args.expect and args.expect not in names:
         raise CliError(f"--expect: no rule {args.expect!r} in {settings.rules_path}{suggest(args.expect, names)}")
-    fired = False
+    fired, why_not = False, ""
     engine = Engine(rules, _NoLedger(), {})
     try:
         items = parse_delivery(_read(args.path))
@@ -242,13 +242,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     for v in (evaluate(r, item) for r in rules.spec.rules)
                 ],
             }
-            fired = fired or any(r["matched"] for r in report["rules"] if r["rule"] == args.expect)
+            expected = next((r for r in report["rules"] if r["rule"] == args.expect), None)
+            fired = fired or bool(expected and expected["matched"])
+            why_not = why_not or (expected["reason"] if expected and not expected["matched"] else "")
         if args.json:
             print(json.dumps(report, default=str))
         else:
             _print_explanation(report, sys.stdout)
     if args.expect and not fired:
-        print(f"mlreactor: expected rule {args.expect!r} to fire; it would not", file=sys.stderr)
+        print(f"mlreactor: expected rule {args.expect!r} to fire; it would not: {why_not or 'no event parsed'}",
+              file=sys.stderr)
         return 1
     return 0
 

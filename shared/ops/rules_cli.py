@@ -29,9 +29,10 @@ class RulesFile:
         print(f"mlreactor: rules: {self.path} ({self.origin})", file=sys.stderr)
 
 
-def resolve(config: Path | None, settings: Settings | None = None) -> RulesFile:
+def resolve(config: Path | None, settings: Settings | None = None, *, given: str = "--config") -> RulesFile:
+    """The rules file a command uses; ``given`` names where ``config`` came from."""
     if config is not None:
-        return RulesFile(config, "--config")
+        return RulesFile(config, given)
     settings = settings or Settings()
     if "rules_path" in settings.model_fields_set:
         return RulesFile(settings.rules_path, "MLREACTOR_RULES_PATH")
@@ -59,7 +60,7 @@ def register(rules_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
     """0: no errors (warnings allowed unless --strict); 1: errors; 2: the file is missing or unreadable."""
-    chosen = resolve(args.file or args.config)
+    chosen = resolve(args.file or args.config, given="argument" if args.file else "--config")
     chosen.announce()
     findings: list[dict[str, object]] = []
     lines: list[str] = []
