@@ -300,7 +300,8 @@ def parse_rules(
     errors: list[str] = []
 
     def problem(base: tuple[str | int, ...], label: str, message: str) -> None:
-        where = f"{source}:{positions.locate((*base, *message_path(message)), key=True)}: " if positions else ""
+        at = positions.locate((*base, *message_path(message)), key=True) if positions else None
+        where = f"{source}:{at}: error: " if at else ""
         errors.append(f"{where}{label}{message}")
 
     top = {k: v for k, v in document.items() if k != "rules"}
@@ -385,7 +386,7 @@ def read_rules(text: str, source: str, path: Path | None = None) -> Rules:
         document = load_yaml(text)
     except YamlProblem as exc:
         where = f"{source}:{exc.position}" if exc.position else source
-        raise RulesError(source, [f"{where}: {exc.message}"]) from None
+        raise RulesError(source, [f"{where}: error: {exc.message}"]) from None
     return parse_rules(document.data, source, path, document)
 
 

@@ -70,8 +70,8 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     except RulesUnreadable:
         raise
     except RulesError as exc:
-        lines = [f"{line}" for line in exc.errors]
-        findings = [{"severity": "error", "message": line} for line in exc.errors]
+        lines = list(exc.errors)
+        findings = [_load_error(line, str(chosen.path)) for line in exc.errors]
         errors, warnings = len(exc.errors), 0
     else:
         found = check(rules)
@@ -96,6 +96,16 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     notes = f"; {warnings} warning(s)" if warnings else ""
     print(f"{chosen.path}: OK — {summary}{notes}")
     return 0
+
+
+def _load_error(line: str, source: str) -> dict[str, object]:
+    """``file:3:5: error: rule 'x': ...`` as a finding: the line and column apart, the message without them."""
+    rest = line.removeprefix(f"{source}:")
+    where, _, message = rest.partition(": error: ")
+    line_no, _, column = where.partition(":")
+    if not message or not line_no.isdigit() or not column.isdigit():
+        return {"severity": "error", "line": None, "column": None, "message": line.removeprefix(f"{source}: error: ")}
+    return {"severity": "error", "line": int(line_no), "column": int(column), "message": message}
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:

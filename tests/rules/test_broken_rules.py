@@ -62,8 +62,8 @@ ROWS = [
       - run_pipeline:
           job_yaml: pipelines/retrain.yml
           display_name: "retrain {{ monitor.name }"
-""", "display_name:", "rule 'retrain': do[0].run_pipeline.display_name: unclosed placeholder '{{ monitor.name }': "
-        "close it with '}}'"),
+""", "display_name:", "error: rule 'retrain': do[0].run_pipeline.display_name: unclosed placeholder "
+        "'{{ monitor.name }': close it with '}}'"),
     Row("if on a misspelt result field", """  - name: gate
     on: RunCompleted
     do:
@@ -84,7 +84,7 @@ ROWS = [
     on: ModelRegistered
     do:
       - tag_model: {set: {a: b}}
-""", "on: ModelRegistered", "duplicate key 'on' (first given at line 6)"),
+""", "on: ModelRegistered", "error: duplicate key 'on' (first given at line 6)"),
     Row("job_yaml that does not exist", """  - name: retrain
     on: ModelMonitorSignal
     do:
@@ -96,19 +96,19 @@ ROWS = [
     on: ModelRegistered
     do:
       - tag_model: {set: {a: "{{ model.name | lowr }}"}}
-""", 'a: "', "rule 'tag-new': do[0].tag_model.set.a: unknown filter 'lowr' in '{{ model.name | lowr }}' — did you "
-        "mean 'lower'?"),
+""", 'a: "', "error: rule 'tag-new': do[0].tag_model.set.a: unknown filter 'lowr' in '{{ model.name | lowr }}' "
+        "— did you mean 'lower'?"),
     Row("stray closing braces", """  - name: tag-new
     on: ModelRegistered
     do:
       - tag_model: {set: {a: "model.name }}"}}
-""", 'a: "', "rule 'tag-new': do[0].tag_model.set.a: stray '}}' in 'model.name }}': no '{{' opens it"),
+""", 'a: "', "error: rule 'tag-new': do[0].tag_model.set.a: stray '}}' in 'model.name }}': no '{{' opens it"),
     Row("not a placeholder", """  - name: tag-new
     on: ModelRegistered
     do:
       - tag_model: {set: {a: "{{ 7*7 }}"}}
-""", 'a: "', "rule 'tag-new': do[0].tag_model.set.a: '{{ 7*7 }}' is not a placeholder: use {{ path.to.value }} or "
-        "{{ path | filter }}"),
+""", 'a: "', "error: rule 'tag-new': do[0].tag_model.set.a: '{{ 7*7 }}' is not a placeholder: use "
+        "{{ path.to.value }} or {{ path | filter }}"),
     Row("once_per on a path one of the kinds lacks", """  - name: retrain
     on: [DatasetDriftDetected, ModelMonitorSignal]
     once_per: [drift.coefficient]
@@ -189,7 +189,7 @@ ROWS = [
     # what the loader refuses ----------------------------------------------------------------------------------
     Row("YAML that does not parse names the file", """  - name: x
     on: [ModelRegistered
-""", "", "not valid YAML: while parsing a flow sequence expected ',' or ']', but got '<stream end>'"),
+""", "", "error: not valid YAML: while parsing a flow sequence expected ',' or ']', but got '<stream end>'"),
     Row("a duplicate key deep inside", """  - name: tag-new
     on: ModelRegistered
     do:
@@ -197,33 +197,33 @@ ROWS = [
           set:
             mlreactor.stage: candidate
             mlreactor.stage: champion
-""", "mlreactor.stage: champion", "duplicate key 'mlreactor.stage' (first given at line 10)"),
+""", "mlreactor.stage: champion", "error: duplicate key 'mlreactor.stage' (first given at line 10)"),
     Row("a whole-rule check has no (top): prefix", """  - name: r
     on: ModelRegistered
     throttle: {once_within: 6h, group_by: ["model name"]}
     do:
       - tag_model: {set: {a: b}}
-""", "group_by", "rule 'r': throttle.group_by: 'model name' is not a dotted path like monitor.name"),
+""", "group_by", "error: rule 'r': throttle.group_by: 'model name' is not a dotted path like monitor.name"),
     Row("a duration too long to be one", """  - name: r
     on: ModelRegistered
     throttle: {once_within: 99999999999999999999d}
     do:
       - tag_model: {set: {a: b}}
-""", "once_within", "rule 'r': throttle.once_within: '99999999999999999999d' is too long a duration"),
+""", "once_within", "error: rule 'r': throttle.once_within: '99999999999999999999d' is too long a duration"),
     Row("a window beyond a year", """  - name: r
     on: ModelRegistered
     throttle: {once_within: 400d}
     do:
       - tag_model: {set: {a: b}}
-""", "once_within", "rule 'r': throttle.once_within: '400d' is out of range: use 1s to 366d"),
+""", "once_within", "error: rule 'r': throttle.once_within: '400d' is out of range: use 1s to 366d"),
     Row("a notify digest window of zero", """  - name: r
     on: ModelRegistered
     do:
       - notify: {channels: [ops], throttle_key: x, throttle_window: 0s}
-""", "throttle_window", "rule 'r': do[0].notify.throttle_window: '0s' is out of range: use 1s to 31d"),
+""", "throttle_window", "error: rule 'r': do[0].notify.throttle_window: '0s' is out of range: use 1s to 31d"),
     Row("a YAML tag that builds Python objects", """  - name: !!python/object:os.system r
     on: ModelRegistered
-""", "!!python", "the tag 'tag:yaml.org,2002:python/object:os.system' is not allowed in a rules file"),
+""", "!!python", "error: the tag 'tag:yaml.org,2002:python/object:os.system' is not allowed in a rules file"),
 ]
 
 

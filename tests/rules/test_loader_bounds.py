@@ -59,12 +59,13 @@ def test_deep_nesting_is_refused_at_the_depth_limit(text: str) -> None:
 
 def test_an_oversized_file_is_refused_unread() -> None:
     (error,) = refused("#" * (MAX_BYTES + 1))
-    assert error == f"hostile.yaml: the file has more than {MAX_BYTES} characters, the most a rules file may have"
+    assert error == (f"hostile.yaml: error: the file has more than {MAX_BYTES} characters, the most a rules file "
+                     "may have")
 
 
 def test_an_integer_of_ten_thousand_digits_is_a_clear_error() -> None:
     (error,) = refused("version: " + "9" * 10_000 + "\n")
-    assert error.startswith("hostile.yaml:1:10: '9999999999999999999999999999999999999...' is not a valid value")
+    assert error.startswith("hostile.yaml:1:10: error: '9999999999999999999999999999999999999...' is not a valid value")
 
 
 def test_a_template_that_would_backtrack_is_answered_at_once() -> None:

@@ -88,6 +88,14 @@ def test_rules_check_json_lists_every_finding_with_its_line(capsys: pytest.Captu
     assert "did you mean 'model.id'?" in finding["message"]
 
 
+def test_rules_check_json_gives_load_errors_their_line_too(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "reactions.yaml").write_text(BROKEN.replace("on: ModelRegistered", "on: ModelRegisterd"))
+    code, out, _ = run(capsys, "rules", "check", "--json", str(tmp_path / "reactions.yaml"))
+    (finding,) = json.loads(out)["findings"]
+    assert code == 1 and (finding["line"], finding["column"]) == (4, 5)
+    assert finding["message"] == "rule 'r': on: unknown event kind 'ModelRegisterd' — did you mean 'ModelRegistered'?"
+
+
 def test_explain_expect_exits_1_when_the_rule_would_not_fire(capsys: pytest.CaptureFixture[str]) -> None:
     config = str(ROOT / "reactions.yaml")
     assert run(capsys, "explain", "--config", config, "--expect", "test-new-model", MODEL_REGISTERED)[0] == 0
