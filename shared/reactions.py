@@ -1,5 +1,8 @@
 """The rules file (``reactions.yaml``): its model, loading with every error listed, matching and explanation.
 
+The YAML is read by ``shared/rules_yaml.py`` (strict and bounded), so every error carries ``file:line:column``;
+what loads but would break at run time is for ``shared/rules_check.py`` (``mlreactor rules check``).
+
 ```yaml
 version: 1
 allowed_workspaces: [/subscriptions/.../workspaces/mlw-prod]
@@ -33,13 +36,14 @@ from shared.actions import PARAMS, ActionKind, Params
 from shared.channels import Channel
 from shared.clock import bounded_duration
 from shared.errors import RulesError, RulesUnreadable
+from shared.event_fields import CONTEXT_FIELDS
 from shared.events import AzureMLEvent, EventKind, Workspace
 from shared.rules_yaml import MAX_BYTES, Document, YamlProblem
 from shared.rules_yaml import load as load_yaml
 
 _RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 #: The top-level names of an event's template context (see ``AzureMLEvent.context``).
-CONTEXT_ROOTS = ("event", "workspace", "correlation_id", "tags", "model", "deployment", "run", "monitor", "drift")
+CONTEXT_ROOTS = tuple(dict.fromkeys(name.split(".")[0] for row in CONTEXT_FIELDS for name in row.names()))
 #: ``once_per`` is a throttle window that does not end within any retention anyone configures.
 ONCE_WINDOW = timedelta(days=36500)
 #: A throttle window: from a second to a year (a longer one is a typo, and overflows date arithmetic).
