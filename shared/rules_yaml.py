@@ -7,7 +7,8 @@ data itself, so it can refuse, with the file, line and column:
 
 - a duplicate key anywhere (``on:`` twice in one rule, a tag set twice);
 - a document over ``MAX_BYTES``, nested deeper than ``MAX_DEPTH``, or whose aliases expand past ``MAX_NODES``;
-- tags other than YAML's plain scalars, sequences and mappings (``!!python/object``, ``!!set``).
+- tags other than YAML's plain scalars, sequences and mappings (``!!python/object``, ``!!set``);
+- ``.nan`` and ``.inf``: a threshold no number is above (or every number is) is a typo, never a rule.
 
 Booleans are YAML 1.2's (``true``/``false`` only): YAML 1.1 would read the key ``on:`` as the boolean True. Merge
 keys (``<<: *defaults``) work; keys given beside a merge win over the merged ones, as YAML says.
@@ -18,6 +19,7 @@ file gets its answer in well under a second; they are constants, not settings, b
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -186,11 +188,14 @@ class _Builder:
     def _scalar(self, node: ScalarNode) -> Any:
         if node.tag not in _SCALARS:
             raise YamlProblem(f"the tag {node.tag!r} is not allowed in a rules file", _position(node.start_mark))
+        text = node.value if len(node.value) <= 40 else node.value[:37] + "..."
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
         except (ValueError, OverflowError, yaml.YAMLError) as exc:  # e.g. an integer of 10,000 digits
-            text = node.value if len(node.value) <= 40 else node.value[:37] + "..."
             raise YamlProblem(f"{text!r} is not a valid value: {exc}", _position(node.start_mark)) from None
+        if isinstance(value, float) and not math.isfinite(value):  # .nan > x is never true: a threshold never met
+            raise YamlProblem(f"{text!r} is not a finite number", _position(node.start_mark))
+        return value
 
     def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict[Any, Any]:
         own: dict[Any, Any] = {}

@@ -1,8 +1,9 @@
 """``mlreactor``: replay event files through the engine, explain rules, check them, read the audit trail.
 
 Readable tables by default, ``--json`` (JSON Lines) for machines. Exit status: 0 when the command did its job
-(every replayed event got an outcome), 1 when ``rules check`` finds errors, 2 for operational errors (rules file
-invalid or missing, ledger cannot be opened) with a message on stderr.
+(every replayed event got an outcome), 1 when ``rules check`` finds errors, ``rules test`` a failing case or
+``explain --expect`` a rule that would not fire, 2 for operational errors (rules file invalid or missing, ledger
+cannot be opened) with a message on stderr. The rules commands live in ``rules_cli.py``.
 """
 
 from __future__ import annotations
@@ -60,8 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, *, state: bool = True) -> None:
-        p.add_argument("--config", type=Path, help="rules file (default: MLREACTOR_RULES_PATH, else ./reactions.yaml, "
-                       "else the bundled example)")
+        p.add_argument("--config", type=Path, help="rules file (default: MLREACTOR_RULES_PATH or reactions.yaml)")
         if state:
             p.add_argument("--state", type=Path, help="folder of the SQLite ledger (default: .mlreactor/)")
 

@@ -221,6 +221,12 @@ ROWS = [
     do:
       - notify: {channels: [ops], throttle_key: x, throttle_window: 0s}
 """, "throttle_window", "error: rule 'r': do[0].notify.throttle_window: '0s' is out of range: use 1s to 31d"),
+    Row("a threshold that is not a number", """  - name: r
+    on: DatasetDriftDetected
+    when: {drift_coefficient_above: .nan}
+    do:
+      - tag_model: {set: {a: b}}
+""", ".nan", "error: '.nan' is not a finite number"),
     Row("a YAML tag that builds Python objects", """  - name: !!python/object:os.system r
     on: ModelRegistered
 """, "!!python", "error: the tag 'tag:yaml.org,2002:python/object:os.system' is not allowed in a rules file"),
