@@ -157,7 +157,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             for outcome in engine.handle_delivery(_read(path)):
                 outcomes.append(outcome)
                 if args.json:
-                    print(json.dumps(outcome.as_dict(), default=str), flush=True)
+                    print(json.dumps({**outcome.as_dict(), "rules_file": str(settings.rules_path)}, default=str),
+                          flush=True)
             progress.step()
     finally:
         progress.done()
@@ -376,7 +377,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         ledger.close()
     if args.json:
         for result in results:
-            print(json.dumps(result.as_dict()))
+            print(json.dumps({**result.as_dict(), "rules_file": str(settings.rules_path)}))
         return 0
     _table(["ORIGIN", "EVENT", "DEAD-LETTER REASON", "OUTCOME", "REASON"],
            [[r.origin, r.event_id or "-", r.dead_letter_reason or "-", r.outcome, r.reason] for r in results],
@@ -421,7 +422,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             ledger.close()
     if args.json:
         for kind, outcome in result.outcomes:
-            print(json.dumps({"kind": kind, **outcome.as_dict()}, default=str))
+            print(json.dumps({"kind": kind, **outcome.as_dict(), "rules_file": str(settings.rules_path)}, default=str))
         return 0
     out = sys.stdout
     print("== deliveries (every event through the real engine, rules and ledger)", file=out)

@@ -3,6 +3,7 @@ builds them and against the README, so ``rules check``, the renderer and the doc
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,3 +61,33 @@ def test_the_gate_returns_the_fields_declared_for_it() -> None:
 
 def test_every_action_kind_declares_its_result() -> None:
     assert set(RESULT_FIELDS) == set(ActionKind)
+
+
+#: Which action kinds each adapter module answers (the gate's result is checked above, from the verdict itself).
+ADAPTERS = {
+    "azureml/pipelines.py": {ActionKind.RUN_PIPELINE},
+    "azureml/tags.py": {ActionKind.TAG_MODEL, ActionKind.TAG_RUN},
+    "devops.py": {ActionKind.QUEUE_RELEASE},
+    "notify/__init__.py": {ActionKind.NOTIFY},
+    "eventgrid_out.py": {ActionKind.PUBLISH_EVENT},
+}
+
+
+def result_keys(source: str) -> set[str]:
+    """The keys of every ``ActionResult(..., data={...})`` literal in an adapter module."""
+    keys: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ActionResult":
+            for keyword in node.keywords:
+                if keyword.arg == "data" and isinstance(keyword.value, ast.Dict):
+                    keys |= {k.value for k in keyword.value.keys if isinstance(k, ast.Constant)}
+    return keys
+
+
+@pytest.mark.parametrize("module", sorted(ADAPTERS))
+def test_each_live_adapter_returns_the_fields_declared_for_its_kinds(module: str) -> None:
+    """GIVEN what an adapter puts in its results WHEN compared with RESULT_FIELDS THEN they are the same names, so
+    ``if: release.url`` in a rule checks against what the live adapter really returns."""
+    found = result_keys((ROOT / "shared" / "adapters" / module).read_text(encoding="utf-8"))
+    declared = {f.removesuffix(".*") for kind in ADAPTERS[module] for f in RESULT_FIELDS[kind]}
+    assert found == declared

@@ -63,6 +63,21 @@ def test_the_setting_beats_the_current_directory_and_config_beats_the_setting(
     assert json.loads(out.splitlines()[0])["rules_file"] == "reactions.yaml"
 
 
+def test_every_command_that_loads_rules_names_the_file_in_its_json(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = str(ROOT / "reactions.yaml")
+    for argv in (["replay", "--config", config, "--json", "--dry-run", "--state", str(tmp_path), MODEL_REGISTERED],
+                 ["simulate", "--config", config, "--json"],
+                 ["explain", "--config", config, "--json", MODEL_REGISTERED],
+                 ["rules", "check", "--config", config, "--json"],
+                 ["rules", "test", "--config", config, "--json"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 0, (argv, err)
+        assert f"mlreactor: rules: {config} (--config)" in err
+        assert {json.loads(line)["rules_file"] for line in out.splitlines()} == {config}, argv
+
+
 def test_without_anything_the_bundled_example_is_loaded_and_named(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
