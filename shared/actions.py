@@ -330,6 +330,19 @@ RESULT_FIELDS: dict[ActionKind, tuple[str, ...]] = {
 }
 
 
+def stand_in_result(kind: ActionKind, rendered: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """What a live adapter's result would hold, for actions that are recorded instead of sent (dry-run, rule tests).
+
+    A field the rendered parameters also have takes their value (``model``, ``environment``); any other is
+    ``"<prefix>:<kind>.<field>"`` (truthy, so ``if: release.id`` runs the actions that follow a release as live);
+    a free-keyed mapping is empty.
+    """
+    return {
+        name.removesuffix(".*"): {} if name.endswith(".*") else rendered.get(name) or f"{prefix}:{kind.value}.{name}"
+        for name in RESULT_FIELDS[kind]
+    }
+
+
 def strings_at(value: Any, where: str) -> list[tuple[str, str]]:
     """Every string inside a parameter value with its dotted path (``inputs.monitor``); keys count as strings."""
     if isinstance(value, str):

@@ -23,8 +23,9 @@ expect:                           # every key is optional: only what is given is
 ``steps: [{event, expect}, ...]`` runs several events in order on one ledger (the second drift inside the window:
 ``outcome: ignored``). The clock is each event's own ``eventTime``, so windows behave the same on every run.
 
-Recorded results stand in for what a live adapter returns (``RESULT_FIELDS``): a release's ``url``, a job's ``job``,
-taken from the rendered parameters where they share a name (``model``, ``environment``), else ``<kind.field>``.
+Recorded results stand in for what a live adapter returns (``stand_in_result``): a release's ``url``, a job's
+``job``, taken from the rendered parameters where they share a name (``model``, ``environment``), else
+``test:<kind>.<field>``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.actions import RESULT_FIELDS, ActionAdapter, ActionKind, ActionResult, PlannedAction
+from shared.actions import ActionAdapter, ActionKind, ActionResult, PlannedAction, stand_in_result
 from shared.adapters.gate import GateAdapter, UnknownState
 from shared.engine import Engine
 from shared.events import AzureMLEvent, ParseFailure, parse_delivery
@@ -270,11 +271,8 @@ class _Recorder:
     def execute(self, action: PlannedAction) -> ActionResult:
         rendered = action.params.model_dump(mode="json", exclude={"id", "if_"})
         self.params[action.key] = rendered
-        data = {
-            name.removesuffix(".*"): {} if name.endswith(".*") else rendered.get(name, f"<{action.kind.value}.{name}>")
-            for name in RESULT_FIELDS[action.kind]
-        }
-        return ActionResult(external_id=f"test-{action.short_key}", detail=f"would {action.kind.value}", data=data)
+        return ActionResult(external_id=f"test-{action.short_key}", detail=f"would {action.kind.value}",
+                            data=stand_in_result(action.kind, rendered, "test"))
 
 
 class _EventClock:
