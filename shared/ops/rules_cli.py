@@ -13,10 +13,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import RulesError, RulesUnreadable
+from shared.errors import ConfigError, RulesError, RulesUnreadable
 from shared.ops.rules_test import case_files, default_dir, run_cases
 from shared.reactions import load_rules
 from shared.rules_check import check
+from shared.runtime import report_configuration
 from shared.settings import PROJECT_ROOT, Settings
 
 
@@ -74,11 +75,15 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         findings = [_load_error(line, str(chosen.path)) for line in exc.errors]
         errors, warnings = len(exc.errors), 0
     else:
+        try:  # the deployment's settings against the rules: subscribed workspaces not allowed fail the check
+            report_configuration(Settings(), rules)
+        except ConfigError as exc:
+            lines, findings = [f"{chosen.path}: error: {exc}"], [{"severity": "error", "message": str(exc)}]
         found = check(rules)
-        lines = [f.line(str(chosen.path)) for f in found]
-        findings = [f.as_dict() for f in found]
-        errors = sum(f.severity == "error" for f in found)
-        warnings = len(found) - errors
+        lines += [f.line(str(chosen.path)) for f in found]
+        findings += [f.as_dict() for f in found]
+        warnings = sum(f.severity == "warning" for f in found)
+        errors = len(lines) - warnings
         spec = rules.spec
         summary = (f"{len(spec.rules)} rule(s) ({sum(r.enabled for r in spec.rules)} enabled), "
                    f"{len(spec.allowed_workspaces)} allowed workspace(s), {len(spec.channels)} channel(s)")
