@@ -38,7 +38,9 @@ from shared.events import AzureMLEvent, EventKind, Workspace
 
 _RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 #: The top-level names of an event's template context (see ``AzureMLEvent.context``).
-CONTEXT_ROOTS = ("event", "workspace", "correlation_id", "tags", "model", "deployment", "run", "monitor", "drift")
+CONTEXT_ROOTS = (
+    "event", "workspace", "correlation_id", "tags", "model", "deployment", "run", "monitor", "drift", "release",
+)
 #: ``once_per`` is a throttle window that does not end within any retention anyone configures.
 ONCE_WINDOW = timedelta(days=36500)
 
