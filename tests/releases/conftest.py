@@ -30,3 +30,7 @@ def queued(release_id: str, target: str = "azure-devops-pipeline", scope: str = 
         **changes,
     }
     return ReleaseRecord(**values)
+
+
+# The fake Azure DevOps and the real release adapter, shared with the release tests (tests/devops/conftest.py).
+from tests.devops.conftest import devops_cache_dir, devops_settings, fake_devops, make_release  # noqa: E402, F401

@@ -228,3 +228,35 @@ def test_awaiting_approval_notifies_with_the_approval_link(harness: Harness) -> 
     record = harness.ledger.find_release("azure-devops-pipeline", "contoso", "11")
     assert record is not None and record.state is ReleaseState.AWAITING_APPROVAL
     assert record.waiting_since == harness.clock.now()
+
+
+# through the Function App, as the host calls it -------------------------------------------------------------------
+def test_the_function_app_serves_both_hooks_with_function_keys_and_the_reconciler_timer() -> None:
+    from tests.conftest import indexed
+
+    functions = indexed()
+    for name, route in (("azure_devops_hook", "hooks/azure-devops/{organization?}"), ("github_hook", "hooks/github")):
+        trigger = functions[name].get_bindings()[0].get_dict_repr()
+        assert (trigger["type"], trigger["route"], trigger["authLevel"].name) == ("httpTrigger", route, "FUNCTION")
+        assert [m.name if hasattr(m, "name") else m for m in trigger["methods"]] == ["POST"]
+    timer = functions["reconcile_releases"].get_bindings()[0].get_dict_repr()
+    assert (timer["type"], timer["schedule"]) == ("timerTrigger", "0 */5 * * * *")
+
+
+def test_a_hook_request_through_the_function(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import azure.functions as func
+
+    from shared import runtime
+    from shared import settings as settings_module
+    from tests.conftest import indexed
+
+    monkeypatch.setattr(runtime, "_engine", harness.engine)
+    monkeypatch.setattr(settings_module, "get_settings", lambda: SETTINGS)
+    body = json.dumps(payload("azure_devops/run_state_changed")).encode()
+    request = func.HttpRequest("POST", "https://app/api/hooks/azure-devops/contoso", headers=basic(SECRET),
+                               route_params={"organization": "contoso"}, body=body)
+    response = indexed()["azure_devops_hook"].get_user_function()(request)
+    assert response.status_code == 200 and json.loads(response.get_body())["outcome"] == "acted"
+    refused = func.HttpRequest("POST", "https://app/api/hooks/azure-devops/contoso", headers=basic("nope"),
+                               route_params={"organization": "contoso"}, body=body)
+    assert indexed()["azure_devops_hook"].get_user_function()(refused).status_code == 401
