@@ -31,8 +31,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from shared.errors import EventParseError
 
 EVENT_TYPE_PREFIX = "Microsoft.MachineLearningServices."
-#: Release events are mlreactor's own: ``mlreactor.ReleaseDeployed`` ... (built by ``shared/releases/intake.py``).
-RELEASE_TYPE_PREFIX = "mlreactor."
 MONITOR_BREACH_TAG = "azureml_modelmonitor_threshold_breached"
 CORRELATION_TAG = "mlreactor.correlation"
 
@@ -691,8 +689,8 @@ def parse_event(obj: object) -> AzureMLEvent:
     model: type[AzureMLEvent] = UnknownEvent
     if isinstance(event_type, str) and event_type.lower().startswith(EVENT_TYPE_PREFIX.lower()):
         model = _MODELS.get(event_type[len(EVENT_TYPE_PREFIX) :].lower(), UnknownEvent)
-    elif isinstance(event_type, str) and event_type.lower().startswith(RELEASE_TYPE_PREFIX):
-        model = _RELEASE_MODELS.get(event_type[len(RELEASE_TYPE_PREFIX) :].lower(), UnknownEvent)
+    elif isinstance(event_type, str):  # mlreactor's own release events: the type is the kind (``ReleaseDeployed``)
+        model = _RELEASE_MODELS.get(event_type.lower(), UnknownEvent)
 
     data_keys: _Keys | None = None
     if model is not UnknownEvent:

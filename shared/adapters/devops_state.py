@@ -43,7 +43,7 @@ class DevOpsStateReader:
                 self._organization(record), "pipelines", f"reading run {record.release_id} of {record.project}",
                 lambda c: c.get_run(record.project, int(record.definition), int(record.release_id)),
             )
-            return _run_signal(base, str(run.state or ""), str(run.result or ""))
+            return run_signal(base, str(run.state or ""), str(run.result or ""))
         release = self._adapter.read(
             self._organization(record), "release", f"reading release {record.release_id} of {record.project}",
             lambda c: c.get_release(record.project, int(record.release_id)),
@@ -51,7 +51,8 @@ class DevOpsStateReader:
         return _release_signal(base, record.environment, release)
 
 
-def _run_signal(base: dict[str, Any], state: str, result: str) -> Signal | None:
+def run_signal(base: dict[str, Any], state: str, result: str) -> Signal | None:
+    """What a YAML run's ``state``/``result`` say (also how ``mlreactor simulate`` reads its simulated runs)."""
     common = {**base, "source_type": "azure-devops:get-run"}
     if state.lower() != "completed":
         return None

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from shared.actions import derived_key
 from shared.engine import Engine
-from shared.events import RELEASE_EVENTS, RELEASE_TYPE_PREFIX, EventKind, ReleaseEvent
+from shared.events import RELEASE_EVENTS, EventKind, ReleaseEvent
 from shared.ledger.port import AuditEntry, ReleaseRecord, ReleaseState
 from shared.outcomes import EventOutcome, Outcome
 from shared.releases.signals import STATE_OF, Signal, TargetKind
@@ -36,7 +36,7 @@ def release_event(record: ReleaseRecord, signal: Signal, now: datetime, via: str
         "id": derived_key(fields)[:40],
         "topic": record.workspace,
         "subject": f"releases/{record.target}/{record.scope}/{record.release_id}",
-        "eventType": RELEASE_TYPE_PREFIX + signal.kind.value,
+        "eventType": signal.kind.value,  # exactly the kind: the audit and the verdicts read it
         "eventTime": now.isoformat(),
         "data": {
             "target": record.target, "scope": record.scope, "project": record.project,

@@ -65,7 +65,7 @@ def champion_tagging(harness: Harness) -> list[TagModelParams]:
 def test_basic_auth_with_the_secret_as_password_is_accepted(harness: Harness) -> None:
     answer = ado(harness, payload("azure_devops/run_state_changed"))
     assert answer.status == 200 and answer.body["outcome"] == "acted"
-    assert answer.body["event_type"] == "mlreactor.ReleaseDeployed"
+    assert answer.body["event_type"] == "ReleaseDeployed"
 
 
 def test_the_custom_header_is_accepted_instead_of_basic_auth(harness: Harness) -> None:
@@ -102,7 +102,7 @@ def test_github_needs_the_hmac_of_the_raw_body(harness: Harness) -> None:
     assert harness.ledger.audit() == []
     answer = github(harness, "workflow_run", body)
     assert answer.status == 200 and answer.body["outcome"] == "acted"
-    assert answer.body["event_type"] == "mlreactor.ReleaseDeployed"
+    assert answer.body["event_type"] == "ReleaseDeployed"
 
 
 def test_an_oversize_body_gets_413_before_anything_else(harness: Harness) -> None:
@@ -206,7 +206,7 @@ def test_a_rejection_tags_who_and_why_and_notifies(harness: Harness) -> None:
     approval["status"] = approval["steps"][0]["status"] = "rejected"
     approval["steps"][0].update(actualApprover={"displayName": "Dana Reviewer"}, comment="AUC gain too small")
     answer = ado(harness, body)
-    assert answer.body["event_type"] == "mlreactor.ReleaseRejected" and answer.body["outcome"] == "acted"
+    assert answer.body["event_type"] == "ReleaseRejected" and answer.body["outcome"] == "acted"
     (tagging,) = champion_tagging(harness)
     assert tagging.tags == {"mlreactor.stage": "rejected", "mlreactor.verdict": "rejected-by-reviewer",
                             "mlreactor.reviewer": "Dana Reviewer", "mlreactor.review_comment": "AUC gain too small"}
@@ -219,7 +219,7 @@ def test_awaiting_approval_notifies_with_the_approval_link(harness: Harness) -> 
     body["resource"]["run"] = {"id": 11, "_links": {"web": {"href": "https://dev.azure.com/contoso/mlops/_build/"
                                                                     "results?buildId=11"}}}
     answer = ado(harness, body)
-    assert answer.body["event_type"] == "mlreactor.ReleaseAwaitingApproval"
+    assert answer.body["event_type"] == "ReleaseAwaitingApproval"
     (notice,) = harness.executed(ActionKind.NOTIFY)
     params = notice.params.model_dump()
     assert params["links"] == {"Review the pending approval": "https://dev.azure.com/contoso/mlops/_build/"

@@ -85,7 +85,7 @@ def test_the_reconciler_closes_the_chain_when_the_hooks_are_lost(pipeline: Relea
     pipeline.clock.advance(minutes=5)
     report = reconcile(pipeline)
     (outcome,) = report.outcomes
-    assert (outcome.event_type, outcome.outcome) == ("mlreactor.ReleaseDeployed", Outcome.ACTED)
+    assert (outcome.event_type, outcome.outcome) == ("ReleaseDeployed", Outcome.ACTED)
     (tagging,) = tag_actions(pipeline)
     assert tagging.event.context()["release"]["via"] == "reconciler"
     assert pipeline.ledger.pending_releases(limit=10) == []
@@ -106,7 +106,7 @@ def test_a_hook_after_the_reconciler_is_a_duplicate_not_a_second_event(pipeline:
 def test_a_failed_run_ends_the_chain_as_failed(pipeline: Release) -> None:
     pipeline.fake.finish_run(101, "failed")
     (outcome,) = reconcile(pipeline).outcomes
-    assert outcome.event_type == "mlreactor.ReleaseFailed"
+    assert outcome.event_type == "ReleaseFailed"
     record = pipeline.ledger.find_release("azure-devops-pipeline", "contoso", "101")
     assert record is not None and record.state is ReleaseState.FAILED
 
@@ -131,12 +131,12 @@ def test_a_classic_release_waiting_then_rejected_with_who_and_why(make_release: 
     release.deliver()
     release.fake.set_stage(1, "Production", "inProgress", [{"status": "pending"}])
     (waiting,) = reconcile(release).outcomes
-    assert waiting.event_type == "mlreactor.ReleaseAwaitingApproval"
+    assert waiting.event_type == "ReleaseAwaitingApproval"
     release.fake.set_stage(1, "Production", "rejected", [
         {"status": "rejected", "approvedBy": {"displayName": "Dana Reviewer"}, "comments": "not this week"}])
     release.clock.advance(minutes=5)
     (rejected,) = reconcile(release).outcomes
-    assert rejected.event_type == "mlreactor.ReleaseRejected"
+    assert rejected.event_type == "ReleaseRejected"
     context = tag_actions(release)[-1].event.context()["release"]
     assert (context["actor"], context["comment"], context["environment"]) == ("Dana Reviewer", "not this week",
                                                                               "Production")
