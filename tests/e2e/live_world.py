@@ -64,7 +64,7 @@ CHAMPION_TAGS = {"mlreactor.stage": "champion", "mlreactor.metric.auc": "0.88", 
 #: What the offline test writes on its run (the shipped gate: auc ≥ 0.80 and no worse, latency ≤ 50 ms, +5 at most).
 TEST_METRICS = {"mlreactor.metric.auc": "0.91", "mlreactor.metric.latency_ms": "32"}
 PAT = "e2e-pat-never-logged"
-HOOK_SECRET = "e2e-hook-secret"  # noqa: S105 - the fakes' own
+HOOK_SECRET = "e2e-hook-secret"
 TOPIC_KEY = "e2e-topic-key-0123456789abcdef"
 
 
