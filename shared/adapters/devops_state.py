@@ -66,7 +66,9 @@ def run_signal(base: dict[str, Any], state: str, result: str) -> Signal | None:
 def _release_signal(base: dict[str, Any], environment: str, release: Any) -> Signal | None:
     common = {**base, "source_type": "azure-devops:get-release"}
     stages = list(release.environments or [])
-    stage = next((s for s in stages if (s.name or "").lower() == environment.lower()), stages[-1] if stages else None)
+    # The stage mlreactor waits for, by name; with none recorded, the last stage (production comes last).
+    fallback = None if environment else (stages[-1] if stages else None)
+    stage = next((s for s in stages if (s.name or "").lower() == environment.lower()), fallback)
     if stage is None:
         return None
     status = str(stage.status or "")
