@@ -260,3 +260,20 @@ def test_a_hook_request_through_the_function(harness: Harness, monkeypatch: pyte
     refused = func.HttpRequest("POST", "https://app/api/hooks/azure-devops/contoso", headers=basic("nope"),
                                route_params={"organization": "contoso"}, body=body)
     assert indexed()["azure_devops_hook"].get_user_function()(refused).status_code == 401
+
+
+def test_the_reconciler_timer_runs_one_pass_with_the_process_engine(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without an Azure DevOps organization there is no reader: the pass says so, and checks the release off."""
+    from shared import runtime
+    from shared import settings as settings_module
+    from tests.conftest import indexed
+
+    monkeypatch.setattr(runtime, "_engine", harness.engine)
+    monkeypatch.setattr(settings_module, "get_settings", lambda: SETTINGS)
+    with caplog.at_level("INFO", logger="mlreactor.functions.release_hooks"):
+        indexed()["reconcile_releases"].get_user_function()(None)
+    assert "0 release(s) read: no transitions; 1 not readable: azure-devops-pipeline #11: no reader" in caplog.text
+    record = harness.ledger.find_release("azure-devops-pipeline", "contoso", "11")
+    assert record is not None and record.checked_at is not None  # checked off (by the system clock's time)
