@@ -84,6 +84,10 @@ class TrackedReleases:
     def live(self) -> bool:
         return self.inner.live
 
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the wrapped adapter's (e.g. a router's gate verdicts for ``/api/health``)."""
+        return getattr(self.inner, name)
+
     def execute(self, action: PlannedAction) -> ActionResult:
         result = self.inner.execute(action)
         record = release_record(action, result, self._organization, self._clock.now())

@@ -72,3 +72,11 @@ def test_a_result_naming_no_run_is_not_tracked(make_engine: Callable[..., Harnes
                                                                         harness.ledger, clock=harness.clock)
     harness.engine.handle_delivery([event("model_registered")])
     assert harness.ledger.pending_releases(limit=10) == []
+
+
+def test_the_tracking_wrapper_is_transparent_to_the_adapters_other_attributes() -> None:
+    from shared.ledger.sqlite import SqliteLedger
+
+    inner = GitHubShaped(ActionKind.QUEUE_RELEASE)
+    wrapped = TrackedReleases(inner, SqliteLedger.__new__(SqliteLedger))
+    assert wrapped.executed is inner.executed and wrapped.kind is ActionKind.QUEUE_RELEASE and wrapped.live is False
