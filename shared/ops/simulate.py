@@ -172,7 +172,7 @@ class World:
 
     # the simulated Azure DevOps: its service hooks and what GET run shows (shared/releases/) ------------------------
     def notify_hook(self, event_type: str, release: Release, **resource: Any) -> None:
-        """A Web Hooks notification shaped as Microsoft's "Service hooks events" samples (tests/events/azure_devops)."""
+        """A Web Hooks notification shaped as Microsoft's "Service hooks events" samples (tests/events/hooks/)."""
         if self.options.lose_hooks:
             return
         url = f"{SIM_ORGANIZATION}/{release.project}/_build/results?buildId={release.id}"

@@ -4,7 +4,7 @@ Only *which* run or release, *what happened* to it, and who/why/where-to-look ar
 version, correlation id and workspace never are: ``intake.py`` takes them from what mlreactor recorded when it queued
 the release. Payload shapes are Microsoft's "Service hooks events" page (azure-devops-docs
 ``docs/service-hooks/events.md``) and GitHub's webhook payloads (octokit/webhooks ``payload-examples``); samples of
-both are in ``tests/events/``.
+both are in ``tests/events/hooks/``.
 
 Azure DevOps event ids (as documented; the YAML approval events are ``ms.vss-pipelinechecks-events.*``, not
 ``ms.vss-pipelines.*``)::

@@ -13,7 +13,7 @@ half lost after the effect (the connection is reset, or an error is returned, af
 Deliveries that fail are redelivered, as Event Grid does, until they are acted on or recognised as duplicates.
 
 How the release's end is told (``signals``): ``model_deployed`` — Azure ML's ModelDeployed event, as before;
-``hooks`` — the fake Azure DevOps' service-hook notifications (the documented payloads, tests/events/azure_devops)
+``hooks`` — the fake Azure DevOps' service-hook notifications (the documented payloads, tests/events/hooks/)
 POSTed to the hook endpoint's logic with the shared secret; ``reconciler`` — no hook at all: the reconciler reads the
 run from the fake Azure DevOps through the SDK and closes the chain.
 """
@@ -397,7 +397,7 @@ class LiveChain:
 
 def _documented(name: str) -> dict[str, Any]:
     """A documented service-hooks payload (Microsoft's "Service hooks events" page), to be pointed at a real run."""
-    return copy.deepcopy(json.loads((EVENTS / "azure_devops" / f"{name}.json").read_text()))
+    return copy.deepcopy(json.loads((EVENTS / "hooks" / "azure_devops" / f"{name}.json").read_text()))
 
 
 def _text(payload: Any) -> str:

@@ -14,9 +14,9 @@ QUEUED = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 
 
 def payload(name: str) -> dict[str, Any]:
-    """A documented hook payload (tests/events/azure_devops or github), as a fresh mutable copy."""
+    """A documented hook payload (tests/events/hooks/azure_devops or github), as a fresh mutable copy."""
     folder, _, stem = name.partition("/")
-    return copy.deepcopy(json.loads((EVENTS / folder / f"{stem}.json").read_text()))
+    return copy.deepcopy(json.loads((EVENTS / "hooks" / folder / f"{stem}.json").read_text()))
 
 
 def queued(release_id: str, target: str = "azure-devops-pipeline", scope: str = "contoso",
