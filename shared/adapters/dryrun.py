@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.actions import ActionKind, ActionResult, PlannedAction
+from shared.actions import ActionKind, ActionResult, PlannedAction, stand_in_result
 
 _DETAIL = 300
 _TEXT = 1_000  # characters kept of one text parameter in the recorded result
@@ -31,7 +31,10 @@ class DryRunAdapter:
         return ActionResult(
             external_id=f"dryrun-{action.short_key}",
             detail=f"dry-run: would {action.kind.value} {_summary(rendered)}",
-            data={"dry_run": True, "params": _bounded(rendered)},
+            # The fields a live result holds (so what follows "if: release.id" shows as it would run live), and
+            # the rendered parameters: what would have been sent.
+            data=_bounded({**stand_in_result(action.kind, action.params.model_dump(mode="json"), "dryrun"),
+                           "dry_run": True, "params": rendered}),
         )
 
 

@@ -10,8 +10,9 @@ as any Unix tool stopped by SIGPIPE.
 ``replay`` and ``deadletter redrive`` act for real only with ``--live``: without it they run dry, whatever the
 environment holds.
 
-Each subcommand is one ``add_*`` function that declares its parser (with an example for ``--help``) and the
-``cmd_*`` that runs it; ``SUBCOMMANDS`` lists them.
+The rules commands (``rules check``, ``rules test``) and which rules file every command loads live in
+``rules_cli.py``. Each subcommand is one ``add_*`` function that declares its parser (with an example for
+``--help``) and the ``cmd_*`` that runs it; ``SUBCOMMANDS`` lists them.
 """
 
 from __future__ import annotations
@@ -33,18 +34,18 @@ from pydantic import ValidationError
 from shared.adapters import describe
 from shared.clock import SystemClock
 from shared.engine import Engine, Plan
-from shared.errors import ConfigError, EventParseError, MlreactorError, RulesError
+from shared.errors import EventParseError, MlreactorError, RulesError
 from shared.events import ParseFailure, parse_delivery
 from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry, Ledger
 from shared.ledger.sqlite import SqliteLedger
-from shared.ops import doctor, verdicts, views
+from shared.ops import doctor, rules_cli, verdicts, views
 from shared.ops.output import Progress, Table, Tally, json_line, table
 from shared.ops.redrive import DeadLettered, Redriven, from_blobs, redrive, transient
 from shared.ops.simulate import Options, expected_ending, simulate
 from shared.outcomes import Outcome
-from shared.reactions import Rule, evaluate, load_rules, throttle_key
-from shared.runtime import build_engine, report_configuration
+from shared.reactions import Rule, evaluate, load_rules, suggest, throttle_key
+from shared.runtime import build_engine
 from shared.settings import Settings
 from shared.storage import blob_container
 
@@ -113,7 +114,7 @@ def _command(
                             help="folder of a local SQLite ledger (default: the MLREACTOR_LEDGER/STATE_DIR settings)")
     if json_out:
         parser.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per line")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, loads_rules=config)  # a command without --config neither reads nor names rules
     return parser
 
 
@@ -142,8 +143,10 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     """The settings from the environment, with the command line's ``--config`` and ``--state`` on top."""
     values: dict[str, Any] = dict(overrides)
-    if getattr(args, "config", None):
-        values["rules_path"] = args.config
+    if getattr(args, "loads_rules", True):
+        chosen = rules_cli.resolve(getattr(args, "config", None))
+        chosen.announce()
+        values["rules_path"] = chosen.path
     if getattr(args, "state", None):
         values["state_dir"] = args.state
         values["ledger"] = "sqlite"
@@ -190,7 +193,7 @@ def _live_settings(settings: Settings) -> list[str]:
     return [name for name, given in present.items() if given]
 
 
-def _engine(args: argparse.Namespace, verb: str) -> Engine:
+def _engine(args: argparse.Namespace, verb: str) -> tuple[Engine, Settings]:
     """The engine for ``replay``/``redrive``: dry unless ``--live``; says on stderr which adapters are live."""
     settings = _settings(args)
     if not args.live:
@@ -210,7 +213,7 @@ def _engine(args: argparse.Namespace, verb: str) -> Engine:
         live = [k for k, m in modes.items() if m == "live"] or ["none"]
         dry = [k for k, m in modes.items() if m != "live"] or ["none"]
         print(f"mlreactor: --live: live: {', '.join(live)}; dry-run: {', '.join(dry)}", file=sys.stderr)
-    return engine
+    return engine, settings
 
 
 # replay -------------------------------------------------------------------------------------------------------
@@ -227,7 +230,7 @@ def add_replay(sub: Subparsers) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Streams: each outcome is written as it comes and only counted, so memory stays flat however long the input.
     A file that cannot be read is reported and skipped; the summary says so and the exit status is 2."""
-    engine = _engine(args, "replay")
+    engine, settings = _engine(args, "replay")
     tally, unreadable = Tally(), []
     rows = None if args.json else Table(["EVENT", "TYPE", "OUTCOME", "REASON", "ACTIONS"], ids=["EVENT"])
     progress = Progress("replayed", "files", total=len(args.paths))
@@ -242,7 +245,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             for outcome in engine.handle_delivery(text):
                 tally.add(outcome.outcome.value)
                 if rows is None:
-                    json_line(outcome.as_dict())
+                    json_line({**outcome.as_dict(), "rules_file": str(settings.rules_path)})
                 else:
                     actions = ", ".join(f"{a.kind}:{a.status}" for a in outcome.actions)
                     rows.add([outcome.event_id, _short(outcome.event_type), outcome.outcome.value, outcome.reason,
@@ -269,20 +272,27 @@ def add_explain(sub: Subparsers) -> None:
                  example="mlreactor explain tests/events/eventgrid/model_registered.json", run=cmd_explain,
                  state=False)
     p.add_argument("path", metavar="EVENT_FILE")
+    p.add_argument("--expect", metavar="RULE", help="exit 1 unless RULE would fire for the event(s)")
 
 
 def add_rules(sub: Subparsers) -> None:
     rules_sub = _group(sub, "rules", "work with the rules file")
-    check = _command(rules_sub, "check", help="validate a rules file; exit 1 with every error listed",
-                     example="mlreactor rules check reactions.yaml", run=cmd_rules_check, config=False,
-                     state=False, json_out=False)
-    check.add_argument("file", nargs="?", type=Path)
+    rules_cli.register(rules_sub)
+    examples = {"check": "mlreactor rules check reactions.yaml --strict",
+                "test": "mlreactor rules test --config reactions.yaml   # the cases in reactions.yaml.tests/"}
+    for name, example in examples.items():
+        parser = rules_sub.choices[name]
+        parser.epilog, parser.formatter_class = f"example:\n  {example}", argparse.RawDescriptionHelpFormatter
 
 
 # explain ------------------------------------------------------------------------------------------------------
 def cmd_explain(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rules = load_rules(settings.rules_path)
+    names = [rule.name for rule in rules.spec.rules]
+    if args.expect and args.expect not in names:
+        raise CliError(f"--expect: no rule {args.expect!r} in {settings.rules_path}{suggest(args.expect, names)}")
+    fired, why_not = False, ""
     engine = Engine(rules, _NoLedger(), {})
     try:
         items = parse_delivery(_read(args.path))
@@ -294,6 +304,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         else:
             plan = engine.plan(item)
             report = {
+                "rules_file": str(settings.rules_path),
                 "event_id": item.id,
                 "event_type": item.event_type,
                 "kind": item.kind.value,
@@ -309,10 +320,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     for v in (evaluate(r, item) for r in rules.spec.rules)
                 ],
             }
+            expected = next((r for r in report["rules"] if r["rule"] == args.expect), None)
+            fired = fired or bool(expected and expected["matched"])
+            why_not = why_not or (expected["reason"] if expected and not expected["matched"] else "")
         if args.json:
             print(json.dumps(report, default=str))
         else:
             _print_explanation(report, sys.stdout)
+    if args.expect and not fired:
+        print(f"mlreactor: expected rule {args.expect!r} to fire; it would not: {why_not or 'no event parsed'}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -367,34 +385,12 @@ class _NoLedger:
         raise AssertionError(f"explain must not use the ledger ({name})")
 
 
-# rules check --------------------------------------------------------------------------------------------------
-def cmd_rules_check(args: argparse.Namespace) -> int:
-    path = args.file or Settings().rules_path
-    try:
-        rules = load_rules(path)
-    except RulesError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    spec = rules.spec
-    try:
-        report_configuration(Settings(), rules)  # subscribed workspaces not allowed → ConfigError; the rest → stderr
-    except ConfigError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
-        return 1
-    enabled = sum(r.enabled for r in spec.rules)
-    print(
-        f"{path}: OK — {len(spec.rules)} rule(s) ({enabled} enabled), "
-        f"{len(spec.allowed_workspaces)} allowed workspace(s), {len(spec.channels)} channel(s)"
-    )
-    return 0
-
-
 # audit --------------------------------------------------------------------------------------------------------
 def add_audit(sub: Subparsers) -> None:
     p = _command(sub, "audit", help="what happened, newest first",
                  example="mlreactor audit --since 6h --outcome quarantined\n"
                          "mlreactor audit --event 831e1650-001e-001b-66ab-eeb76e069631 --json",
-                 run=cmd_audit)
+                 run=cmd_audit, config=False)
     p.add_argument("--event", metavar="ID", help="only this event id")
     p.add_argument("--correlation", metavar="ID", help="only this chain (`mlreactor chain ID` draws it)")
     p.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 30m, 6h, 7d)")
@@ -442,7 +438,7 @@ def _matches(entry: AuditEntry, args: argparse.Namespace) -> bool:
 # chains and one chain -----------------------------------------------------------------------------------------
 def add_chains(sub: Subparsers) -> None:
     p = _command(sub, "chains", help="recent chains with their verdict and current step, most recent first",
-                 example="mlreactor chains --since 7d", run=cmd_chains)
+                 example="mlreactor chains --since 7d", run=cmd_chains, config=False)
     p.add_argument("--since", metavar="DURATION", default="7d", help="chains with an event in the last DURATION")
     p.add_argument("--limit", type=int, default=20, help="at most this many chains (default 20)")
     p.add_argument("--all", action="store_true",
@@ -489,7 +485,8 @@ def _now() -> datetime:
 def add_chain(sub: Subparsers) -> None:
     p = _command(sub, "chain", help="one chain: its verdict, then every step oldest first (its timeline)",
                  example="mlreactor chain sim-0001 --state /tmp/sim\n"
-                         "mlreactor chain sim-0001 --state /tmp/sim --html chain.html", run=cmd_chain)
+                         "mlreactor chain sim-0001 --state /tmp/sim --html chain.html", run=cmd_chain,
+                 config=False)
     p.add_argument("correlation_id", metavar="ID", help="the chain's correlation id (see `mlreactor chains`)")
     p.add_argument("--html", metavar="FILE", help="write the timeline page (as /api/timeline serves it) to FILE")
 
@@ -546,7 +543,7 @@ def add_quarantine(sub: Subparsers) -> None:
     p = _command(group, "list", help="what is still quarantined, oldest first, with the reason",
                  example="mlreactor quarantine list --since 7d\n"
                          "mlreactor deadletter redrive --quarantined --event-id ID --live   # once the cause is fixed",
-                 run=cmd_quarantine_list)
+                 run=cmd_quarantine_list, config=False)
     p.add_argument("--since", metavar="DURATION", help="only what was quarantined in the last DURATION")
     p.add_argument("--all", action="store_true", help="also events redriven since (no longer quarantined)")
 
@@ -598,8 +595,11 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     """Without ``--live`` it only shows what would be redriven and changes nothing (no ledger writes either:
     a dry redrive recorded as done would make the real one a duplicate)."""
     since = _since(args.since)
-    engine = _engine(args, "redrive") if args.live else build_engine(
-        _settings(args).model_copy(update={"dry_run": True}))
+    if args.live:
+        engine, settings = _engine(args, "redrive")
+    else:
+        settings = _settings(args).model_copy(update={"dry_run": True})
+        engine = build_engine(settings)
     ledger = engine.ledger
     try:
         if args.quarantined:
@@ -607,7 +607,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
                 DeadLettered("quarantine", record.raw, record.reason) for record in ledger.quarantined(since)
             ]
         else:
-            items = from_blobs(blob_container(_settings(args), args.container), since)
+            items = from_blobs(blob_container(settings, args.container), since)
         if args.event_id:
             items = (item for item in items if _event_id(item.raw) == args.event_id)
         progress = Progress("redriven", "events", every=10)
@@ -617,13 +617,13 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         ledger.close()
     if not args.live:
         print("mlreactor: dry-run: nothing was redriven or changed; give --live to redrive", file=sys.stderr)
-    return _print_redriven(results, args.json)
+    return _print_redriven(results, args.json, str(settings.rules_path))
 
 
-def _print_redriven(results: list[Redriven], as_json: bool) -> int:
+def _print_redriven(results: list[Redriven], as_json: bool, rules_file: str) -> int:
     if as_json:
         for result in results:
-            json_line(result.as_dict())
+            json_line({**result.as_dict(), "rules_file": rules_file})
         return OK
     table(["ORIGIN", "EVENT", "DEAD-LETTER REASON", "OUTCOME", "REASON"],
           ([r.origin, r.event_id, r.dead_letter_reason, r.outcome, r.reason] for r in results), ids=["EVENT"])
@@ -692,6 +692,11 @@ def add_simulate(sub: Subparsers) -> None:
     p.add_argument("--faults", type=_rate, default=0.0, metavar="RATE",
                    help="share of simulated Azure calls that fail transiently, in [0, 1] (e.g. 0.2)")
     p.add_argument("--seed", type=int, default=7, help="seed of --shuffle and --faults")
+    p.add_argument("--reject", action="store_true", help="the reviewer rejects the release")
+    p.add_argument("--expire-approval", action="store_true",
+                   help="nobody approves: a reminder after 48 h, then the approval times out")
+    p.add_argument("--lose-hooks", action="store_true",
+                   help="Azure DevOps' service hooks never arrive: the reconciler closes the chain")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -699,7 +704,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rules = load_rules(settings.rules_path)
     options = Options(fail_gate=args.fail_gate, fail_run=args.fail_run, duplicates=args.twice,
-                      shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults)
+                      shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults, reject=args.reject,
+                      expire=args.expire_approval, lose_hooks=args.lose_hooks)
     with tempfile.TemporaryDirectory(prefix="mlreactor-sim-") as scratch:
         ledger = SqliteLedger((args.state or Path(scratch)) / "ledger.sqlite3")
         try:
@@ -715,7 +721,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     reached = drawn.verdict.ending is expected
     if args.json:
         for kind, outcome in result.outcomes:
-            json_line({"kind": kind, **outcome.as_dict()})
+            json_line({"kind": kind, **outcome.as_dict(), "rules_file": str(settings.rules_path)})
         json_line({"verdict": drawn.verdict.as_dict(), "expected": expected.value, "reached": reached})
     else:
         _print_simulation(args, result, drawn, sys.stdout)

@@ -285,7 +285,7 @@ def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_rules_check_ok_and_failing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "rules", "check", str(ROOT / "reactions.yaml"))
-    assert code == 0 and "OK — 6 rule(s)" in out
+    assert code == 0 and "OK — 12 rule(s)" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("allowed_workspaces: [x]\nrules: [{name: Bad Name, on: Nope, do: []}]\n")
     code, _, err = run(capsys, "rules", "check", str(bad))
@@ -363,14 +363,14 @@ def test_simulate_keeps_its_ledger_with_state_so_chain_chains_and_audit_work(
     code, out, _ = run(capsys, "chain", "sim-0001", "--state", str(tmp_path))
     assert code == 0 and out.startswith("chain sim-0001: deployed as champion: credit-fraud:2")
     steps = [line.split()[2] for line in out.splitlines() if line[:4].isdigit()]
-    assert steps[0] == "RunStatusChanged" and steps[-1] == "ModelDeployed"
+    assert steps[0] == "RunStatusChanged" and steps[-1] == "ReleaseDeployed", "the release target says so"
     assert "(release #100: https://dev.azure.com/contoso/mlops/_build/results?buildId=100)" in out
 
     failed_run = str(EVENTS / "eventgrid" / "run_status_changed_failed.json")
     run(capsys, "replay", "--state", str(tmp_path), failed_run)  # a lone failed run: it only notifies
     _, out, _ = run(capsys, "chains", "--state", str(tmp_path))
     (chain,) = rows(out)[1:]
-    assert chain[1:5] == ["sim-0001", "deployed", "ModelDeployed", "5"]
+    assert chain[1:5] == ["sim-0001", "deployed", "ReleaseDeployed", "7"]
     _, out, _ = run(capsys, "chains", "--all", "--state", str(tmp_path))
     assert {row[1] for row in rows(out)[1:]} == {delivery("run_status_changed_failed")[0]["id"], "sim-0001"}
     _, out, _ = run(capsys, "chains", "--state", str(tmp_path), "--json")
@@ -378,7 +378,7 @@ def test_simulate_keeps_its_ledger_with_state_so_chain_chains_and_audit_work(
     assert found["verdict"]["ending"] == "deployed" and found["models"] == ["credit-fraud:2"]  # type: ignore[index]
 
     _, out, _ = run(capsys, "audit", "--state", str(tmp_path), "--correlation", "sim-0001", "--json")
-    assert len(json_lines(out)) == 5
+    assert len(json_lines(out)) == 7
 
     code, _, err = run(capsys, "simulate", "--state", str(tmp_path))
     assert code == 2 and "already holds a simulated chain" in err
@@ -426,6 +426,17 @@ def test_simulate_ends_with_the_verdict_and_exits_0_when_the_chain_ends_as_expec
     assert code == 0 and out.count("release 100: approved") == 1 and "duplicate" in out
 
 
+@pytest.mark.parametrize(("option", "ending"), [("--reject", "rejected-by-reviewer"),
+                                               ("--expire-approval", "approval-expired"),
+                                               ("--lose-hooks", "deployed")])
+def test_simulate_ends_each_release_variant_with_its_verdict(
+    capsys: pytest.CaptureFixture[str], option: str, ending: str
+) -> None:
+    code, out, _ = run(capsys, "simulate", option)
+    assert out.rstrip().splitlines()[-1].startswith(f"== verdict: {ending} — ")
+    assert code == 0 and out.rstrip().endswith("(as expected)")
+
+
 def test_simulate_exits_1_when_the_chain_does_not_reach_the_expected_end(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -462,7 +473,7 @@ def test_doctor_shows_the_effective_configuration_and_exits_0_when_nothing_would
     assert ("info", f"MLREACTOR_STATE_DIR = {tmp_path}") in found["setting"]
     assert ("info", "MLREACTOR_LEDGER = sqlite") in found["setting"]
     assert ("info", "MLREACTOR_DEVOPS_PAT = unset (default)") in found["setting"]
-    assert found["rules"] == [("ok", f"{ROOT / 'reactions.yaml'}: 6 rule(s), 1 allowed workspace(s), 2 channel(s)")]
+    assert found["rules"] == [("ok", f"{ROOT / 'reactions.yaml'}: 12 rule(s), 1 allowed workspace(s), 2 channel(s)")]
     assert found["ledger"] == [("ok", f"sqlite ({tmp_path}) answers")]
     assert ("info", "notify: dry-run") in found["adapter"]
     assert found["channel"][0][0] == "warn" and "MLREACTOR_TEAMS_OPS_URL not set" in found["channel"][0][1]

@@ -199,7 +199,10 @@ def test_the_timeline_page_of_a_chain_starts_with_its_verdict_in_headless_chromi
     assert header is not None and header.group(1) == tone
     assert text in html.unescape(header.group(2)), "the verdict comes first"
     drawn = steps(dom)
-    assert drawn[-1][0] == last, "the last dot follows how the chain ended"
+    deciding = [step_tone for step_tone, _, _ in drawn if step_tone != "neutral"][-1]
+    assert deciding == last, "the dot of the step that ended the chain follows how it ended"
+    if tone == "bad":
+        assert drawn[-1][0] == "bad", "a chain that ended badly never ends on a green (or grey) dot"
     assert [when for _, when, _ in drawn] == sorted(when for _, when, _ in drawn), "times in order"
     assert len(drawn) == len({raw["id"] for raw in _events(result)}), "one step per event, however often delivered"
     assert 'aria-label="legend"' in dom and "failed, quarantined or rejected" in dom
