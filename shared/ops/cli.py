@@ -722,7 +722,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.json:
         for kind, outcome in result.outcomes:
             json_line({"kind": kind, **outcome.as_dict(), "rules_file": str(settings.rules_path)})
-        json_line({"verdict": drawn.verdict.as_dict(), "expected": expected.value, "reached": reached})
+        json_line({"verdict": drawn.verdict.as_dict(), "expected": expected.value, "reached": reached,
+                   "rules_file": str(settings.rules_path)})
     else:
         _print_simulation(args, result, drawn, sys.stdout)
         mark = "as expected" if reached else f"NOT the expected end ({expected.value})"

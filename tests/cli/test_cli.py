@@ -418,8 +418,8 @@ def test_simulate_ends_with_the_verdict_and_exits_0_when_the_chain_ends_as_expec
     assert code == 0
     releases = [a for line in json_lines(out)[:-1] for a in line["actions"] if a["kind"] == "queue_release"]  # type: ignore[union-attr]
     assert [(a["status"], a["detail"]) for a in releases] == [("not run", "if gate.passed: false")]
-    assert json_lines(out)[-1] | {"verdict": None} == {"verdict": None, "expected": "rejected-by-gate",
-                                                       "reached": True}
+    assert json_lines(out)[-1] | {"verdict": None, "rules_file": None} == {
+        "verdict": None, "expected": "rejected-by-gate", "reached": True, "rules_file": None}
     code, out, _ = run(capsys, "simulate", "--fail-run", "retrain")
     assert code == 0 and "chain_failed" in out and "== verdict: failed — failed at step RunStatusChanged" in out
     code, out, _ = run(capsys, "simulate", "--twice", "--shuffle", "--faults", "0.2")

@@ -48,7 +48,7 @@ def test_dry_run_notify_applies_throttle_windows_and_digests(
     assert notify_detail(after).startswith("dry-run: would notify ops-teams, ops-slack: ")
     assert notify_detail(after).endswith("(digest of 2 held back)")
     (notify,) = [a for a in after.actions if a.kind == "notify"]
-    assert notify.data["digest"] == 2 and notify.data["dry_run"] is True
+    assert notify.data == {"channels": {"ops-teams": "dry-run", "ops-slack": "dry-run"}, "digest": 2}
 
 
 def test_dry_run_notify_pages_a_flapping_run_once_per_state(

@@ -103,8 +103,7 @@ class NotifyAdapter:
             note = f" ({gate.reason})" if gate.digest else ""
             return ActionResult(
                 detail=f"dry-run: would notify {', '.join(params.channels)}: {message.title}{note}",
-                data={"dry_run": True, "channels": list(params.channels), "message": params.message,
-                      "title": message.title, "text": message.text, "digest": gate.digest},
+                data={"channels": dict.fromkeys(params.channels, "dry-run"), "digest": gate.digest},
             )
         parent = self.ledger.get_action(action.key, action.event.id)
         redrive = parent is not None and parent.status is ActionStatus.FAILED
