@@ -213,7 +213,7 @@ class SimAdapter:
                           "correlationId": action.correlation_id, "releaseKey": f"{action.rule}|{p.model}:{p.version}"}
             release = next((r for r in w.releases if r.parameters["releaseKey"] == parameters["releaseKey"]), None)
             if release is None:
-                release = Release(100 + len(w.releases), p.project, p.environment, parameters)
+                release = Release(100 + len(w.releases), p.project or p.repository or "", p.environment, parameters)
                 w.releases.append(release)
             url = f"https://dev.azure.com/contoso/{p.project}/_build/results?buildId={release.id}"
             return ActionResult(

@@ -101,7 +101,11 @@ class Release:
 
 @pytest.fixture
 def fake_devops(clock: FakeClock) -> Iterator[FakeAzureDevOps]:
+    """A project set up as the README asks: ``production`` has an Approval check, the classic ``Production`` stage a
+    person's pre-deployment approval. Tests about ungated targets take these away."""
     fake = FakeAzureDevOps(accepted_auth=(BASIC, BEARER), clock=clock.now).start()
+    fake.add_environment("production", approvers=("ML Release Board",))
+    fake.set_stage_approval(7, "Production", "ML Release Board")
     yield fake
     fake.stop()
 

@@ -82,6 +82,22 @@ def test_given_a_reset_after_the_run_was_created_then_the_lookup_finds_it_and_no
     [run] = fake_devops.runs.values()
     assert len(fake_devops.calls("POST")) == 1
     assert outcome.actions[0].external_id == str(run["id"])
+    assert len(fake_devops.calls("GET", RUNS)) == 1, "one runs-list call: the run's name carries the key"
+    assert not fake_devops.calls("GET", f"{RUNS}/{run['id']}")
+
+
+def test_given_a_pipeline_that_does_not_name_its_runs_with_the_key_then_the_lookup_reads_the_runs_one_by_one(
+    make_release: Callable[..., Release], fake_devops: FakeAzureDevOps
+) -> None:
+    fake_devops.run_names_carry_key = False
+    release = make_release()
+    fake_devops.reset_next("POST", RUNS, after_processing=True)
+
+    outcome = release.deliver()
+
+    assert outcome.outcome.value == "acted", outcome.reason
+    [run] = fake_devops.runs.values()
+    assert len(fake_devops.calls("POST")) == 1
     assert fake_devops.calls("GET", f"{RUNS}/{run['id']}"), "the run was fetched to compare its releaseKey"
 
 
@@ -164,5 +180,5 @@ rules:
   - name: release-registered-model
     on: ModelRegistered
     do:
-      - queue_release: {project: mlops, pipeline_id: 99}
+      - queue_release: {project: mlops, pipeline_id: 99, environment: production}
 """
