@@ -33,18 +33,13 @@ Information" with an HTML sign-in page that Azure DevOps answers unrecognised cr
 
 from __future__ import annotations
 
-import json
-import socket
-import struct
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.fakes.server import LoopbackServer
+from tests.fakes.http_fake import Fault, HttpFake, Recorded, Reply
+
+__all__ = ["FakeAzureDevOps", "Fault", "Recorded", "wrapped_exception"]
 
 LOCATION_AREAS = "e81700f7-3be2-46de-8624-2eb35882fcaa"
 PIPELINE_RUNS = "7859261e-d2e9-4a68-b820-a5d84cc5bb3d"
@@ -83,30 +78,6 @@ _VSRM_LOCATIONS = [
 ]
 
 
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: Any
-
-    @property
-    def accept(self) -> str:
-        return self.headers.get("accept", "")
-
-
-@dataclass
-class Fault:
-    method: str
-    path_contains: str
-    status: int = 500
-    headers: dict[str, str] = field(default_factory=dict)
-    body: Any = None
-    reset: bool = False
-    after_processing: bool = False
-
-
 def wrapped_exception(message: str, type_key: str) -> dict[str, Any]:
     """The JSON error body Azure DevOps sends (the SDK turns it into ``AzureDevOpsServiceError``)."""
     return {"$id": "1", "innerException": None, "message": message,
@@ -114,8 +85,10 @@ def wrapped_exception(message: str, type_key: str) -> dict[str, Any]:
             "typeKey": type_key, "errorCode": 0, "eventId": 3000}
 
 
-class FakeAzureDevOps:
+class FakeAzureDevOps(HttpFake):
     """Start with ``start()``, point the SDK at ``organization_url``, read ``requests``; ``stop()`` when done."""
+
+    name = "fake-azure-devops"
 
     def __init__(
         self,
@@ -141,34 +114,9 @@ class FakeAzureDevOps:
         self.environments: dict[int, dict[str, Any]] = {}
         self.checks: dict[int, dict[str, Any]] = {}
         self.definitions: dict[int, dict[str, Any]] = {d: self._definition(d, stages) for d in definitions}
-        self.requests: list[Recorded] = []
         self.runs: dict[int, dict[str, Any]] = {}
         self.releases: dict[int, dict[str, Any]] = {}
-        self.faults: list[Fault] = []
-        #: Consulted for every request no queued fault matches: ``injector(method, path)`` → a fault or None.
-        self.injector: Callable[[str, str], Fault | None] | None = None
-        self._lock = threading.Lock()
-        self._server: LoopbackServer | None = None
-
-    # lifecycle --------------------------------------------------------------------------------------------------
-    def start(self) -> FakeAzureDevOps:
-        fake = self
-
-        class Handler(_Handler):
-            server_fake = fake
-
-        self._server = LoopbackServer(Handler, name="fake-azure-devops")
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    @property
-    def base(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.port}"
+        super().__init__()
 
     @property
     def organization_url(self) -> str:
@@ -243,25 +191,16 @@ class FakeAzureDevOps:
             for i, stage in enumerate(stages, 1)
         ]}
 
-    # faults and views -------------------------------------------------------------------------------------------
-    def fail_next(self, method: str, path_contains: str, status: int = 500, *, times: int = 1,
-                  headers: dict[str, str] | None = None, body: Any = None) -> None:
-        for _ in range(times):
-            self.faults.append(Fault(method, path_contains, status, dict(headers or {}), body))
+    def refuse(self, request: Recorded) -> Reply | None:
+        if self.accepted_auth and request.headers.get("authorization") not in self.accepted_auth:
+            if self.refused_status == 203:
+                return 203, SIGN_IN_PAGE, {"Content-Type": "text/html; charset=utf-8"}
+            return 401, None, {}
+        return None
 
-    def reset_next(self, method: str, path_contains: str, *, after_processing: bool = False) -> None:
-        self.faults.append(Fault(method, path_contains, reset=True, after_processing=after_processing))
-
-    def calls(self, method: str, path_contains: str = "") -> list[Recorded]:
-        return [r for r in self.requests if r.method == method and path_contains in r.path]
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.method == method and fault.path_contains in path:
-                    self.faults.remove(fault)
-                    return fault
-            return self.injector(method, path) if self.injector is not None else None
+    def respond(self, request: Recorded) -> Reply:
+        status, body = self.answer(request.method, request.path, request.query, request.body)
+        return status, body, {"Content-Type": "application/json; charset=utf-8; api-version=7.1"}
 
     # the service ------------------------------------------------------------------------------------------------
     def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
@@ -375,55 +314,3 @@ class FakeAzureDevOps:
             ]
             return 200, {"count": len(listed), "value": listed}
         return 405, wrapped_exception(f"{method} not supported", "MethodNotAllowed")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
-    server_fake: FakeAzureDevOps
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: the test reads ``requests``
-        return
-
-    def _handle(self) -> None:
-        fake = self.server_fake
-        url = urlsplit(self.path)
-        path = unquote(url.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw else None
-        fake.requests.append(Recorded(
-            self.command, path, parse_qs(url.query), {k.lower(): v for k, v in self.headers.items()}, body
-        ))
-        fault = fake._take_fault(self.command, path)
-        if fault is not None and fault.reset and not fault.after_processing:
-            return self._reset()
-        if fake.accepted_auth and self.headers.get("Authorization") not in fake.accepted_auth:
-            if fake.refused_status == 203:
-                return self._send(203, SIGN_IN_PAGE, {"Content-Type": "text/html; charset=utf-8"})
-            return self._send(401, None)
-        if fault is not None and not fault.reset:
-            return self._send(fault.status, fault.body, fault.headers)
-        status, answer = fake.answer(self.command, path, parse_qs(url.query), body)
-        if fault is not None:  # reset after processing: the effect happened, the answer is lost
-            return self._reset()
-        self._send(status, answer)
-
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode() if body is not None else b""
-        self.send_response(status)
-        if body is not None and not isinstance(body, str):
-            self.send_header("Content-Type", "application/json; charset=utf-8; api-version=7.1")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _reset(self) -> None:
-        """Abort the TCP connection (RST), as a load balancer dropping the request would."""
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.connection.close()
-        self.close_connection = True
-
-    do_GET = do_POST = do_OPTIONS = do_PATCH = _handle
