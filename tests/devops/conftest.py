@@ -22,6 +22,9 @@ from shared.settings import Settings
 from tests.conftest import FakeClock, ScriptedAdapter, event, rules_from
 from tests.fakes.azure_devops import FakeAzureDevOps
 
+# The secret grep (test_secrets.py) runs GitHub's failure paths too.
+from tests.github.conftest import app_key, fake_github, github_settings, make_github_release  # noqa: F401
+
 #: Recognisable secrets: the leak tests grep every captured line for them.
 PAT = "patSECRETdo-not-log-7f3a9c"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJTECRET-entra-token-do-not-log"
