@@ -40,6 +40,27 @@ def _faults(fake: FakeAzureDevOps, scenario: str) -> None:
         fake.fail_next("GET", RUNS, 500, times=10)
 
 
+def _everything_seen(
+    release: Release | GitHubRelease, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str], tmp_path: Path,
+) -> str:
+    """Deliver twice, then another event about the same version; return every log line, outcome, stream and ledger
+    byte that resulted."""
+    outcomes = [release.deliver(), release.deliver()]
+    clock.advance(minutes=5)
+    outcomes.append(release.deliver(id="another-event-same-version"))
+    captured = capfd.readouterr()
+    release.ledger.close()
+    return "\n".join([
+        caplog.text,
+        *(r.getMessage() for r in caplog.records),
+        *(json.dumps(o.as_dict()) for o in outcomes),
+        captured.out,
+        captured.err,
+        *(f.read_bytes().decode("utf-8", errors="replace") for f in tmp_path.glob("ledger.sqlite3*")),
+    ])
+
+
 class BrokenIdentity:
     def get_token(self, *scopes: str) -> object:
         from azure.core.exceptions import ClientAuthenticationError
@@ -63,20 +84,7 @@ def test_no_failure_path_leaks_the_pat_or_the_token(
         **({"devops_pat": None} if scenario == "no-identity" and auth == "entra" else {}),
     )
 
-    outcomes = [release.deliver(), release.deliver()]
-    clock.advance(minutes=5)
-    outcomes.append(release.deliver(id="another-event-same-version"))
-
-    captured = capfd.readouterr()
-    release.ledger.close()
-    seen = "\n".join([
-        caplog.text,
-        *(r.getMessage() for r in caplog.records),
-        *(json.dumps(o.as_dict()) for o in outcomes),
-        captured.out,
-        captured.err,
-        *(f.read_bytes().decode("utf-8", errors="replace") for f in tmp_path.glob("ledger.sqlite3*")),
-    ])
+    seen = _everything_seen(release, clock, caplog, capfd, tmp_path)
     assert caplog.records, "nothing was captured: the test would prove nothing"
     if fake_devops.requests:  # the credential was in play: it went on the wire, and only there
         assert {r.headers["authorization"] for r in fake_devops.requests} & {BASIC, BEARER}
@@ -113,21 +121,7 @@ def test_no_failure_path_leaks_the_app_key_its_jwt_the_installation_token_or_the
         **({"github_app_id": None, "github_app_private_key": None} if auth == "token" else {}),
     )
 
-    outcomes = [release.deliver(), release.deliver()]
-    clock.advance(minutes=5)
-    outcomes.append(release.deliver(id="another-event-same-version"))
-
-    captured = capfd.readouterr()
-    release.ledger.close()
-    seen = "\n".join([
-        caplog.text,
-        *(r.getMessage() for r in caplog.records),
-        *(json.dumps(o.as_dict()) for o in outcomes),
-        repr(release.adapter._auth),
-        captured.out,
-        captured.err,
-        *(f.read_bytes().decode("utf-8", errors="replace") for f in tmp_path.glob("ledger.sqlite3*")),
-    ])
+    seen = _everything_seen(release, clock, caplog, capfd, tmp_path) + repr(release.adapter._auth)
     wire = {r.headers.get("authorization", "").removeprefix("Bearer ") for r in fake_github.requests}
     secrets = {FINE_GRAINED, *fake_github.issued, *wire, *app_key.private_pem.splitlines()[1:-1]} - {""}
     assert caplog.records, "nothing was captured: the test would prove nothing"
