@@ -1,8 +1,9 @@
 """``mlreactor``: replay event files through the engine, explain rules, check them, read the audit trail.
 
 Readable tables by default, ``--json`` (JSON Lines) for machines. Exit status: 0 when the command did its job
-(every replayed event got an outcome), 1 when ``rules check`` finds errors, 2 for operational errors (rules file
-invalid or missing, ledger cannot be opened) with a message on stderr.
+(every replayed event got an outcome), 1 when ``rules check`` finds errors or ``gates check`` a release target that no
+person gates, 2 for operational errors (rules file invalid or missing, ledger cannot be opened) with a message on
+stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from shared.events import ParseFailure, parse_delivery
 from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry
 from shared.ledger.sqlite import SqliteLedger
+from shared.ops.gates import check_release_gates
 from shared.ops.redrive import DeadLettered, from_blobs, redrive, transient
 from shared.ops.simulate import Options, simulate
 from shared.outcomes import EventOutcome
@@ -103,6 +105,15 @@ def _parser() -> argparse.ArgumentParser:
     redrive_p.add_argument("--dry-run", action="store_true", help="show what would be redriven; change nothing")
     redrive_p.add_argument("--json", action="store_true", help="one JSON object per event")
     redrive_p.set_defaults(run=cmd_redrive)
+
+    gates = sub.add_parser("gates", help="release gates: is every release held by a person?")
+    gates_sub = gates.add_subparsers(dest="gates_command", required=True, metavar="SUBCOMMAND")
+    gates_check = gates_sub.add_parser(
+        "check", help="read every release rule's approvals now (read-only); exit 1 if any target is not gated"
+    )
+    common(gates_check, state=False)
+    gates_check.add_argument("--json", action="store_true", help="one JSON object per release action")
+    gates_check.set_defaults(run=cmd_gates_check)
 
     sim = sub.add_parser("simulate", help="run the retrain → test → release chain against a simulated workspace")
     common(sim)
@@ -407,6 +418,22 @@ def _since(text: str | None) -> datetime | None:
         return SystemClock().now() - parse_duration(text)
     except ValueError as exc:
         raise CliError(f"--since: {exc}") from None
+
+
+# gates check --------------------------------------------------------------------------------------------------
+def cmd_gates_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    results = check_release_gates(settings, load_rules(settings.rules_path))
+    if args.json:
+        for result in results:
+            print(json.dumps(result.as_dict()))
+    else:
+        _table(["RULE", "TARGET", "ENVIRONMENT", "GATED", "WHY"],
+               [[f"{r.rule}[{r.index}]", r.target, r.environment, "yes" if r.gated else "NO", r.why]
+                for r in results], sys.stdout)
+        if not results:
+            print("(no queue_release action in the rules)")
+    return 0 if all(r.gated for r in results) else 1
 
 
 # simulate -----------------------------------------------------------------------------------------------------
