@@ -124,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--faults", type=float, default=0.0, metavar="RATE",
                      help="share of simulated Azure calls that fail transiently (e.g. 0.2)")
     sim.add_argument("--seed", type=int, default=7, help="seed of --shuffle and --faults")
+    sim.add_argument("--ungated", action="store_true",
+                     help="the release environment was never set up (no approval): the release is refused")
     sim.add_argument("--json", action="store_true", help="the outcome of every delivery as JSON Lines")
     sim.set_defaults(run=cmd_simulate)
     return parser
@@ -441,7 +443,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rules = load_rules(settings.rules_path)
     options = Options(fail_gate=args.fail_gate, fail_run=args.fail_run, duplicates=args.twice,
-                      shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults)
+                      shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults, ungated=args.ungated)
     with tempfile.TemporaryDirectory(prefix="mlreactor-sim-") as scratch:
         ledger = SqliteLedger((args.state or Path(scratch)) / "ledger.sqlite3")
         try:
@@ -467,6 +469,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(tags.items()) if k.startswith("mlreactor.") and
                           not k.startswith("mlreactor.metric."))
         print(f"model {name}:{version}: {shown}", file=out)
+    for check in world.gate_checks:
+        print(f"release gate {check.environment} ({check.where}): {check.summary}", file=out)
     for release in world.releases:
         print(f"release {release.id}: {release.status} (environment {release.environment})", file=out)
     for message in world.notifications:
