@@ -119,7 +119,7 @@ class Settings(BaseSettings):
         default=None, description="The App's installation id; unset: looked up per repository (one request)."
     )
     github_token: SecretStr | None = Field(
-        default=None, description="Fallback fine-grained token (Actions: read and write, Environments: read)."
+        default=None, description="Fallback fine-grained token (Actions: read and write; Metadata: read)."
     )
     github_timeout_seconds: float = Field(default=8.0, gt=0, description="Connect/read timeout per GitHub call.")
     github_retry_attempts: int = Field(
