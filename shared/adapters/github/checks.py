@@ -23,8 +23,9 @@ def judge_environment(where: str, name: str, environment: Mapping[str, Any] | No
         return GateCheck("github-actions", where, name, gated, reason, checked_at=now, **found)
 
     if environment is None:
-        return verdict(False, f"environment {name!r} does not exist, and GitHub creates it without protection rules "
-                              "when the workflow's job first references it: create it with required reviewers")
+        return verdict(False, f"environment {name!r} does not exist (or the credentials cannot see it: GitHub answers "
+                              "404 for both), and GitHub creates it without protection rules when the workflow's job "
+                              "first references it: create it with required reviewers")
     rules = environment.get("protection_rules") or []
     reviewing = [r for r in rules if r.get("type") == "required_reviewers"]
     if not reviewing:
