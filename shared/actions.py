@@ -228,6 +228,12 @@ class QueueReleaseParams(Params):
         missing = [n for n in needs if getattr(self, n) is None]
         if missing:
             raise ValueError(f"flavour {self.flavour!r} needs {' and '.join(missing)}")
+        unused = {"github": ("project", "pipeline_id", "definition_id", "variables", "stages_to_skip", "artifacts"),
+                  "pipeline": ("repository", "workflow", "definition_id", "artifacts"),
+                  "classic": ("repository", "workflow", "pipeline_id", "stages_to_skip")}[self.flavour]
+        given = [n for n in unused if getattr(self, n)]
+        if given:
+            raise ValueError(f"flavour {self.flavour!r} does not use {', '.join(given)}")
         if self.flavour == "github" and self.repository and not re.fullmatch(r"[\w.-]+/[\w.-]+|\{\{.*\}\}",
                                                                                self.repository):
             raise ValueError(f"repository {self.repository!r} is not OWNER/REPO")
