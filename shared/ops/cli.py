@@ -1,8 +1,9 @@
 """``mlreactor``: replay event files through the engine, explain and check rules, read the audit and the chains.
 
 Readable tables by default, ``--json`` (JSON Lines) for machines. Exit status: 0 when the command did its job,
-1 when it found something (``rules check`` errors, ``replay --strict`` seeing quarantined or failed events,
-``doctor`` seeing something that would fail, ``simulate`` not reaching the expected end), 2 for operational errors
+1 when it found something (``rules check`` errors, ``rules test`` a failing case, ``explain --expect`` a rule that
+would not fire, ``gates check`` a release target no person gates, ``replay --strict`` quarantined or failed events,
+``doctor`` something that would fail, ``simulate`` not reaching the expected end), 2 for operational errors
 (a bad setting, a rules file invalid or missing, a file that cannot be read, a ledger that cannot be opened) with
 one line per problem on stderr and no traceback. Stopped by a closed pipe (``| head``) it exits quietly with 141,
 as any Unix tool stopped by SIGPIPE.
@@ -40,6 +41,7 @@ from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry, Ledger
 from shared.ledger.sqlite import SqliteLedger
 from shared.ops import doctor, rules_cli, verdicts, views
+from shared.ops.gates import check_release_gates
 from shared.ops.output import Progress, Table, Tally, json_line, table
 from shared.ops.redrive import DeadLettered, Redriven, from_blobs, redrive, transient
 from shared.ops.simulate import Options, expected_ending, simulate
@@ -670,6 +672,28 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return OK
 
 
+# gates check --------------------------------------------------------------------------------------------------
+def add_gates(sub: Subparsers) -> None:
+    group = _group(sub, "gates", "release gates: is every release held by a person?")
+    _command(group, "check", help="read every release rule's approvals now (read-only); exit 1 if any target is not "
+             "gated", example="mlreactor gates check --json", run=cmd_gates_check, state=False)
+
+
+def cmd_gates_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    results = check_release_gates(settings, load_rules(settings.rules_path))
+    if args.json:
+        for result in results:
+            json_line(result.as_dict())
+    else:
+        count = table(["RULE", "TARGET", "ENVIRONMENT", "GATED", "WHY"],
+                      ([f"{r.rule}[{r.index}]", r.target, r.environment, "yes" if r.gated else "NO", r.why]
+                       for r in results))
+        if not count:
+            print("(no queue_release action in the rules)", file=sys.stderr)
+    return OK if all(r.gated for r in results) else FINDINGS
+
+
 # simulate -----------------------------------------------------------------------------------------------------
 def _rate(text: str) -> float:
     try:
@@ -697,6 +721,8 @@ def add_simulate(sub: Subparsers) -> None:
                    help="nobody approves: a reminder after 48 h, then the approval times out")
     p.add_argument("--lose-hooks", action="store_true",
                    help="Azure DevOps' service hooks never arrive: the reconciler closes the chain")
+    p.add_argument("--ungated", action="store_true",
+                   help="the release environment was never set up (no approval): the release is refused")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -705,7 +731,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     rules = load_rules(settings.rules_path)
     options = Options(fail_gate=args.fail_gate, fail_run=args.fail_run, duplicates=args.twice,
                       shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults, reject=args.reject,
-                      expire=args.expire_approval, lose_hooks=args.lose_hooks)
+                      expire=args.expire_approval, lose_hooks=args.lose_hooks, ungated=args.ungated)
     with tempfile.TemporaryDirectory(prefix="mlreactor-sim-") as scratch:
         ledger = SqliteLedger((args.state or Path(scratch)) / "ledger.sqlite3")
         try:
@@ -746,6 +772,8 @@ def _print_simulation(args: argparse.Namespace, result: Any, drawn: verdicts.Cha
         shown = ", ".join(f"{k}={v}" for k, v in sorted(tags.items()) if k.startswith("mlreactor.") and
                           not k.startswith("mlreactor.metric."))
         print(f"model {name}:{version}: {shown}", file=out)
+    for check in world.gate_checks:
+        print(f"release gate {check.environment} ({check.where}): {check.summary}", file=out)
     for release in world.releases:
         print(f"release {release.id}: {release.status} (environment {release.environment})", file=out)
     for message in world.notifications:
@@ -763,7 +791,7 @@ def _print_simulation(args: argparse.Namespace, result: Any, drawn: verdicts.Cha
 
 SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_replay, add_explain, add_rules, add_audit, add_chains, add_chain, add_quarantine, add_deadletter,
-    add_doctor, add_simulate,
+    add_doctor, add_gates, add_simulate,
 )
 
 

@@ -25,6 +25,7 @@ from shared.clock import format_duration
 from shared.errors import MlreactorError, RulesError
 from shared.ledger import open_ledger
 from shared.ledger.port import Ledger
+from shared.ops.gates import check_release_gates
 from shared.reactions import Rules, load_rules
 from shared.settings import Settings, unresolved_key_vault_references
 from shared.workspaces import check as check_workspaces
@@ -185,6 +186,19 @@ def workspaces_subscribed(ctx: Context) -> Iterator[Finding]:
         yield Finding("workspaces", "ok", f"{len(ctx.rules.spec.allowed_workspaces)} allowed, every one subscribed")
 
 
+def release_gates(ctx: Context) -> Iterator[Finding]:
+    """Every release rule's target read now (``mlreactor gates check``): a production release no person gates
+    would be refused at run time. Only when releases are live — a dry run sends no release, and has no target."""
+    if ctx.rules is None or not ctx.adapters:
+        return
+    if describe(ctx.adapters).get(ActionKind.QUEUE_RELEASE.value) != "live":
+        yield Finding("release gates", "info", "not checked: queue_release is dry-run")
+        return
+    for gate in check_release_gates(ctx.settings, ctx.rules):
+        where = f"{gate.rule}[{gate.index}] → {gate.target} ({gate.environment})"
+        yield Finding("release gates", "ok" if gate.gated else "fail", f"{where}: {gate.why}")
+
+
 def _setting_names(channel: Channel) -> list[str]:
     fields = ("url_setting", "secret_setting", "password_setting", "connection_string_setting")
     return [value for f in fields if isinstance(value := getattr(channel, f, None), str)]
@@ -192,7 +206,7 @@ def _setting_names(channel: Channel) -> list[str]:
 
 CHECKS: list[Check] = [
     effective_settings, rules_file, ledger_reachable, adapter_modes, channel_settings, key_vault_references,
-    workspaces_subscribed,
+    workspaces_subscribed, release_gates,
 ]
 
 

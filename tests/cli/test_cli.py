@@ -162,8 +162,8 @@ def test_version_and_an_example_in_every_subcommands_help(capsys: pytest.Capture
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.startswith("mlreactor 0.")
-    commands = [["replay"], ["explain"], ["rules", "check"], ["audit"], ["chains"], ["chain"], ["quarantine", "list"],
-                ["deadletter", "redrive"], ["doctor"], ["simulate"]]
+    commands = [["replay"], ["explain"], ["rules", "check"], ["rules", "test"], ["audit"], ["chains"], ["chain"],
+                ["quarantine", "list"], ["deadletter", "redrive"], ["doctor"], ["gates", "check"], ["simulate"]]
     assert len(SUBCOMMANDS) == len({c[0] for c in commands})
     for command in commands:
         with pytest.raises(SystemExit) as done:
@@ -428,7 +428,7 @@ def test_simulate_ends_with_the_verdict_and_exits_0_when_the_chain_ends_as_expec
 
 @pytest.mark.parametrize(("option", "ending"), [("--reject", "rejected-by-reviewer"),
                                                ("--expire-approval", "approval-expired"),
-                                               ("--lose-hooks", "deployed")])
+                                               ("--lose-hooks", "deployed"), ("--ungated", "failed")])
 def test_simulate_ends_each_release_variant_with_its_verdict(
     capsys: pytest.CaptureFixture[str], option: str, ending: str
 ) -> None:
@@ -476,6 +476,7 @@ def test_doctor_shows_the_effective_configuration_and_exits_0_when_nothing_would
     assert found["rules"] == [("ok", f"{ROOT / 'reactions.yaml'}: 12 rule(s), 1 allowed workspace(s), 2 channel(s)")]
     assert found["ledger"] == [("ok", f"sqlite ({tmp_path}) answers")]
     assert ("info", "notify: dry-run") in found["adapter"]
+    assert found["release gates"] == [("info", "not checked: queue_release is dry-run")]
     assert found["channel"][0][0] == "warn" and "MLREACTOR_TEAMS_OPS_URL not set" in found["channel"][0][1]
 
 
