@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -23,6 +24,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The shipped rules allow the workspaces of this setting (Bicep sets it in Azure): the samples' workspace.
+os.environ.setdefault(
+    "MLREACTOR_SUBSCRIBED_WORKSPACES",
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-mlops/providers/"
+    "Microsoft.MachineLearningServices/workspaces/mlw-prod",
+)
 
 from shared.ops.cli import main  # noqa: E402
 
