@@ -25,6 +25,7 @@ from shared.ledger.port import (
     ClaimResult,
     EventRecord,
     EventStatus,
+    PurgeProgress,
     QuarantineRecord,
     ThrottleDecision,
 )
@@ -176,9 +177,10 @@ class SqliteLedger:
             return cursor.rowcount == 1
 
     # actions --------------------------------------------------------------------------------------------------
-    def record_action(self, record: ActionRecord) -> None:
+    def record_action(self, *records: ActionRecord) -> None:
         with self._tx() as db:
-            self._put_action(db, record)
+            for record in records:
+                self._put_action(db, record)
 
     def get_action(self, key: str, event_id: str) -> ActionRecord | None:
         rows = self._read("SELECT * FROM actions WHERE key = ?", (key,))
@@ -295,7 +297,8 @@ class SqliteLedger:
             for r in rows
         ]
 
-    def purge(self, before: datetime) -> int:
+    def purge(self, before: datetime, *, budget: timedelta | None = None) -> PurgeProgress:
+        """One transaction on a local file, quick at any scale the embedded ledger serves: ``budget`` is not needed."""
         cutoff = _ts(before)
         statements = (
             "DELETE FROM events WHERE updated_at < ?",
@@ -305,7 +308,7 @@ class SqliteLedger:
             "DELETE FROM quarantine WHERE at < ?",
         )
         with self._tx() as db:
-            return sum(db.execute(sql, (cutoff,)).rowcount for sql in statements)
+            return PurgeProgress(sum(db.execute(sql, (cutoff,)).rowcount for sql in statements), True)
 
     def close(self) -> None:
         with self._lock:

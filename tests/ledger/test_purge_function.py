@@ -39,7 +39,7 @@ def in_fresh_interpreter(code: str) -> str:
     ).stdout.strip()
 
 
-def test_given_the_app_when_indexed_then_purge_ledger_is_a_daily_timer() -> None:
+def test_given_the_app_when_indexed_then_purge_ledger_is_an_hourly_timer() -> None:
     out = in_fresh_interpreter(
         "import function_app; functions = {f.get_function_name(): f for f in function_app.app.get_functions()}; "
         "print(functions['purge_ledger'].get_function_json())"
@@ -47,7 +47,7 @@ def test_given_the_app_when_indexed_then_purge_ledger_is_a_daily_timer() -> None
     bindings = json.loads(out)["bindings"]
 
     assert bindings == [{
-        "name": "timer", "type": "timerTrigger", "direction": "IN", "schedule": "0 30 2 * * *",
+        "name": "timer", "type": "timerTrigger", "direction": "IN", "schedule": "0 30 * * * *",
         "runOnStartup": False, "useMonitor": True,
     }]
 
@@ -63,7 +63,7 @@ def test_given_records_older_than_the_retention_on_tables_when_purged_then_only_
 
     purged = purge_expired(settings, SystemClock())
 
-    assert purged == 3  # the old event, its audit entry, its quarantine record
+    assert purged.deleted == 3 and purged.finished  # the old event, its audit entry, its quarantine record
     assert [e.event_id for e in ledger.audit()] == ["new"]
     assert [q.event_id for q in ledger.quarantined()] == ["new"]
 

@@ -212,17 +212,20 @@ def test_actions_beyond_the_time_budget_wait_for_redelivery(make_engine: Build) 
     assert h.executed() == []
 
 
-def test_every_outcome_is_in_the_audit_trail_newest_first(make_engine: Build) -> None:
+def test_every_decision_is_in_the_audit_trail_newest_first_and_a_duplicate_is_not(make_engine: Build) -> None:
+    """A duplicate changes nothing: it is logged and traced, not stored (a redelivery storm adds no rows)."""
     h = make_engine()
+    outcomes = []
     for name in ("model_registered", "run_completed", "model_registered"):
-        h.engine.handle_delivery(json.dumps(delivery(name)))
+        outcomes += h.engine.handle_delivery(json.dumps(delivery(name)))
         h.clock.advance(seconds=1)
     entries = h.ledger.audit()
-    assert [e.outcome for e in entries] == ["duplicate", "ignored", "acted"]
+    assert [o.outcome for o in outcomes] == [Outcome.ACTED, Outcome.IGNORED, Outcome.DUPLICATE]
+    assert [e.outcome for e in entries] == ["ignored", "acted"]
     acted = entries[-1]
     assert acted.correlation_id == acted.event_id
     assert [a["kind"] for a in acted.actions] == ["tag_model", "run_pipeline"]
-    assert [e.event_id for e in h.ledger.audit(event_id=acted.event_id)] == [acted.event_id] * 2
+    assert [e.event_id for e in h.ledger.audit(event_id=acted.event_id)] == [acted.event_id]
 
 
 @pytest.mark.parametrize("hostile", ["{{ 7*7 }}", "$(curl x)", "{{ correlation_id }}"])
