@@ -63,8 +63,9 @@ def delivery(kind: str, n: int) -> str:
     event["id"] = f"{kind}-{n}"
     data = event["data"]
     if sample == "model_registered":
-        data["ModelName"], data["ModelVersion"] = f"model-{n % 97}", n + 1
-        event["subject"] = f"models/model-{n % 97}:{n + 1}"
+        name = f"{'chained' if kind == 'model_registered_in_chain' else 'model'}-{n % 97}"  # own once_per keys
+        data["ModelName"], data["ModelVersion"] = name, n + 1
+        event["subject"] = f"models/{name}:{n + 1}"
         if kind == "model_registered_in_chain":
             data["ModelTags"] = {**data["ModelTags"], "mlreactor.correlation": f"drift-{n}"}
         if kind == "foreign":
