@@ -5,9 +5,9 @@
    live to a local receiver, every HTTP request of both SDK clients counted by azure-core's ``raw_request_hook``.
    Beside each: the target of issue 17 and the count before it (measured the same way on the previous code). The
    same deliveries run on the SQLite ledger in the same run: its events/s are the baseline of Tables' events/s.
-2. Purge: ``--models`` models × ``--days`` days of settled events (event, 2 action results, audit entry, once_per
+2. Purge: ``--models`` models x ``--days`` days of settled events (event, 2 action results, audit entry, once_per
    window per model-day) with a third of the days past the retention, purged in runs of a small budget as the timer
-   does; the measured rates extrapolate to 16,000 models × 90 days. Azurite's rates are not the service's (its
+   does; the measured rates extrapolate to 16,000 models x 90 days. Azurite's rates are not the service's (its
    documented target is 2,000 entities/s per partition): the extrapolation shows the shape, not a promise.
 
     npm ci   # once: Azurite into node_modules/

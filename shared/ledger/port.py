@@ -222,7 +222,7 @@ class Ledger(Protocol):
         since: datetime | None = None,
         limit: int = 200,
     ) -> list[AuditEntry]:
-        """Newest first. By event id or correlation id it is one partition on Tables; otherwise a scan (for
+        """Newest first. By event id one partition on Tables, by correlation id two; otherwise a scan (for
         operators, not for probes)."""
         ...
 

@@ -127,7 +127,7 @@ def test_given_a_purge_out_of_budget_when_run_again_then_a_new_instance_continue
     again = ledger.purge(cutoff + timedelta(hours=1), budget=timedelta(0))
 
     assert len(runs) > 3 and not any(r.finished for r in runs[:-1])
-    assert sum(r.deleted for r in runs) == 36  # 12 × (event, audit entry, quarantine record)
+    assert sum(r.deleted for r in runs) == 36  # 12 x (event, audit entry, quarantine record)
     assert [e.event_id for e in ledger.audit()] == ["new"]
     assert [q.event_id for q in ledger.quarantined()] == ["new"]
     assert again.deleted == 0 and again.finished
