@@ -46,12 +46,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
-from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.errors import ConfigError, PermanentError, TransientError
 from shared.ledger.port import (
@@ -68,6 +67,9 @@ from shared.ledger.port import (
 )
 from shared.settings import Settings
 from shared.storage import blob_service, managed_identity
+
+if TYPE_CHECKING:  # azure-storage-blob loads with the first quarantined payload, not with the ledger
+    from azure.storage.blob import BlobServiceClient, ContainerClient
 
 log = logging.getLogger("mlreactor.ledger.tables")
 
@@ -146,7 +148,7 @@ class TablesLedger:
     def __init__(
         self,
         tables: TableServiceClient,
-        blobs: BlobServiceClient,
+        blobs: Callable[[], BlobServiceClient],
         *,
         table_prefix: str = "mlreactor",
         container: str = "mlreactor-quarantine",
@@ -158,7 +160,8 @@ class TablesLedger:
                 "letter"
             )
         self._service = tables
-        self._blobs = blobs
+        self._make_blobs = blobs  # made on the first quarantine: most instances never quarantine anything
+        self._blobs: BlobServiceClient | None = None
         self._container_name = container
         self._container_ready = False
         with _storage(f"create table {name}"):
@@ -177,17 +180,19 @@ class TablesLedger:
         if settings.storage_connection_string is not None:
             secret = settings.storage_connection_string.get_secret_value()
             tables = TableServiceClient.from_connection_string(secret, **options)
-            blobs = blob_service(settings, **options)
+            credential = None
         elif settings.storage_account_url:
-            credential = managed_identity(settings)
+            credential = managed_identity(settings)  # one credential (and token cache) for tables and blobs
             tables = TableServiceClient(endpoint=settings.storage_account_url, credential=credential, **options)
-            blobs = blob_service(settings, credential, **options)
         else:
             raise ConfigError(
                 "MLREACTOR_LEDGER=tables needs MLREACTOR_STORAGE_ACCOUNT_URL (managed identity) or "
                 "MLREACTOR_STORAGE_CONNECTION_STRING"
             )
-        return cls(tables, blobs, table_prefix=settings.table_prefix, container=settings.quarantine_container)
+        return cls(
+            tables, lambda: blob_service(settings, credential, **options), table_prefix=settings.table_prefix,
+            container=settings.quarantine_container,
+        )
 
     # events ---------------------------------------------------------------------------------------------------
     def claim_event(self, key: str, event_id: str, now: datetime, lease: timedelta) -> ClaimResult:
@@ -484,6 +489,8 @@ class TablesLedger:
             ]
 
     def _container(self) -> ContainerClient:
+        if self._blobs is None:
+            self._blobs = self._make_blobs()
         container = self._blobs.get_container_client(self._container_name)
         if not self._container_ready:
             try:
@@ -625,7 +632,8 @@ class TablesLedger:
     def close(self) -> None:
         self._table.close()
         self._service.close()
-        self._blobs.close()
+        if self._blobs is not None:
+            self._blobs.close()
 
     # primitives -----------------------------------------------------------------------------------------------
     def _next_seq(self) -> int:
