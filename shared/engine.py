@@ -131,13 +131,13 @@ class Engine:
     @staticmethod
     def _render(
         rule: Rule, index: int, spec: Action, event: AzureMLEvent, context: dict[str, Any],
-        steps: dict[str, Any] | None = None,
+        steps: dict[str, Any] | None = None, key: str | None = None,
     ) -> PlannedAction:
         scope = {**context, **(steps or {})}
         rendered = templates.render_tree(spec.params.model_dump(exclude={"id", "if_"}), scope)
         params = PARAMS[spec.kind].model_validate(rendered, context={"rendered": True})
         return PlannedAction(
-            key=idempotency_key(rule.name, index, spec.kind, event), rule=rule.name, index=index, kind=spec.kind,
+            key=key or idempotency_key(rule.name, index, spec.kind, event), rule=rule.name, index=index, kind=spec.kind,
             params=params, event=event, correlation_id=event.correlation_id, steps=dict(steps or {}),
         )
 
@@ -289,7 +289,7 @@ class Engine:
                 blocked = "retry"
                 continue
             try:
-                action = self._render(rule, index, spec, event, context, steps)
+                action = self._render(rule, index, spec, event, context, steps, key)
             except (PermanentError, ValueError) as exc:
                 outcomes.append(outcome("failed", _render_error(index, spec, exc)))
                 blocked = blocked or "failed"

@@ -120,11 +120,9 @@ class SqliteLedger:
         with self._tx() as db:
             row = db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone()
             if row is None:
-                db.execute(
-                    "INSERT INTO events VALUES (?, ?, ?, NULL, ?, 1, ?)",
-                    (key, event_id, EventStatus.IN_PROGRESS, until, _ts(now)),
-                )
-                return ClaimResult(ClaimOutcome.CLAIMED, self._event(db, key))
+                fresh = (key, event_id, EventStatus.IN_PROGRESS.value, None, until, 1, _ts(now))
+                db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", fresh)
+                return ClaimResult(ClaimOutcome.CLAIMED, _event_record(fresh))
             record = _event_record(row)
             if record.status is EventStatus.DONE:
                 return ClaimResult(ClaimOutcome.DONE, record, self._actions(db, key))
