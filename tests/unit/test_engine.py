@@ -159,6 +159,36 @@ rules:
     assert [a.kind for a in h.executed()] == [ActionKind.TAG_RUN]
 
 
+def test_when_an_action_with_an_id_fails_transiently_every_later_action_waits_for_it(make_engine: Build) -> None:
+    """A notify without an ``if`` reads the gate's verdict too: it must not go out without it (it would tell Ops
+    "finished" and be recorded done); an action after a failed action without an id still runs."""
+    rules = rules_from("""
+channels:
+  ops: {type: teams, url_setting: MLREACTOR_TEST_TEAMS_URL}
+rules:
+  - name: r
+    on: RunStatusChanged
+    do:
+      - tag_run: {id: first, set: {seen: "yes"}}
+      - notify: {channels: [ops], message: run_failed}
+  - name: s
+    on: RunStatusChanged
+    do:
+      - tag_run: {set: {seen: "yes"}}
+      - notify: {channels: [ops], message: run_failed}
+""")
+    h = make_engine(rules)
+    h.adapters[ActionKind.TAG_RUN].fail_next(TransientError("503"))
+    h.adapters[ActionKind.TAG_RUN].fail_next(TransientError("503"))
+
+    (outcome,) = h.engine.handle_delivery(json.dumps(delivery("run_status_changed_failed")))
+
+    assert outcome.outcome is Outcome.FAILED
+    assert [(a.rule, a.kind, a.status) for a in outcome.actions] == [
+        ("r", "tag_run", "retry"), ("r", "notify", "retry"), ("s", "tag_run", "retry"), ("s", "notify", "done")]
+    assert "waits for an earlier failed action (first)" in outcome.actions[1].detail
+
+
 def test_throttle_fires_once_per_window_per_group(make_engine: Build) -> None:
     h = make_engine()
 
