@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=200, help="models in the purge measurement (default 200)")
     parser.add_argument("--days", type=int, default=3, help="days of records per model (default 3)")
     args = parser.parse_args()
+    logging.getLogger().addHandler(logging.NullHandler())  # records are made as in production, not printed
     receiver = WebhookReceiver().start()
     with Azurite() as azurite, tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp, channels_to(receiver):
         per_kind, tables_rate, sqlite_rate = round_trips(azurite, args.events, Path(tmp))

@@ -126,3 +126,16 @@ def test_given_a_chain_when_its_timeline_is_read_then_the_first_event_and_the_la
     assert [(e.event_id, e.outcome) for e in reversed(timeline)] == [
         ("drift-77", "acted"), ("model_registered_in_chain-77", "acted")
     ]
+
+
+def test_given_a_ledger_written_before_with_a_copy_of_the_chains_first_event_then_the_timeline_shows_it_once(
+    settings: Settings, tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    from shared.ledger.tables import _audit_entity, _h
+
+    engine, measure = counting(settings, tmp_path)
+    measure(delivery("drift", 5).replace('"drift-5"', '"drift-78"'))
+    (first,) = engine.ledger.audit(event_id="drift-78")
+    engine.ledger._insert(_audit_entity("c" + _h("drift-78"), first, 0))  # type: ignore[attr-defined]
+
+    assert [e.event_id for e in engine.ledger.audit(correlation_id="drift-78")] == ["drift-78"]
