@@ -3,12 +3,14 @@ channel, and isolated per channel.
 
 One notify action, step by step::
 
-    gate     — decided once per action and recorded (a redelivery reuses the decision):
+    gate     — decided once per action and recorded with the channels' results (a redelivery reuses it):
                same run/model in the same state already notified within MLREACTOR_NOTIFY_STATE_WINDOW → held (flapping)
                throttle_key window open and held by another event → held, counted for the next digest
                a new window opens → send, with "Also: N more ... were held back" for the previous window
     compose  — one Message from the layout of the message kind (messages.py)
-    deliver  — every channel is its own unit of exactly-once in the ledger (key = sha256(action key | channel)):
+    deliver  — every channel is its own unit of exactly-once in the ledger (key = sha256(action key | channel)),
+               started with one insert (it counts the attempt; its ETag is reused for the result); what earlier
+               attempts recorded comes with the claim (``PlannedAction.earlier``), so nothing is read again:
                done before → skipped; failed permanently before → stays failed (retried only on a redrive);
                transient → retried in-process, then left for Event Grid's redelivery (only that channel);
                transient on its MLREACTOR_NOTIFY_MAX_ATTEMPTS-th delivery → recorded as failed (bounded)
@@ -16,7 +18,9 @@ One notify action, step by step::
                else any channel failed → PermanentError naming each channel and what it said: the event is
                quarantined for a person, with the delivered channels recorded done, so a redrive after the fix
                sends only to the channels that failed
-               else → done, with per-channel detail in the audit
+               (in both cases the gate and the channel results known so far are stored first, in one write)
+               else → done, with per-channel detail in the audit; the gate and channel results are stored with
+               the action's result, in the engine's next write (no write of their own)
 
 A notification sent just before a crash (before its result was recorded) is sent again on redelivery: Ops may
 see a duplicate, never a gap. Webhook receivers can drop it by the stable ``X-Mlreactor-Delivery-Id``; ACS dedupes
