@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from tests.fakes.azureml import FakeAzureML  # noqa: E402
 from tests.fakes.azurite import Azurite  # noqa: E402
 from tests.fakes.webhook_receiver import WebhookReceiver  # noqa: E402
-from tests.ledger.shipped import CHANNEL_SETTINGS, delivery  # noqa: E402
+from tests.ledger.shipped import CHANNEL_SETTINGS, WORKSPACE, delivery  # noqa: E402
 
 PROBE = """
 import json, sys, time
@@ -110,6 +110,7 @@ def main() -> None:
         env = {
             **os.environ, "PYTHONPATH": str(ROOT), "MLREACTOR_LEDGER": "tables", "MLREACTOR_DRY_RUN": "false",
             "MLREACTOR_STORAGE_CONNECTION_STRING": azurite.connection_string, "MLREACTOR_ALLOW_HTTP_WEBHOOKS": "true",
+            "MLREACTOR_SUBSCRIBED_WORKSPACES": WORKSPACE,
             "AZUREML_DEV_URL_MFE": aml.base_url, "REQUESTS_CA_BUNDLE": str(aml.cert.cert_path),
             **{setting: receiver.url(f"/{setting.lower()}") for setting in CHANNEL_SETTINGS},
         }

@@ -32,6 +32,7 @@ from shared.engine import Engine
 from shared.ledger.port import Ledger
 from shared.reactions import Rules, load_rules
 from shared.settings import Settings
+from tests.conftest import WORKSPACE  # it also allows that workspace for the shipped rules (as tests do)
 from tests.fakes.recording import RecordingAdapter
 from tests.fakes.webhook_receiver import WebhookReceiver
 
@@ -61,6 +62,7 @@ def delivery(kind: str, n: int) -> str:
     }[kind]
     event = copy.deepcopy(_sample(sample))
     event["id"] = f"{kind}-{n}"
+    event["topic"] = WORKSPACE.replace("mlw-prod", "mlw-sandbox") if kind == "foreign" else WORKSPACE
     data = event["data"]
     if sample == "model_registered":
         name = f"{'chained' if kind == 'model_registered_in_chain' else 'model'}-{n % 97}"  # own once_per keys
@@ -68,8 +70,6 @@ def delivery(kind: str, n: int) -> str:
         event["subject"] = f"models/{name}:{n + 1}"
         if kind == "model_registered_in_chain":
             data["ModelTags"] = {**data["ModelTags"], "mlreactor.correlation": f"drift-{n}"}
-        if kind == "foreign":
-            event["topic"] = event["topic"].replace("mlw-prod", "mlw-sandbox")
     elif kind == "model_deployed":
         data["ServiceName"], data["ModelIds"] = f"svc-{n}", f"model-{n % 97}:{n + 1}"
         event["subject"] = f"endpoints/svc-{n}"
