@@ -79,6 +79,7 @@ def delivery(kind: str, n: int) -> str:
     elif kind in ("drift", "drift_again"):
         data["DataDriftName"] = f"monitor-{n}"  # drift_again: the monitor of drift n, inside its 6 h window
         data["RunId"] = f"{data['DataDriftId']}_{kind}_{n}"
+        event["subject"] = f"datadrift/{data['DataDriftId']}/run/{data['RunId']}"  # its own notify state
     elif kind == "run_completed":
         data["runId"] = f"run-completed-{n}"
     return json.dumps([event])
