@@ -13,13 +13,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared import templates
-from shared.clock import parse_duration
+from shared.clock import bounded_duration
 from shared.events import AzureMLEvent, Registry, as_text
 from shared.gate import MetricRule
 from shared.ledger.port import ActionRecord
@@ -74,9 +75,11 @@ class Params(BaseModel):
     def _templates_well_formed(self, info: ValidationInfo) -> Params:
         if info.context and info.context.get("rendered"):
             return self  # rendered values are event data: "{{ 7*7 }}" in a model name is not a template
-        problems = [p for s in _strings(self.model_dump()) for p in templates.check(s)]
-        if problems:
-            raise ValueError("; ".join(problems))
+        problems = [
+            f"{where}: {p}" for where, s in strings_at(self.model_dump(by_alias=True), "") for p in templates.check(s)
+        ]
+        if problems:  # one line per problem, each led by its field (rules check turns that into a line and column)
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -258,7 +261,7 @@ class NotifyParams(Params):
     @field_validator("throttle_window")
     @classmethod
     def _window(cls, value: str) -> str:
-        parse_duration(value)
+        bounded_duration(value, timedelta(seconds=1), timedelta(days=31))
         return value
 
 
@@ -294,7 +297,7 @@ class QualityGateParams(Params):
     @field_validator("wait_for_candidate")
     @classmethod
     def _duration(cls, value: str) -> str:
-        parse_duration(value)
+        bounded_duration(value, timedelta(0), timedelta(days=7))
         return value
 
 
@@ -308,14 +311,52 @@ PARAMS: dict[ActionKind, type[Params]] = {
     ActionKind.QUALITY_GATE: QualityGateParams,
 }
 
+#: What each action kind's result holds for the rule's later actions, under the action's ``id`` (``if: release.url``,
+#: ``{{ gate.summary }}``): the keys of ``ActionResult.data`` its live adapter returns. ``.*`` marks a mapping with
+#: free keys; the first field is the one that says the action happened (``if: retrain.job``). ``rules check`` checks
+#: paths against this; tests compare it with what the adapters return.
+RESULT_FIELDS: dict[ActionKind, tuple[str, ...]] = {
+    ActionKind.RUN_PIPELINE: ("job", "workspace", "experiment", "endpoint"),
+    ActionKind.TAG_MODEL: ("model", "workspace", "tags.*", "writes", "demoted"),
+    ActionKind.TAG_RUN: ("run", "workspace", "experiment"),
+    ActionKind.QUEUE_RELEASE: (
+        "id", "name", "url", "flavour", "environment", "model", "version", "release_key", "status",
+    ),
+    ActionKind.NOTIFY: ("channels.*", "digest"),
+    ActionKind.PUBLISH_EVENT: ("id", "source", "type"),
+    ActionKind.QUALITY_GATE: (
+        "passed", "verdict", "summary", "reasons", "champion_version", "table", "metrics.*", "tags.*", "model",
+        "version", "notes",
+    ),
+}
 
-def _strings(value: Any) -> list[str]:
+
+def stand_in_result(kind: ActionKind, rendered: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """What a live adapter's result would hold, for actions that are recorded instead of sent (dry-run, rule tests).
+
+    A field the rendered parameters also have takes their value (``model``, ``environment``); any other is
+    ``"<prefix>:<kind>.<field>"`` (truthy, so ``if: release.id`` runs the actions that follow a release as live);
+    a free-keyed mapping is empty.
+    """
+    return {
+        name.removesuffix(".*"): {} if name.endswith(".*") else rendered.get(name) or f"{prefix}:{kind.value}.{name}"
+        for name in RESULT_FIELDS[kind]
+    }
+
+
+def strings_at(value: Any, where: str) -> list[tuple[str, str]]:
+    """Every string inside a parameter value with its dotted path (``inputs.monitor``); keys count as strings."""
     if isinstance(value, str):
-        return [value]
+        return [(where, value)]
     if isinstance(value, Mapping):
-        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+        found = []
+        for k, v in value.items():
+            path = f"{where}.{k}" if where else str(k)
+            found.extend([(path, k)] if isinstance(k, str) else [])
+            found.extend(strings_at(v, path))
+        return found
     if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
+        return [s for i, v in enumerate(value) for s in strings_at(v, f"{where}[{i}]")]
     return []
 
 

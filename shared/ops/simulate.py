@@ -187,7 +187,8 @@ class SimAdapter:
                         "mlreactor.reaction": action.rule}
                 w.jobs[name] = Job(name, p.purpose, tags, dict(p.inputs))
             return ActionResult(external_id=name, detail=f"{p.purpose} job {name} submitted",
-                                url=f"https://ml.azure.com/runs/{name}?wsid={w.workspace}")
+                                url=f"https://ml.azure.com/runs/{name}?wsid={w.workspace}",
+                                data={"workspace": w.workspace, "job": name, "experiment": p.experiment_name or ""})
         if isinstance(p, TagModelParams):
             tags = w.models.setdefault((p.model, p.version), {})
             for (name, version), other in w.models.items():
