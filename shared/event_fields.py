@@ -19,6 +19,10 @@ from shared.events import EventKind
 
 EVERY_EVENT: tuple[EventKind, ...] = ()
 _RUNS = (EventKind.RUN_COMPLETED, EventKind.RUN_STATUS_CHANGED, EventKind.MODEL_MONITOR_SIGNAL)
+_RELEASES = (
+    EventKind.RELEASE_AWAITING_APPROVAL, EventKind.RELEASE_APPROVED, EventKind.RELEASE_REJECTED,
+    EventKind.RELEASE_DEPLOYED, EventKind.RELEASE_FAILED, EventKind.RELEASE_EXPIRED,
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,23 @@ CONTEXT_FIELDS: tuple[Fields, ...] = (
         ("drift.id", "drift.name", "drift.run_id", "drift.base_dataset_id", "drift.target_dataset_id",
          "drift.coefficient", "drift.start_time", "drift.end_time"),
         (EventKind.DATASET_DRIFT_DETECTED,),
+    ),
+    Fields(
+        ("model.name", "model.version", "model.id",
+         "model.asset (as mlreactor recorded them when it queued the release)", "model.tags.* (empty)",
+         "model.properties.* (empty)"),
+        _RELEASES,
+        "every Release* kind",
+    ),
+    Fields(
+        ("release.target (`azure-devops-pipeline`, `azure-devops-release`, `github-actions`)",
+         "release.scope (organization or `owner/repo`)", "release.project", "release.id", "release.url",
+         "release.approval_url", "release.environment", "release.transition (the kind)",
+         "release.status (the target's words)", "release.actor",
+         "release.comment (who and why, where the target says; else empty)", "release.via (`hook` or `reconciler`)",
+         "release.reminder (0, or the reminder's number)", "release.waiting_since", "release.waiting_hours"),
+        _RELEASES,
+        "every Release* kind (`release.reminder` and `waiting_*`: ReleaseAwaitingApproval)",
     ),
 )
 

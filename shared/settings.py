@@ -136,6 +136,28 @@ class Settings(BaseSettings):
         "(Event Grid redelivers for up to 24 h).",
     )
 
+    # Release signals in (shared/releases/) --------------------------------------------------------------------
+    release_hook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret of the Azure DevOps service hooks: the basic-auth password or the "
+        "X-Mlreactor-Hook-Secret header (Key Vault reference in Azure). Unset: every Azure DevOps hook gets 401.",
+    )
+    github_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret of the GitHub webhook (X-Hub-Signature-256 HMAC). Unset: every GitHub hook gets 401.",
+    )
+    release_hook_max_bytes: int = Field(
+        default=1_048_576, gt=0, description="Largest hook body accepted; a larger one is answered 413."
+    )
+    release_reconcile_max: int = Field(
+        default=50, gt=0, description="Releases the reconciler reads per run (one GET each), least recently first."
+    )
+    release_reminder_after: timedelta = Field(
+        default=timedelta(hours=48),
+        description="A release still waiting for approval this long gets a reminder, and one more each time "
+        "this much longer passes.",
+    )
+
     # Notifications and events out ----------------------------------------------------------------------------
     allow_http_webhooks: bool = Field(
         default=False, description="Tests only: accept http:// webhook URLs on loopback addresses."
@@ -181,7 +203,7 @@ class Settings(BaseSettings):
             return {k: v for k, v in values.items() if not is_key_vault_reference(v)}
         return values
 
-    @field_validator("notify_state_window", mode="before")
+    @field_validator("notify_state_window", "release_reminder_after", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)

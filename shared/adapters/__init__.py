@@ -13,6 +13,7 @@ from shared.adapters.gate import GateAdapter, UnknownState
 from shared.clock import Clock
 from shared.ledger.port import Ledger
 from shared.reactions import Rules
+from shared.releases.tracking import TrackedReleases
 from shared.settings import Settings
 
 Adapters = Mapping[ActionKind, ActionAdapter]
@@ -36,7 +37,11 @@ def build_adapters(
         adapters.update(dict.fromkeys(KINDS, azureml))
         adapters[ActionKind.QUALITY_GATE] = GateAdapter(AzureMLState(azureml.clients), clock)
     if settings.devops_organization_url:
-        adapters[ActionKind.QUEUE_RELEASE] = DevOpsReleaseAdapter(settings, ledger)
+        # Every queued release is recorded, so its hooks and the reconciler can tie it back (shared/releases/).
+        adapters[ActionKind.QUEUE_RELEASE] = TrackedReleases(
+            DevOpsReleaseAdapter(settings, ledger), ledger, default_organization=settings.devops_organization_url,
+            clock=clock,
+        )
     if settings.eventgrid_topic_endpoint:
         adapters[ActionKind.PUBLISH_EVENT] = EventGridPublisher(settings)
     if settings.dry_run is False or settings.notify_live:

@@ -376,7 +376,7 @@ class DevOpsReleaseAdapter:
 
     # pipelines (YAML) -----------------------------------------------------------------------------------------
     def _create_run(self, target: _Target, action: PlannedAction, key: str) -> Queued:
-        client = self._client(target, "pipelines")
+        client = self._client(target.organization, "pipelines")
         models = self._sdk_().pipelines
         p = target.params
         event = action.event
@@ -410,7 +410,7 @@ class DevOpsReleaseAdapter:
     def _find_run(self, target: _Target, key: str, deadline: float) -> Queued | None:
         """The runs list carries no template parameters: fetch each recent run and compare ``releaseKey``."""
         p = target.params
-        client = self._client(target, "pipelines")
+        client = self._client(target.organization, "pipelines")
         since = self._clock.now() - timedelta(hours=self._settings.devops_lookup_hours)
         what = f"looking for a run of {p.model}:{p.version} in {target.describe()}"
         runs = self._with_retries(what, deadline, lambda: client.list_runs(p.project, p.pipeline_id)) or []
@@ -430,7 +430,7 @@ class DevOpsReleaseAdapter:
 
     # classic releases -----------------------------------------------------------------------------------------
     def _create_release(self, target: _Target, action: PlannedAction, key: str) -> Queued:
-        client = self._client(target, "release")
+        client = self._client(target.organization, "release")
         models = self._sdk_().release
         p = target.params
         artifacts = [
@@ -455,7 +455,7 @@ class DevOpsReleaseAdapter:
     def _find_release(self, target: _Target, key: str, deadline: float) -> Queued | None:
         """Releases list with their description, where the key travels."""
         p = target.params
-        client = self._client(target, "release")
+        client = self._client(target.organization, "release")
         since = self._clock.now() - timedelta(hours=self._settings.devops_lookup_hours)
         what = f"looking for a release of {p.model}:{p.version} in {target.describe()}"
         releases = self._with_retries(what, deadline, lambda: client.get_releases(
@@ -472,30 +472,39 @@ class DevOpsReleaseAdapter:
             return self._find_run(target, key, deadline)
         return self._find_release(target, key, deadline)
 
+    # reads for the release reconciler (shared/releases/reconciler.py) --------------------------------------------
+    def read(self, organization: str, area: str, what: str, call: Callable[[Any], T]) -> T:
+        """One GET through this adapter's clients, auth and retries: ``call(client)`` with the ``pipelines`` or
+        ``release`` client of ``organization``. Throttling and 5xx past the budget raise ``TransientError``, other
+        failures ``PermanentError`` (both name ``what``)."""
+        deadline = time.monotonic() + self._settings.devops_retry_budget_seconds
+        client = self._client(organization.rstrip("/"), area)
+        return self._with_retries(what, deadline, lambda: call(client))
+
     def _sdk_(self) -> SimpleNamespace:
         if self._sdk is None:
             self._sdk = _import_sdk(self._settings)
         return self._sdk
 
     # clients --------------------------------------------------------------------------------------------------
-    def _client(self, target: _Target, area: str) -> Any:
+    def _client(self, organization: str, area: str) -> Any:
         """One SDK client per organization and area, built on first use and kept for the process."""
         with self._lock:
-            cached = self._clients.get((target.organization, area))
+            cached = self._clients.get((organization, area))
             if cached is not None:
                 return cached
             sdk = self._sdk_()
             # The SDK made its location-cache folder when it was imported; a warm instance whose temp dir was
             # cleaned since would fail discovery with FileNotFoundError (reported as an unreadable answer).
             self._settings.devops_cache_dir.mkdir(parents=True, exist_ok=True)
-            connection = sdk.Connection(base_url=target.organization, creds=self._auth)
+            connection = sdk.Connection(base_url=organization, creds=self._auth)
             factory = connection.clients_v7_1
             client = factory.get_pipelines_client() if area == "pipelines" else factory.get_release_client()
             # Our retries, not msrest's (it cannot retry a POST under urllib3 2 anyway): no hidden waits.
             client.config.retry_policy.retries = 0
             client.config.retry_policy.policy.status_forcelist = frozenset()
             client.config.connection.timeout = self._settings.devops_timeout_seconds
-            self._clients[(target.organization, area)] = client
+            self._clients[(organization, area)] = client
             return client
 
 

@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--faults", type=float, default=0.0, metavar="RATE",
                      help="share of simulated Azure calls that fail transiently (e.g. 0.2)")
     sim.add_argument("--seed", type=int, default=7, help="seed of --shuffle and --faults")
+    sim.add_argument("--reject", action="store_true", help="the reviewer rejects the release")
+    sim.add_argument("--expire-approval", action="store_true",
+                     help="nobody approves: a reminder after 48 h, then the approval times out")
+    sim.add_argument("--lose-hooks", action="store_true",
+                     help="Azure DevOps' service hooks never arrive: the reconciler closes the chain")
     sim.add_argument("--json", action="store_true", help="the outcome of every delivery as JSON Lines")
     sim.set_defaults(run=cmd_simulate)
     return parser
@@ -412,7 +417,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rules = load_rules(settings.rules_path)
     options = Options(fail_gate=args.fail_gate, fail_run=args.fail_run, duplicates=args.twice,
-                      shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults)
+                      shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults, reject=args.reject,
+                      expire=args.expire_approval, lose_hooks=args.lose_hooks)
     with tempfile.TemporaryDirectory(prefix="mlreactor-sim-") as scratch:
         ledger = SqliteLedger((args.state or Path(scratch)) / "ledger.sqlite3")
         try:

@@ -49,6 +49,23 @@ _VSRM_LOCATIONS = [
      "maxVersion": 7.2, "releasedVersion": "7.1"},
 ]
 
+# ---- release signals (issue 12): service-hooks subscriptions, projects, one run's / release's state -------------
+HOOK_SUBSCRIPTIONS = "fc50d02a-849f-41fb-8af1-0a5216103269"
+PROJECTS = "603fe2ac-9723-48b9-88ad-09305aa6c6e1"
+CORE_AREA = "79134c72-4a58-4b42-976c-04e7115f32bf"
+_ORG_LOCATIONS.extend([
+    {"id": HOOK_SUBSCRIPTIONS, "area": "hooks", "resourceName": "subscriptions",
+     "routeTemplate": "_apis/{area}/{resource}/{subscriptionId}", "resourceVersion": 1, "minVersion": 1.0,
+     "maxVersion": 7.2, "releasedVersion": "7.1"},
+    {"id": PROJECTS, "area": "core", "resourceName": "projects", "routeTemplate": "_apis/{resource}/{*projectId}",
+     "resourceVersion": 4, "minVersion": 1.0, "maxVersion": 7.2, "releasedVersion": "7.1"},
+])
+#: What the service shows of a subscription's secret inputs when it lists them (not verified against the live
+#: service: Microsoft's REST reference does not say; the fake assumes they are masked, so nothing may rely on reading
+#: a secret back).
+MASKED = "********"
+# ---- end release signals ------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -106,6 +123,9 @@ class FakeAzureDevOps:
         self.injector: Callable[[str, str], Fault | None] | None = None
         self._lock = threading.Lock()
         self._server: LoopbackServer | None = None
+        # release signals (issue 12): service-hooks subscriptions by id; project name → id
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.projects: dict[str, str] = {"mlops": "be9b3917-87e6-42a4-a549-2bc06a7a878f"}
 
     # lifecycle --------------------------------------------------------------------------------------------------
     def start(self) -> FakeAzureDevOps:
@@ -159,8 +179,12 @@ class FakeAzureDevOps:
         if method == "OPTIONS" and path.rstrip("/") == f"{vsrm}/_apis":
             return 200, {"count": len(_VSRM_LOCATIONS), "value": _VSRM_LOCATIONS}
         if method == "GET" and path == f"{org}/_apis/ResourceAreas":
-            areas = [{"id": RELEASE_AREA, "name": "Release", "locationUrl": f"{self.base}{vsrm}/"}]
+            areas = [{"id": RELEASE_AREA, "name": "Release", "locationUrl": f"{self.base}{vsrm}/"},
+                     {"id": CORE_AREA, "name": "core", "locationUrl": f"{self.base}{org}/"}]
             return 200, {"count": len(areas), "value": areas}
+        routed = self._release_signal_routes(method, path, query, body)
+        if routed is not None:
+            return routed
         parts = path.strip("/").split("/")
         if parts[:1] == [self.org] and parts[2:4] == ["_apis", "pipelines"] and parts[5:6] == ["runs"]:
             return self._pipelines(method, parts[1], int(parts[4]), parts[6] if len(parts) > 6 else None, body)
@@ -230,6 +254,70 @@ class FakeAzureDevOps:
         return 405, wrapped_exception(f"{method} not supported", "MethodNotAllowed")
 
 
+    # ---- release signals (issue 12) -------------------------------------------------------------------------
+    def finish_run(self, run_id: int, result: str) -> None:
+        """The run ends (``succeeded``, ``failed``, ``canceled``), as ``GET .../runs/{id}`` then shows it."""
+        with self._lock:
+            self.runs[run_id].update(state="completed", result=result,
+                                     finishedDate=self.clock().isoformat().replace("+00:00", "Z"))
+
+    def set_stage(self, release_id: int, name: str, status: str, approvals: list[dict[str, Any]] | None = None) -> None:
+        """A classic release's stage as ``GET .../releases/{id}`` shows it: status and pre-deployment approvals
+        (``{"status": "pending"|"approved"|"rejected", "approvedBy": {"displayName": ...}, "comments": ...}``)."""
+        with self._lock:
+            release = self.releases[release_id]
+            stages = [s for s in release.setdefault("environments", []) if s["name"] != name]
+            stage = {"id": 10 + len(stages), "name": name, "status": status, "releaseId": release_id,
+                     "preDeployApprovals": [{"id": 100 + i, "approvalType": "preDeploy", "isAutomated": False,
+                                             **a} for i, a in enumerate(approvals or [])]}
+            release["environments"] = [*stages, stage]
+
+    def _release_signal_routes(self, method: str, path: str, query: dict[str, list[str]],
+                               body: Any) -> tuple[int, Any] | None:
+        parts = path.strip("/").split("/")
+        if parts[:1] == [self.org] and parts[1:4] == ["_apis", "hooks", "subscriptions"]:
+            return self._hook_subscriptions(method, parts[4] if len(parts) > 4 else None, query, body)
+        if method == "GET" and parts[:1] == [self.org] and parts[1:3] == ["_apis", "projects"] and len(parts) == 4:
+            project_id = self.projects.get(parts[3])
+            if project_id is None:
+                return 404, wrapped_exception(f"TF200016: The following project does not exist: {parts[3]}.",
+                                              "ProjectDoesNotExistWithNameException")
+            return 200, {"id": project_id, "name": parts[3], "state": "wellFormed"}
+        if (method == "GET" and parts[:2] == ["vsrm", self.org] and len(parts) == 7
+                and [p.lower() for p in parts[3:6]] == ["_apis", "release", "releases"]):
+            release = self.releases.get(int(parts[6]))
+            if release is None:
+                return 404, wrapped_exception(f"VS402853: Release with id {parts[6]} does not exist.",
+                                              "ReleaseNotFoundException")
+            return 200, release
+        return None
+
+    def _hook_subscriptions(self, method: str, subscription_id: str | None, query: dict[str, list[str]],
+                            body: Any) -> tuple[int, Any]:
+        def shown(subscription: dict[str, Any]) -> dict[str, Any]:
+            inputs = {k: (MASKED if k == "basicAuthPassword" or k == "httpHeaders" else v)
+                      for k, v in subscription["consumerInputs"].items()}
+            return {**subscription, "consumerInputs": inputs}
+
+        with self._lock:
+            if method == "GET" and subscription_id is None:
+                listed = [shown(s) for s in self.subscriptions.values()
+                          if all(s.get(k) == query[k][0] for k in ("publisherId", "eventType", "consumerId")
+                                 if k in query)]
+                return 200, {"count": len(listed), "value": listed}
+            if method == "POST" and subscription_id is None:
+                created = {**body, "id": f"00000000-0000-0000-0000-{len(self.subscriptions) + 1:012d}",
+                           "status": "enabled"}
+                self.subscriptions[created["id"]] = created
+                return 200, shown(created)
+            if method == "PUT" and subscription_id in self.subscriptions:
+                replaced = {**body, "id": subscription_id, "status": "enabled"}
+                self.subscriptions[subscription_id] = replaced
+                return 200, shown(replaced)
+        return 404, wrapped_exception(f"no subscription {subscription_id}", "SubscriptionNotFoundException")
+    # ---- end release signals ----------------------------------------------------------------------------------
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
@@ -277,4 +365,4 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
         self.close_connection = True
 
-    do_GET = do_POST = do_OPTIONS = do_PATCH = _handle
+    do_GET = do_POST = do_OPTIONS = do_PATCH = do_PUT = _handle

@@ -13,7 +13,10 @@ from shared.actions import RESULT_FIELDS, ActionKind
 from shared.event_fields import CONTEXT_FIELDS, paths_for, readme_table
 from shared.events import AzureMLEvent, EventKind, parse_event
 from shared.gate import MetricRule, evaluate
+from shared.releases.intake import release_event
+from shared.releases.signals import Signal, TargetKind
 from tests.conftest import ROOT, SAMPLES, event
+from tests.releases.conftest import QUEUED, queued
 
 KINDS = [k for k in EventKind if k is not EventKind.UNKNOWN]
 
@@ -28,6 +31,12 @@ def flatten(value: Any, declared: set[str], prefix: str = "") -> set[str]:
 
 
 def sample_of(kind: EventKind) -> AzureMLEvent:
+    """A documented sample delivery of ``kind``; release events are not Event Grid deliveries: the intake builds
+    them from a queued release and a signal, as hooks and the reconciler do."""
+    if kind.value.startswith("Release"):
+        signal = Signal(target=TargetKind.AZURE_DEVOPS_PIPELINE, scope="contoso", release_id="11", kind=kind,
+                        status="a status", source_type="ms.vss-pipelines.run-state-changed-event")
+        return release_event(queued("11"), signal, QUEUED, "hook")
     for name in SAMPLES:
         parsed = parse_event(event(name))
         if parsed.kind is kind:

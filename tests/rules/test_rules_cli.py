@@ -32,7 +32,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_the_shipped_rules_pass_rules_check_strict(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "rules", "check", "--strict", str(ROOT / "reactions.yaml"))
     assert code == 0, err
-    assert out.startswith(f"{ROOT / 'reactions.yaml'}: OK — 6 rule(s)") and "warning" not in out
+    assert out.startswith(f"{ROOT / 'reactions.yaml'}: OK — 12 rule(s)") and "warning" not in out
 
 
 def test_a_reactions_yaml_in_the_current_directory_is_the_one_checked(
