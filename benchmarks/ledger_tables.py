@@ -44,7 +44,7 @@ ROWS: dict[str, tuple[str, str, str]] = {
     "model_registered_in_chain": ("acted: ModelRegistered in a chain", "-", "6"),
     "model_deployed": ("acted: ModelDeployed, notify 1 channel", "<= 5", "16"),
     "run_failed": ("acted: failed run, notify 2 channels", "<= 6", "21"),
-    "drift": ("acted: drift, notify 1 channel", "-", "19"),
+    "drift": ("acted: drift, notify 1 channel (digested)", "-", "19"),
     "drift_again": ("ignored: throttled (window seen)", "-", "5"),
     "run_completed": ("ignored: no rule", "<= 2", "3"),
     "foreign": ("rejected", "<= 2", "2"),
