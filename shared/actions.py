@@ -189,23 +189,33 @@ TextMap = Annotated[dict[str, str], BeforeValidator(_text_map)]
 #: Template parameters mlreactor passes to every release pipeline run; the pipeline must declare them (all of type
 #: string). ``releaseKey`` is how a resumed attempt recognises a run it may already have queued.
 RELEASE_PARAMETERS = ("modelName", "modelVersion", "correlationId", "sourceEvent", "releaseKey")
+#: Inputs mlreactor passes to every GitHub Actions release workflow (``workflow_dispatch``, all strings); the
+#: workflow's ``run-name`` must carry ``release_key`` (GitHub's runs list returns the run name, not the inputs).
+GITHUB_INPUTS = ("model", "version", "correlation_id", "release_key")
 
 
 class QueueReleaseParams(Params):
-    """Queue a gated Azure DevOps release; production waits for a person. The app never approves.
+    """Queue a gated release; production waits for a person, verified before every queue. The app never approves.
+
+    ``flavour``: ``pipeline`` (Azure DevOps YAML run), ``classic`` (Azure DevOps release definition) or ``github``
+    (a GitHub Actions ``workflow_dispatch``). ``environment`` names what holds the release — the YAML pipeline's or
+    the workflow job's environment, the classic definition's stage — and is required: mlreactor reads its approvals
+    before it queues anything.
 
     ``model``/``version`` name what is released: a release is queued at most once per model version and rule, however
     many events ask for it.
     """
 
-    flavour: Literal["pipeline", "classic"] = "pipeline"
+    flavour: Literal["pipeline", "classic", "github"] = "pipeline"
     organization: str | None = Field(default=None, description="https://dev.azure.com/ORG; default: a setting.")
-    project: str
+    project: str | None = None
     pipeline_id: int | None = None
     definition_id: int | None = None
+    repository: str | None = Field(default=None, description="GitHub: OWNER/REPO.")
+    workflow: str | None = Field(default=None, description="GitHub: the workflow file name (release.yml) or id.")
     model: str = "{{ model.name }}"
     version: str = "{{ model.version }}"
-    branch: str | None = None
+    branch: str | None = Field(default=None, description="The ref to run (GitHub: required, e.g. main).")
     parameters: TextMap = Field(default_factory=dict)
     variables: TextMap = Field(default_factory=dict)
     stages_to_skip: list[str] = Field(default_factory=list)
@@ -213,15 +223,25 @@ class QueueReleaseParams(Params):
         default_factory=list, description="Classic: [{alias, version_id, version_name?}] of the build artifacts."
     )
     description: str | None = None
-    environment: str = Field(default="production", description="The environment (stage) whose approval holds it.")
+    environment: str = Field(description="The environment (classic: stage) whose approval holds the release.")
 
     @model_validator(mode="after")
     def _target(self) -> QueueReleaseParams:
-        if self.flavour == "pipeline" and self.pipeline_id is None:
-            raise ValueError("flavour 'pipeline' needs pipeline_id")
-        if self.flavour == "classic" and self.definition_id is None:
-            raise ValueError("flavour 'classic' needs definition_id")
-        reserved = sorted(set(self.parameters) & set(RELEASE_PARAMETERS))
+        needs = {"pipeline": ("project", "pipeline_id"), "classic": ("project", "definition_id"),
+                 "github": ("repository", "workflow", "branch")}[self.flavour]
+        missing = [n for n in needs if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"flavour {self.flavour!r} needs {' and '.join(missing)}")
+        unused = {"github": ("project", "pipeline_id", "definition_id", "variables", "stages_to_skip", "artifacts"),
+                  "pipeline": ("repository", "workflow", "definition_id", "artifacts"),
+                  "classic": ("repository", "workflow", "pipeline_id", "stages_to_skip")}[self.flavour]
+        given = [n for n in unused if getattr(self, n)]
+        if given:
+            raise ValueError(f"flavour {self.flavour!r} does not use {', '.join(given)}")
+        if self.flavour == "github" and self.repository and not re.fullmatch(r"[\w.-]+/[\w.-]+|\{\{.*\}\}",
+                                                                               self.repository):
+            raise ValueError(f"repository {self.repository!r} is not OWNER/REPO")
+        reserved = sorted(set(self.parameters) & set(GITHUB_INPUTS if self.flavour == "github" else RELEASE_PARAMETERS))
         if reserved:
             raise ValueError(f"parameters {reserved} are set by mlreactor itself (use model/version)")
         for artifact in self.artifacts:
@@ -320,7 +340,11 @@ RESULT_FIELDS: dict[ActionKind, tuple[str, ...]] = {
     ActionKind.TAG_MODEL: ("model", "workspace", "tags.*", "writes", "demoted"),
     ActionKind.TAG_RUN: ("run", "workspace", "experiment"),
     ActionKind.QUEUE_RELEASE: (
-        "id", "name", "url", "flavour", "environment", "model", "version", "release_key", "status",
+        "id", "url", "target", "environment", "model", "version", "release_key", "status", "auth", "gate",
+        # Azure DevOps only
+        "name", "flavour", "organization", "project", "pipeline_id", "definition_id",
+        # GitHub Actions only
+        "repository", "workflow", "ref",
     ),
     ActionKind.NOTIFY: ("channels.*", "digest"),
     ActionKind.PUBLISH_EVENT: ("id", "source", "type"),

@@ -1,9 +1,10 @@
 """``mlreactor``: replay event files through the engine, explain rules, check them, read the audit trail.
 
 Readable tables by default, ``--json`` (JSON Lines) for machines. Exit status: 0 when the command did its job
-(every replayed event got an outcome), 1 when ``rules check`` finds errors, ``rules test`` a failing case or
-``explain --expect`` a rule that would not fire, 2 for operational errors (rules file invalid or missing, ledger
-cannot be opened) with a message on stderr. The rules commands live in ``rules_cli.py``.
+(every replayed event got an outcome), 1 when ``rules check`` finds errors, ``rules test`` a failing case,
+``explain --expect`` a rule that would not fire or ``gates check`` a release target that no person gates, 2 for
+operational errors (rules file invalid or missing, ledger cannot be opened) with a message on stderr. The rules
+commands live in ``rules_cli.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry
 from shared.ledger.sqlite import SqliteLedger
 from shared.ops import rules_cli
+from shared.ops.gates import check_release_gates
 from shared.ops.redrive import DeadLettered, from_blobs, redrive, transient
 from shared.ops.simulate import Options, simulate
 from shared.outcomes import EventOutcome
@@ -104,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     redrive_p.add_argument("--json", action="store_true", help="one JSON object per event")
     redrive_p.set_defaults(run=cmd_redrive)
 
+    gates = sub.add_parser("gates", help="release gates: is every release held by a person?")
+    gates_sub = gates.add_subparsers(dest="gates_command", required=True, metavar="SUBCOMMAND")
+    gates_check = gates_sub.add_parser(
+        "check", help="read every release rule's approvals now (read-only); exit 1 if any target is not gated"
+    )
+    common(gates_check, state=False)
+    gates_check.add_argument("--json", action="store_true", help="one JSON object per release action")
+    gates_check.set_defaults(run=cmd_gates_check)
+
     sim = sub.add_parser("simulate", help="run the retrain → test → release chain against a simulated workspace")
     common(sim)
     sim.add_argument("--fail-gate", action="store_true", help="the candidate's offline test misses the thresholds")
@@ -118,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="nobody approves: a reminder after 48 h, then the approval times out")
     sim.add_argument("--lose-hooks", action="store_true",
                      help="Azure DevOps' service hooks never arrive: the reconciler closes the chain")
+    sim.add_argument("--ungated", action="store_true",
+                     help="the release environment was never set up (no approval): the release is refused")
     sim.add_argument("--json", action="store_true", help="the outcome of every delivery as JSON Lines")
     sim.set_defaults(run=cmd_simulate)
     return parser
@@ -412,13 +425,29 @@ def _since(text: str | None) -> datetime | None:
         raise CliError(f"--since: {exc}") from None
 
 
+# gates check --------------------------------------------------------------------------------------------------
+def cmd_gates_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    results = check_release_gates(settings, load_rules(settings.rules_path))
+    if args.json:
+        for result in results:
+            print(json.dumps(result.as_dict()))
+    else:
+        _table(["RULE", "TARGET", "ENVIRONMENT", "GATED", "WHY"],
+               [[f"{r.rule}[{r.index}]", r.target, r.environment, "yes" if r.gated else "NO", r.why]
+                for r in results], sys.stdout)
+        if not results:
+            print("(no queue_release action in the rules)")
+    return 0 if all(r.gated for r in results) else 1
+
+
 # simulate -----------------------------------------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rules = load_rules(settings.rules_path)
     options = Options(fail_gate=args.fail_gate, fail_run=args.fail_run, duplicates=args.twice,
                       shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults, reject=args.reject,
-                      expire=args.expire_approval, lose_hooks=args.lose_hooks)
+                      expire=args.expire_approval, lose_hooks=args.lose_hooks, ungated=args.ungated)
     with tempfile.TemporaryDirectory(prefix="mlreactor-sim-") as scratch:
         ledger = SqliteLedger((args.state or Path(scratch)) / "ledger.sqlite3")
         try:
@@ -444,6 +473,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(tags.items()) if k.startswith("mlreactor.") and
                           not k.startswith("mlreactor.metric."))
         print(f"model {name}:{version}: {shown}", file=out)
+    for check in world.gate_checks:
+        print(f"release gate {check.environment} ({check.where}): {check.summary}", file=out)
     for release in world.releases:
         print(f"release {release.id}: {release.status} (environment {release.environment})", file=out)
     for message in world.notifications:

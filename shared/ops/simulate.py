@@ -10,6 +10,12 @@ The release end of the chain is told by the simulated Azure DevOps itself, as se
 real hook endpoint (``shared/releases/hooks.py``: secret, parsing, ledger lookup): approval pending, approval
 completed, run completed — never a ModelDeployed. Options make the reviewer reject it, let the approval time out
 (after a reminder), or lose every hook, so that the reconciler (``shared/releases/reconciler.py``) closes the chain.
+
+Before the release is queued its gate is verified as the real adapters verify it — the same judges
+(``shared/adapters/devops/checks.py``, ``shared/adapters/github/checks.py``) read the simulated project's
+configuration: ``production`` carries an Approval check by the ML Release Board, unless ``--ungated`` plays the fresh
+project nobody set up (no ``production`` environment): then nothing is queued, the event is quarantined and Ops are
+told (``on_quarantine``).
 """
 
 from __future__ import annotations
@@ -35,8 +41,12 @@ from shared.actions import (
     TagModelParams,
     TagRunParams,
 )
+from shared.adapters.devops.checks import APPROVAL_CHECK_TYPE, StageApproval, judge_stage
+from shared.adapters.devops.checks import judge_environment as judge_devops_environment
 from shared.adapters.devops_state import run_signal
 from shared.adapters.gate import GateAdapter
+from shared.adapters.github.checks import judge_environment as judge_github_environment
+from shared.adapters.releases.gates import GateCheck, NotGated
 from shared.clock import Clock
 from shared.engine import Engine
 from shared.errors import TransientError
@@ -72,6 +82,8 @@ class Options:
     reject: bool = False
     expire: bool = False
     lose_hooks: bool = False
+    #: The release target's environment was never set up: no approval holds it.
+    ungated: bool = False
 
 
 class SimClock:
@@ -122,7 +134,31 @@ class World:
     #: Service-hook notifications the simulated Azure DevOps is about to POST, and whether the reconciler runs next.
     hooks: list[dict[str, Any]] = field(default_factory=list)
     reconcile_due: bool = False
+    gate_checks: list[GateCheck] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    # the release target's configuration, judged as the real adapters judge it ---------------------------------
+    def verify(self, p: QueueReleaseParams) -> GateCheck:
+        now, approver = self.clock.now(), "ML Release Board"
+        gated = not self.options.ungated
+        if p.flavour == "github":
+            rule = {"type": "required_reviewers", "prevent_self_review": True,
+                    "reviewers": [{"type": "Team", "reviewer": {"slug": "ml-release-board"}}]}
+            environment = {"name": p.environment, "protection_rules": [rule], "can_admins_bypass": False}
+            check = judge_github_environment(f"repository {p.repository}, workflow {p.workflow}", p.environment,
+                                             environment if gated else None, now)
+        elif p.flavour == "classic":
+            stages = {p.environment: [StageApproval(False, approver) if gated else StageApproval(True, None)]}
+            check = judge_stage(f"organization contoso, project {p.project}, release definition {p.definition_id}",
+                                p.environment, stages, now, creator_can_approve=False)
+        else:
+            approval = {"type": {"id": APPROVAL_CHECK_TYPE, "name": "Approval"}, "settings": {
+                "approvers": [{"displayName": approver}], "minRequiredApprovers": 1,
+                "requesterCannotBeApprover": True}}
+            check = judge_devops_environment(f"organization contoso, project {p.project}, pipeline {p.pipeline_id}",
+                                             p.environment, 1 if gated else None, [approval], now)
+        self.gate_checks.append(check)
+        return check
 
     # ModelState (what the quality gate reads) ------------------------------------------------------------------
     authoritative = True
@@ -280,7 +316,10 @@ class SimAdapter:
                           "correlationId": action.correlation_id, "releaseKey": f"{action.rule}|{p.model}:{p.version}"}
             release = next((r for r in w.releases if r.parameters["releaseKey"] == parameters["releaseKey"]), None)
             if release is None:
-                release = Release(100 + len(w.releases), p.project, p.environment, parameters)
+                check = w.verify(p)
+                if not check.gated:
+                    raise NotGated(check)
+                release = Release(100 + len(w.releases), p.project or p.repository or "", p.environment, parameters)
                 w.releases.append(release)
                 w.approval(release, "pending")  # the run reaches the production stage and waits
             url = f"{SIM_ORGANIZATION}/{p.project}/_build/results?buildId={release.id}"
@@ -302,6 +341,8 @@ class SimAdapter:
 def _message(p: NotifyParams, action: PlannedAction) -> str:
     """What Ops would read first, in one line (the real notify adapter renders cards and messages)."""
     release, gate = action.steps.get("release"), action.steps.get("gate")
+    if p.message == "event_quarantined":
+        return f"{p.message}: {p.facts.get('Reason', '')}"
     if p.title and p.message == "generic":
         return f"{p.message}: {p.title}"
     if p.message == "release_queued" and release:

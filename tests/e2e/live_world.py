@@ -144,6 +144,7 @@ class LiveChain:
         self.aml = FakeAzureML(self.folder / "tls").start()
         self.devops = FakeAzureDevOps(accepted_auth=("Basic " + base64.b64encode(f":{PAT}".encode()).decode(),))
         self.devops.start()
+        self.devops.add_environment("production")  # the release environment, set up with its Approval check
         self.topic = FakeEventGridTopic(self.aml.cert, key=TOPIC_KEY).start()  # one certificate for both HTTPS fakes
         self.tables = FaultyProxy(self.azurite.table_endpoint).start()  # the ledger's table traffic passes here
         self.teams = self._receiver()

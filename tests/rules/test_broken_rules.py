@@ -68,7 +68,7 @@ ROWS = [
     on: RunCompleted
     do:
       - quality_gate: {metrics: {auc: {min: 0.8}}}
-      - queue_release: {id: release, if: gate.pased, project: mlops, pipeline_id: 42}
+      - queue_release: {id: release, if: gate.pased, project: mlops, pipeline_id: 42, environment: production}
 """, "if: gate.pased", "error: rule 'gate': do[1].queue_release.if: 'gate.pased': the result of quality_gate (gate) "
         "has no 'pased' — did you mean 'gate.passed'?"),
     Row("group_by typo", """  - name: retrain
@@ -127,7 +127,7 @@ ROWS = [
     Row("an earlier result's field that does not exist", """  - name: gate
     on: RunCompleted
     do:
-      - queue_release: {id: release, project: mlops, pipeline_id: 42, model: m, version: "1"}
+      - queue_release: {id: release, project: mlops, pipeline_id: 42, environment: production, model: m, version: "1"}
       - notify: {channels: [ops], text: "{{ release.urll }}"}
 """, "text:", "error: rule 'gate': do[1].notify.text: {{ release.urll }}: the result of queue_release (release) "
         "has no 'urll' — did you mean 'release.url'?"),
@@ -135,7 +135,7 @@ ROWS = [
     on: RunCompleted
     do:
       - notify: {channels: [ops], text: "{{ release.url }}"}
-      - queue_release: {id: release, project: mlops, pipeline_id: 42, model: m, version: "1"}
+      - queue_release: {id: release, project: mlops, pipeline_id: 42, environment: production, model: m, version: "1"}
 """, "text:", "error: rule 'gate': do[0].notify.text: {{ release.url }}: 'release' is the result of do[1], which "
         "runs later: only earlier results can be used"),
     Row("a default template the kind cannot fill", """  - name: tag-run
