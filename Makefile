@@ -78,9 +78,10 @@ doctor: $(STAMP)
 checkov:
 	scripts/checkov.sh
 
-## bench: cold start and engine throughput (prints figures beside same-run baselines)
+## bench: cold start, first invocation, engine throughput, ledger round-trips and purge (figures beside baselines)
 bench: $(STAMP) node_modules/.installed
 	$(BIN)/python benchmarks/cold_start.py
+	$(BIN)/python benchmarks/first_invocation.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/ledger_tables.py
 	$(BIN)/python benchmarks/rules_load.py
