@@ -85,6 +85,7 @@ bench: $(STAMP) node_modules/.installed
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/ledger_tables.py
 	$(BIN)/python benchmarks/rules_load.py
+	$(BIN)/python benchmarks/replay_memory.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .venv-checkov node_modules .mlreactor .pytest_cache .mypy_cache .ruff_cache

@@ -53,12 +53,13 @@ def timeline(req: func.HttpRequest) -> func.HttpResponse:
     """``/api/timeline?correlation=ID``: one chain drawn as a read-only HTML timeline."""
     from shared import runtime  # noqa: PLC0415 - the core loads on first use, not at cold start
     from shared.ops import views  # noqa: PLC0415
+    from shared.settings import get_settings  # noqa: PLC0415
 
     correlation = req.params.get("correlation", "")
     if not correlation:
         return _json({"error": "give correlation=ID"}, 400)
     entries = views.audit_query(runtime.engine(), {"correlation": correlation, "limit": "1000"})
-    page = views.timeline_html(correlation, entries)
+    page = views.timeline_html(correlation, entries, stall_after=get_settings().chain_stall_after)
     return func.HttpResponse(
         page, status_code=200, mimetype="text/html", charset="utf-8",
         headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",

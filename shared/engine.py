@@ -324,7 +324,8 @@ class Engine:
         earlier = claim.actions.get(action.key)
         if earlier is not None and earlier.status is ActionStatus.DONE:
             detail = f"already done: {earlier.detail}"
-            return self._outcome(action, "skipped", detail, earlier.external_id, earlier.url), dict(earlier.data)
+            outcome = self._outcome(action, "skipped", detail, earlier.external_id, earlier.url, earlier.data)
+            return outcome, dict(earlier.data)
         if claim.outcome is ClaimOutcome.RESUMED:  # an earlier attempt may have acted without recording it
             action = replace(action, resumed=True, earlier=claim.actions)
         if pending:  # one write: the previous action's result with its sub-steps' results
@@ -345,7 +346,7 @@ class Engine:
         pending.append(self._result(
             action, ActionStatus.DONE, done.detail, done.external_id, done.url, done.data, earlier=earlier
         ))
-        return self._outcome(action, "done", done.detail, done.external_id, done.url), dict(done.data)
+        return self._outcome(action, "done", done.detail, done.external_id, done.url, done.data), dict(done.data)
 
     def _result(
         self, action: PlannedAction, status: ActionStatus, detail: str, external_id: str | None = None,
@@ -360,9 +361,11 @@ class Engine:
 
     @staticmethod
     def _outcome(
-        action: PlannedAction, status: str, detail: str, external_id: str | None = None, url: str | None = None
+        action: PlannedAction, status: str, detail: str, external_id: str | None = None, url: str | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> ActionOutcome:
-        return ActionOutcome(action.rule, action.kind.value, action.key, status, detail, external_id, url)
+        return ActionOutcome(action.rule, action.kind.value, action.key, status, detail, external_id, url,
+                             dict(data or {}))
 
     def _settle(
         self, event: AzureMLEvent, outcome: EventOutcome, claim: ClaimResult, pending: list[ActionRecord]

@@ -28,11 +28,14 @@ class ActionOutcome:
     detail: str = ""
     external_id: str | None = None
     url: str | None = None
+    #: What the action found out or would have sent (a gate's verdict, a release's id, dry-run's rendered
+    #: parameters): structured, so the audit and ``--json`` need not parse ``detail``.
+    data: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rule": self.rule, "kind": self.kind, "key": self.key[:16], "status": self.status,
-            "detail": self.detail, "external_id": self.external_id, "url": self.url,
+            "detail": self.detail, "external_id": self.external_id, "url": self.url, "data": dict(self.data),
         }
 
 

@@ -223,6 +223,13 @@ class Settings(BaseSettings):
     eventgrid_topic_endpoint: str | None = Field(default=None, description="Custom topic for publish_event.")
     eventgrid_topic_key: SecretStr | None = Field(default=None, description="Topic key; unset = managed identity.")
 
+    # Operators' views -----------------------------------------------------------------------------------------
+    chain_stall_after: timedelta = Field(
+        default=timedelta(hours=24),
+        description="A chain with no event for longer than this (and not waiting for an approval) is shown as "
+        "stalled (Event Grid stops redelivering after 24 h).",
+    )
+
     # Telemetry -----------------------------------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="Python log level of the mlreactor loggers.")
     applicationinsights_connection_string: SecretStr | None = Field(
@@ -239,7 +246,7 @@ class Settings(BaseSettings):
             return {k: v for k, v in values.items() if not is_key_vault_reference(v)}
         return values
 
-    @field_validator("notify_state_window", "release_reminder_after", mode="before")
+    @field_validator("notify_state_window", "release_reminder_after", "chain_stall_after", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)

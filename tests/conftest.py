@@ -65,8 +65,20 @@ class FakeClock:
         self.current += timedelta(**kwargs)
 
 
-class ScriptedAdapter(DryRunAdapter):
-    """A dry-run adapter whose next calls can be told to fail (transiently or for good)."""
+class RecordingAdapter(DryRunAdapter):
+    """A dry-run adapter that also keeps every action it carried out, in order, so tests can count effects."""
+
+    def __init__(self, kind: ActionKind) -> None:
+        super().__init__(kind)
+        self.executed: list[PlannedAction] = []
+
+    def execute(self, action: PlannedAction) -> ActionResult:
+        self.executed.append(action)
+        return super().execute(action)
+
+
+class ScriptedAdapter(RecordingAdapter):
+    """A recording adapter whose next calls can be told to fail (transiently or for good)."""
 
     def __init__(self, kind: ActionKind) -> None:
         super().__init__(kind)

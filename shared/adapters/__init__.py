@@ -28,9 +28,13 @@ def build_adapters(
     ``ledger`` is the engine's: the release adapter keeps its model-version guard there, notify its throttle
     windows and per-channel delivery records (stamped by ``clock``).
     """
+    from shared.adapters.notify import NotifyAdapter  # noqa: PLC0415 - loaded with the engine, not at cold start
+
     adapters: dict[ActionKind, ActionAdapter] = {kind: DryRunAdapter(kind) for kind in ActionKind}
     # The gate only reads and judges; without a workspace to read it judges the event's own numbers.
     adapters[ActionKind.QUALITY_GATE] = GateAdapter(UnknownState())
+    # Dry-run notify still applies flapping, throttles and digests: a dry run shows what Ops would receive.
+    adapters[ActionKind.NOTIFY] = NotifyAdapter(settings, rules, ledger, clock=clock, send=False)
     if settings.dry_run:
         return adapters
     if settings.azureml_is_live:
@@ -51,8 +55,6 @@ def build_adapters(
     if settings.eventgrid_topic_endpoint:
         adapters[ActionKind.PUBLISH_EVENT] = EventGridPublisher(settings)
     if settings.dry_run is False or settings.notify_live:
-        from shared.adapters.notify import NotifyAdapter  # noqa: PLC0415 - only when live
-
         adapters[ActionKind.NOTIFY] = NotifyAdapter(settings, rules, ledger, clock=clock)
     return adapters
 

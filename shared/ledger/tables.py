@@ -811,9 +811,13 @@ def _audit_entity(pk: str, entry: AuditEntry, seq: int) -> dict[str, Any]:
 
 
 def _fit_actions(actions: Iterable[Mapping[str, Any]]) -> str:
-    """JSON of the action outcomes, within one property's size: long details are shortened first."""
+    """JSON of the action outcomes, within one property's size: structured data goes first, then long details
+    are shortened."""
     listed = list(actions)
     text = json.dumps(listed, default=str)
+    if len(text) > _JSON_LIMIT:
+        listed = [{**a, "data": {}} for a in listed]
+        text = json.dumps(listed, default=str)
     if len(text) > _JSON_LIMIT:
         listed = [{**a, "detail": _clip(str(a.get("detail", "")), 200)} for a in listed]
         text = json.dumps(listed, default=str)

@@ -1,10 +1,19 @@
-"""``mlreactor``: replay event files through the engine, explain rules, check them, read the audit trail.
+"""``mlreactor``: replay event files through the engine, explain and check rules, read the audit and the chains.
 
-Readable tables by default, ``--json`` (JSON Lines) for machines. Exit status: 0 when the command did its job
-(every replayed event got an outcome), 1 when ``rules check`` finds errors, ``rules test`` a failing case,
-``explain --expect`` a rule that would not fire or ``gates check`` a release target that no person gates, 2 for
-operational errors (rules file invalid or missing, ledger cannot be opened) with a message on stderr. The rules
-commands live in ``rules_cli.py``.
+Readable tables by default, ``--json`` (JSON Lines) for machines. Exit status: 0 when the command did its job,
+1 when it found something (``rules check`` errors, ``rules test`` a failing case, ``explain --expect`` a rule that
+would not fire, ``gates check`` a release target no person gates, ``replay --strict`` quarantined or failed events,
+``doctor`` something that would fail, ``simulate`` not reaching the expected end), 2 for operational errors
+(a bad setting, a rules file invalid or missing, a file that cannot be read, a ledger that cannot be opened) with
+one line per problem on stderr and no traceback. Stopped by a closed pipe (``| head``) it exits quietly with 141,
+as any Unix tool stopped by SIGPIPE.
+
+``replay`` and ``deadletter redrive`` act for real only with ``--live``: without it they run dry, whatever the
+environment holds.
+
+The rules commands (``rules check``, ``rules test``) and which rules file every command loads live in
+``rules_cli.py``. Each subcommand is one ``add_*`` function that declares its parser (with an example for
+``--help``) and the ``cmd_*`` that runs it; ``SUBCOMMANDS`` lists them.
 """
 
 from __future__ import annotations
@@ -12,31 +21,39 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
+import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import ValidationError
+
 from shared.adapters import describe
-from shared.clock import SystemClock, parse_duration
+from shared.clock import SystemClock
 from shared.engine import Engine, Plan
 from shared.errors import EventParseError, MlreactorError, RulesError
 from shared.events import ParseFailure, parse_delivery
 from shared.ledger import open_ledger
-from shared.ledger.port import AuditEntry
+from shared.ledger.port import AuditEntry, Ledger
 from shared.ledger.sqlite import SqliteLedger
-from shared.ops import rules_cli
+from shared.ops import doctor, rules_cli, verdicts, views
 from shared.ops.gates import check_release_gates
-from shared.ops.redrive import DeadLettered, from_blobs, redrive, transient
-from shared.ops.simulate import Options, simulate
-from shared.outcomes import EventOutcome
+from shared.ops.output import Progress, Table, Tally, json_line, table
+from shared.ops.redrive import DeadLettered, Redriven, from_blobs, redrive, transient
+from shared.ops.simulate import Options, expected_ending, simulate
+from shared.outcomes import Outcome
 from shared.reactions import Rule, evaluate, load_rules, suggest, throttle_key
 from shared.runtime import build_engine
 from shared.settings import Settings
 from shared.storage import blob_container
+
+OK, FINDINGS, ERROR, BROKEN_PIPE = 0, 1, 2, 141
+#: Audit entries read when a filter is applied on this side (``audit --outcome``, ``chains``).
+SCAN_LIMIT = 10_000
 
 
 class CliError(Exception):
@@ -49,94 +66,84 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Warnings (a quarantined payload, a retried call) go to stderr; stdout stays clean for --json.
     logging.basicConfig(level=logging.WARNING, format="mlreactor: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not as a complaint when the interpreter exits
+        return code
+    except ValidationError as exc:  # the settings: one line per bad setting, named as the environment names it
+        if exc.title != Settings.__name__:
+            raise
+        for line in doctor.settings_problems(exc):
+            print(f"mlreactor: error: {line}", file=sys.stderr)
+        return ERROR
     except (CliError, RulesError, OSError, MlreactorError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            return _quiet_pipe()
         print(f"mlreactor: error: {exc}", file=sys.stderr)
-        return 2
+        return ERROR
     except KeyboardInterrupt:
         print("mlreactor: interrupted", file=sys.stderr)
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlreactor", description=__doc__.splitlines()[0] if __doc__ else None)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _quiet_pipe() -> int:
+    """The reader went away (``| head``): say nothing, and keep Python from complaining when it flushes stdout."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests): nothing to silence
+        pass
+    return BROKEN_PIPE
 
-    def common(p: argparse.ArgumentParser, *, state: bool = True) -> None:
-        p.add_argument("--config", type=Path, help="rules file (default: MLREACTOR_RULES_PATH or reactions.yaml)")
-        if state:
-            p.add_argument("--state", type=Path, help="folder of the SQLite ledger (default: .mlreactor/)")
 
-    replay = sub.add_parser("replay", help="run event deliveries through the engine, exactly as the function does")
-    common(replay)
-    replay.add_argument("paths", nargs="+", metavar="PATH", help="a file holding one delivery, or - for stdin")
-    replay.add_argument("--dry-run", action="store_true", help="record actions instead of sending them")
-    replay.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per event")
-    replay.set_defaults(run=cmd_replay)
+# the parser ---------------------------------------------------------------------------------------------------
+Subparsers = Any  # argparse's _SubParsersAction is private
 
-    explain = sub.add_parser("explain", help="for each rule: matched, or the first criterion that failed")
-    common(explain, state=False)
-    explain.add_argument("path", metavar="EVENT_FILE")
-    explain.add_argument("--json", action="store_true")
-    explain.add_argument("--expect", metavar="RULE", help="exit 1 unless RULE would fire for the event(s)")
-    explain.set_defaults(run=cmd_explain)
 
-    rules = sub.add_parser("rules", help="work with the rules file")
-    rules_cli.register(rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND"))
-
-    audit = sub.add_parser("audit", help="what happened, newest first")
-    common(audit)
-    audit.add_argument("--event", metavar="ID", help="only this event id")
-    audit.add_argument("--correlation", metavar="ID", help="only this chain")
-    audit.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 30m, 6h, 7d)")
-    audit.add_argument("--limit", type=int, default=200)
-    audit.add_argument("--json", action="store_true")
-    audit.set_defaults(run=cmd_audit, loads_rules=False)
-
-    deadletter = sub.add_parser("deadletter", help="dead-lettered and quarantined events")
-    dl_sub = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="SUBCOMMAND")
-    redrive_p = dl_sub.add_parser("redrive", help="replay dead-lettered (or quarantined) events through the engine")
-    common(redrive_p)
-    source = redrive_p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--container", help="the Event Grid dead-letter blob container")
-    source.add_argument("--quarantined", action="store_true", help="mlreactor's own quarantined events")
-    redrive_p.add_argument("--since", metavar="DURATION", help="only what was dead-lettered in the last DURATION")
-    redrive_p.add_argument("--event-id", metavar="ID", help="only this event")
-    redrive_p.add_argument("--dry-run", action="store_true", help="show what would be redriven; change nothing")
-    redrive_p.add_argument("--json", action="store_true", help="one JSON object per event")
-    redrive_p.set_defaults(run=cmd_redrive)
-
-    gates = sub.add_parser("gates", help="release gates: is every release held by a person?")
-    gates_sub = gates.add_subparsers(dest="gates_command", required=True, metavar="SUBCOMMAND")
-    gates_check = gates_sub.add_parser(
-        "check", help="read every release rule's approvals now (read-only); exit 1 if any target is not gated"
+def _command(
+    sub: Subparsers, name: str, *, help: str, example: str, run: Callable[[argparse.Namespace], int],
+    config: bool = True, state: bool = True, json_out: bool = True,
+) -> argparse.ArgumentParser:
+    """One subcommand: its help with an example, the common options it takes, and what runs it."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=help, epilog="example:\n  " + example.replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    common(gates_check, state=False)
-    gates_check.add_argument("--json", action="store_true", help="one JSON object per release action")
-    gates_check.set_defaults(run=cmd_gates_check)
+    if config:
+        parser.add_argument("--config", type=Path, metavar="FILE",
+                            help="rules file (default: MLREACTOR_RULES_PATH or reactions.yaml)")
+    if state:
+        parser.add_argument("--state", type=Path, metavar="DIR",
+                            help="folder of a local SQLite ledger (default: the MLREACTOR_LEDGER/STATE_DIR settings)")
+    if json_out:
+        parser.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per line")
+    parser.set_defaults(run=run, loads_rules=config)  # a command without --config neither reads nor names rules
+    return parser
 
-    sim = sub.add_parser("simulate", help="run the retrain → test → release chain against a simulated workspace")
-    common(sim)
-    sim.add_argument("--fail-gate", action="store_true", help="the candidate's offline test misses the thresholds")
-    sim.add_argument("--fail-run", choices=["retrain", "test"], help="that run of the chain fails")
-    sim.add_argument("--twice", action="store_true", help="deliver every event twice, as Event Grid may")
-    sim.add_argument("--shuffle", action="store_true", help="deliver pending events out of order")
-    sim.add_argument("--faults", type=float, default=0.0, metavar="RATE",
-                     help="share of simulated Azure calls that fail transiently (e.g. 0.2)")
-    sim.add_argument("--seed", type=int, default=7, help="seed of --shuffle and --faults")
-    sim.add_argument("--reject", action="store_true", help="the reviewer rejects the release")
-    sim.add_argument("--expire-approval", action="store_true",
-                     help="nobody approves: a reminder after 48 h, then the approval times out")
-    sim.add_argument("--lose-hooks", action="store_true",
-                     help="Azure DevOps' service hooks never arrive: the reconciler closes the chain")
-    sim.add_argument("--ungated", action="store_true",
-                     help="the release environment was never set up (no approval): the release is refused")
-    sim.add_argument("--json", action="store_true", help="the outcome of every delivery as JSON Lines")
-    sim.set_defaults(run=cmd_simulate)
+
+def _group(sub: Subparsers, name: str, help: str) -> Subparsers:
+    parser = sub.add_parser(name, help=help, description=help)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("mlreactor")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _parser() -> argparse.ArgumentParser:
+    summary = __doc__.splitlines()[0].replace("``", "") if __doc__ else None
+    parser = argparse.ArgumentParser(prog="mlreactor", description=summary)
+    parser.add_argument("--version", action="version", version=f"mlreactor {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """The settings from the environment, with the command line's ``--config`` and ``--state`` on top."""
     values: dict[str, Any] = dict(overrides)
     if getattr(args, "loads_rules", True):
         chosen = rules_cli.resolve(getattr(args, "config", None))
@@ -144,6 +151,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         values["rules_path"] = chosen.path
     if getattr(args, "state", None):
         values["state_dir"] = args.state
+        values["ledger"] = "sqlite"
     return Settings(**values)
 
 
@@ -158,72 +166,125 @@ def _read(path: str) -> str:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-# replay -------------------------------------------------------------------------------------------------------
-def cmd_replay(args: argparse.Namespace) -> int:
-    settings = _settings(args, **({"dry_run": True} if args.dry_run else {}))
+def _short(event_type: str | None) -> str:
+    return verdicts.short_type(event_type) if event_type else "-"
+
+
+def _since(text: str | None) -> datetime | None:
+    try:
+        return views.since(text, name="--since")
+    except views.BadQuery as exc:
+        raise CliError(str(exc)) from None
+
+
+# live or dry --------------------------------------------------------------------------------------------------
+def _add_live(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--live", action="store_true",
+                        help=f"{what} for real with the live settings in the environment (default: dry-run)")
+
+
+def _live_settings(settings: Settings) -> list[str]:
+    """The settings present that would make an adapter live."""
+    present = {
+        "MLREACTOR_DRY_RUN=false": settings.dry_run is False,
+        "MLREACTOR_AZUREML_LIVE": settings.azureml_live,
+        "MLREACTOR_DEVOPS_ORGANIZATION_URL": bool(settings.devops_organization_url),
+        "MLREACTOR_EVENTGRID_TOPIC_ENDPOINT": bool(settings.eventgrid_topic_endpoint),
+        "MLREACTOR_NOTIFY_LIVE": settings.notify_live,
+    }
+    return [name for name, given in present.items() if given]
+
+
+def _engine(args: argparse.Namespace, verb: str) -> tuple[Engine, Settings]:
+    """The engine for ``replay``/``redrive``: dry unless ``--live``; says on stderr which adapters are live."""
+    settings = _settings(args)
+    if not args.live:
+        ignored = _live_settings(settings)
+        settings = settings.model_copy(update={"dry_run": True})
+        if settings.ledger == "tables":
+            raise CliError(
+                f"{verb} without --live would record dry-run results in the shared Tables ledger "
+                "(MLREACTOR_LEDGER=tables), and those events would then count as handled: give --state DIR for a "
+                "local ledger, or --live"
+            )
+        note = f" (live settings present but not used: {', '.join(ignored)})" if ignored else ""
+        print(f"mlreactor: dry-run: actions are recorded, not sent; give --live to act{note}", file=sys.stderr)
     engine = build_engine(settings)
-    modes = describe(engine.adapters)
-    if all(mode == "dry-run" for mode in modes.values()):
-        why = "--dry-run" if args.dry_run else "no Azure settings"
-        print(f"mlreactor: dry-run ({why}): actions are recorded, not sent", file=sys.stderr)
-    else:
-        print("mlreactor: live adapters: " + ", ".join(f"{k}={v}" for k, v in modes.items()), file=sys.stderr)
-    outcomes: list[EventOutcome] = []
-    progress = _Progress("replayed", "files", total=len(args.paths))
+    if args.live:
+        modes = describe(engine.adapters)
+        live = [k for k, m in modes.items() if m == "live"] or ["none"]
+        dry = [k for k, m in modes.items() if m != "live"] or ["none"]
+        print(f"mlreactor: --live: live: {', '.join(live)}; dry-run: {', '.join(dry)}", file=sys.stderr)
+    return engine, settings
+
+
+# replay -------------------------------------------------------------------------------------------------------
+def add_replay(sub: Subparsers) -> None:
+    p = _command(sub, "replay", help="run event deliveries through the engine, exactly as the function does",
+                 example="mlreactor replay --state /tmp/try tests/events/eventgrid/*.json\n"
+                         "mlreactor replay --json --strict deliveries/*.json | jq .outcome",
+                 run=cmd_replay)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a file holding one delivery, or - for stdin")
+    _add_live(p, "act")
+    p.add_argument("--strict", action="store_true", help="exit 1 when an event is quarantined or failed")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Streams: each outcome is written as it comes and only counted, so memory stays flat however long the input.
+    A file that cannot be read is reported and skipped; the summary says so and the exit status is 2."""
+    engine, settings = _engine(args, "replay")
+    tally, unreadable = Tally(), []
+    rows = None if args.json else Table(["EVENT", "TYPE", "OUTCOME", "REASON", "ACTIONS"], ids=["EVENT"])
+    progress = Progress("replayed", "files", total=len(args.paths))
     try:
         for path in args.paths:
-            for outcome in engine.handle_delivery(_read(path)):
-                outcomes.append(outcome)
-                if args.json:
-                    print(json.dumps({**outcome.as_dict(), "rules_file": str(settings.rules_path)}, default=str),
-                          flush=True)
+            try:
+                text = _read(path)
+            except CliError as exc:
+                print(f"mlreactor: error: {exc}", file=sys.stderr)
+                unreadable.append(path)
+                continue
+            for outcome in engine.handle_delivery(text):
+                tally.add(outcome.outcome.value)
+                if rows is None:
+                    json_line({**outcome.as_dict(), "rules_file": str(settings.rules_path)})
+                else:
+                    actions = ", ".join(f"{a.kind}:{a.status}" for a in outcome.actions)
+                    rows.add([outcome.event_id, _short(outcome.event_type), outcome.outcome.value, outcome.reason,
+                              actions])
             progress.step()
     finally:
         progress.done()
         engine.ledger.close()
-    if not args.json:
-        _print_outcomes(outcomes, sys.stdout)
-    return 0
+    summary = str(tally) + (f"; {len(unreadable)} file(s) unreadable: {', '.join(unreadable)}" if unreadable else "")
+    if rows is None:
+        print(f"mlreactor: {summary}", file=sys.stderr)
+    else:
+        rows.close()
+        print(f"\n{summary}")
+    if unreadable:
+        return ERROR
+    if args.strict and (tally[Outcome.QUARANTINED.value] or tally[Outcome.FAILED.value]):
+        return FINDINGS
+    return OK
 
 
-class _Progress:
-    """``replayed 120/500 files`` (or ``redriven 120 events`` when the total is unknown) on a terminal's stderr,
-    every ``every`` steps, so a long run shows it is alive."""
-
-    def __init__(self, verb: str, noun: str, *, total: int | None = None, every: int = 1) -> None:
-        self.verb, self.noun, self.total, self.every, self.count = verb, noun, total, every, 0
-        self.enabled = sys.stderr.isatty() and (total is None or total >= 20)
-
-    def step(self, _: object = None) -> None:
-        self.count += 1
-        if self.enabled and self.count % self.every == 0:
-            of = f"/{self.total}" if self.total is not None else ""
-            print(f"\r{self.verb} {self.count}{of} {self.noun}", end="", file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        if self.enabled and self.count >= self.every:
-            print(file=sys.stderr)
+def add_explain(sub: Subparsers) -> None:
+    p = _command(sub, "explain", help="for each rule: matched, or the first criterion that failed",
+                 example="mlreactor explain tests/events/eventgrid/model_registered.json", run=cmd_explain,
+                 state=False)
+    p.add_argument("path", metavar="EVENT_FILE")
+    p.add_argument("--expect", metavar="RULE", help="exit 1 unless RULE would fire for the event(s)")
 
 
-def _summary(outcomes: Iterable[str]) -> str:
-    """``6 event(s): 5 acted, 1 ignored``."""
-    counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome] = counts.get(outcome, 0) + 1
-    return f"{sum(counts.values())} event(s): " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none")
-
-
-def _print_outcomes(outcomes: list[EventOutcome], out: TextIO) -> None:
-    rows = []
-    for o in outcomes:
-        kind = (o.event_type or "-").removeprefix("Microsoft.MachineLearningServices.")
-        actions = ", ".join(f"{a.kind}:{a.status}" for a in o.actions) or "-"
-        rows.append([o.event_id or "-", kind, o.outcome.value, o.reason, actions])
-    _table(["EVENT", "TYPE", "OUTCOME", "REASON", "ACTIONS"], rows, out)
-    print(f"\n{_summary(o.outcome.value for o in outcomes)}", file=out)
-    for o in outcomes:
-        for a in o.actions:
-            print(f"  {o.event_id} {a.rule}/{a.kind} [{a.status}] {a.detail}", file=out)
+def add_rules(sub: Subparsers) -> None:
+    rules_sub = _group(sub, "rules", "work with the rules file")
+    rules_cli.register(rules_sub)
+    examples = {"check": "mlreactor rules check reactions.yaml --strict",
+                "test": "mlreactor rules test --config reactions.yaml   # the cases in reactions.yaml.tests/"}
+    for name, example in examples.items():
+        parser = rules_sub.choices[name]
+        parser.epilog, parser.formatter_class = f"example:\n  {example}", argparse.RawDescriptionHelpFormatter
 
 
 # explain ------------------------------------------------------------------------------------------------------
@@ -327,57 +388,220 @@ class _NoLedger:
 
 
 # audit --------------------------------------------------------------------------------------------------------
+def add_audit(sub: Subparsers) -> None:
+    p = _command(sub, "audit", help="what happened, newest first",
+                 example="mlreactor audit --since 6h --outcome quarantined\n"
+                         "mlreactor audit --event 831e1650-001e-001b-66ab-eeb76e069631 --json",
+                 run=cmd_audit, config=False)
+    p.add_argument("--event", metavar="ID", help="only this event id")
+    p.add_argument("--correlation", metavar="ID", help="only this chain (`mlreactor chain ID` draws it)")
+    p.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 30m, 6h, 7d)")
+    p.add_argument("--outcome", choices=[o.value for o in Outcome], help="only events with this outcome")
+    p.add_argument("--rule", metavar="NAME", help="only events this rule acted on")
+    p.add_argument("--type", metavar="TYPE", help="only this event type (RunCompleted or the full type)")
+    p.add_argument("--limit", type=int, default=200, help="at most this many entries (default 200)")
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    since = _since(args.since)
+    filtered = bool(args.outcome or args.rule or args.type)
+    ledger = open_ledger(settings)
+    try:
+        entries = ledger.audit(event_id=args.event, correlation_id=args.correlation, since=since,
+                               limit=SCAN_LIMIT if filtered else args.limit)
+    finally:
+        ledger.close()
+    entries = [e for e in entries if _matches(e, args)][: args.limit]
+    if args.json:
+        for entry in entries:
+            json_line(entry.as_dict())
+        return OK
+    count = table(
+        ["AT (UTC)", "EVENT", "TYPE", "OUTCOME", "CORRELATION", "REASON", "ACTIONS"],
+        ([f"{e.at:%Y-%m-%d %H:%M:%S}", e.event_id, _short(e.event_type), e.outcome, e.correlation_id, e.reason,
+          ", ".join(f"{a.get('kind')}:{a.get('status')}" for a in e.actions)] for e in entries),
+        ids=["EVENT", "CORRELATION"],
+    )
+    if not count:
+        print("(no audit records match)", file=sys.stderr)
+    return OK
+
+
+def _matches(entry: AuditEntry, args: argparse.Namespace) -> bool:
+    if args.outcome and entry.outcome != args.outcome:
+        return False
+    if args.rule and args.rule not in entry.reactions and all(a.get("rule") != args.rule for a in entry.actions):
+        return False
+    wanted = (args.type or "").lower()
+    return not wanted or wanted in (entry.event_type.lower(), verdicts.short_type(entry.event_type).lower())
+
+
+# chains and one chain -----------------------------------------------------------------------------------------
+def add_chains(sub: Subparsers) -> None:
+    p = _command(sub, "chains", help="recent chains with their verdict and current step, most recent first",
+                 example="mlreactor chains --since 7d", run=cmd_chains, config=False)
+    p.add_argument("--since", metavar="DURATION", default="7d", help="chains with an event in the last DURATION")
+    p.add_argument("--limit", type=int, default=20, help="at most this many chains (default 20)")
+    p.add_argument("--all", action="store_true",
+                   help="also lone events that started nothing (e.g. a failed run outside any chain)")
+
+
+def cmd_chains(args: argparse.Namespace) -> int:
     settings = _settings(args)
     since = _since(args.since)
     ledger = open_ledger(settings)
     try:
-        entries = ledger.audit(event_id=args.event, correlation_id=args.correlation, since=since, limit=args.limit)
+        recent = ledger.audit(since=since, limit=SCAN_LIMIT)
+        ids = dict.fromkeys(e.correlation_id for e in recent if e.correlation_id)
+        chains = []
+        for cid in ids:
+            found = _chain(ledger, settings, cid)
+            if args.all or found.started_work:
+                chains.append(found)
+            if len(chains) == args.limit:
+                break
     finally:
         ledger.close()
     if args.json:
-        for entry in entries:
-            print(json.dumps(entry.as_dict(), default=str))
-        return 0
-    if args.correlation:
-        _print_timeline(list(reversed(entries)), sys.stdout)
-        return 0
-    rows = [
-        [
-            e.at.strftime("%Y-%m-%d %H:%M:%S"), e.event_id or "-",
-            e.event_type.removeprefix("Microsoft.MachineLearningServices.") or "-", e.outcome, e.reason,
-            ", ".join(f"{a.get('kind')}:{a.get('status')}" for a in e.actions) or "-",
-        ]
-        for e in entries
-    ]
-    _table(["AT (UTC)", "EVENT", "TYPE", "OUTCOME", "REASON", "ACTIONS"], rows, sys.stdout)
-    if not entries:
-        print("(no audit records match)")
-    return 0
+        for found in chains:
+            json_line({k: v for k, v in found.as_dict().items() if k != "steps"} | {"steps": len(found.steps)})
+        return OK
+    count = table(["LAST EVENT (UTC)", "CHAIN", "VERDICT", "STEP", "STEPS", "DETAIL"],
+                  ([f"{c.last_at:%Y-%m-%d %H:%M:%S}" if c.last_at else "-", c.correlation_id, c.verdict.ending.value,
+                    c.verdict.step, len(c.steps), c.verdict.text] for c in chains), ids=["CHAIN"])
+    if not count:
+        print(f"(no chains with an event in the last {args.since})", file=sys.stderr)
+    return OK
 
 
-def _print_timeline(entries: list[AuditEntry], out: TextIO) -> None:
-    """One chain, oldest first: each step, when, its outcome, and what it did (with links)."""
+def _chain(ledger: Ledger, settings: Settings, correlation_id: str) -> verdicts.Chain:
+    entries = ledger.audit(correlation_id=correlation_id, limit=1000)
+    return verdicts.chain(correlation_id, entries, _now(), settings.chain_stall_after)
+
+
+def _now() -> datetime:
+    return SystemClock().now()
+
+
+def add_chain(sub: Subparsers) -> None:
+    p = _command(sub, "chain", help="one chain: its verdict, then every step oldest first (its timeline)",
+                 example="mlreactor chain sim-0001 --state /tmp/sim\n"
+                         "mlreactor chain sim-0001 --state /tmp/sim --html chain.html", run=cmd_chain,
+                 config=False)
+    p.add_argument("correlation_id", metavar="ID", help="the chain's correlation id (see `mlreactor chains`)")
+    p.add_argument("--html", metavar="FILE", help="write the timeline page (as /api/timeline serves it) to FILE")
+
+
+def cmd_chain(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    ledger = open_ledger(settings)
+    try:
+        entries = ledger.audit(correlation_id=args.correlation_id, limit=1000)
+    finally:
+        ledger.close()
     if not entries:
-        print("(no audit records for this correlation id)", file=out)
-        return
-    print(f"chain {entries[0].correlation_id}: {len(entries)} step(s)", file=out)
-    for e in entries:
-        kind = e.event_type.removeprefix("Microsoft.MachineLearningServices.")
-        rules = f" [{', '.join(e.reactions)}]" if e.reactions else ""
-        print(f"{e.at:%Y-%m-%d %H:%M:%S}  {kind:<18} {e.outcome:<11}{rules}", file=out)
-        if e.outcome not in ("acted",):
-            print(f"{'':21}{e.reason}", file=out)
-        for a in e.actions:
-            link = f"  {a['url']}" if a.get("url") else ""
-            print(f"{'':21}{a.get('kind')}: {a.get('status')} — {a.get('detail')}{link}", file=out)
+        raise CliError(f"no audit records for chain {args.correlation_id!r} in the {settings.ledger} ledger")
+    if args.html:
+        page = views.timeline_html(args.correlation_id, entries, stall_after=settings.chain_stall_after)
+        Path(args.html).write_text(page, encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+        return OK
+    drawn = verdicts.chain(args.correlation_id, entries, _now(), settings.chain_stall_after)
+    if args.json:
+        json_line(drawn.as_dict())
+    else:
+        print_chain(drawn, sys.stdout)
+    return OK
+
+
+def print_chain(drawn: verdicts.Chain, out: TextIO) -> None:
+    """The verdict first, then each step oldest first: when, what, its outcome, its attempts and what it did."""
+    v = drawn.verdict
+    print(f"chain {drawn.correlation_id}: {v.text}", file=out)
+    deliveries = sum(len(s.attempts) for s in drawn.steps)
+    print(f"verdict: {v.ending.value} · {len(drawn.steps)} step(s), {deliveries} deliveries", file=out)
+    for step in drawn.steps:
+        entry = step.decisive
+        rules = f" [{', '.join(entry.reactions)}]" if entry.reactions else ""
+        print(f"{step.at:%Y-%m-%d %H:%M:%S}  {step.kind:<22} {step.outcome:<11}{rules}  event {step.event_id}",
+              file=out)
+        pad = " " * 21
+        if step.note:
+            print(f"{pad}→ {step.note}", file=out)
+        if entry.outcome != Outcome.ACTED.value:
+            print(f"{pad}{entry.reason}", file=out)
+        for a in step.actions:
+            link = f"  ({views.link_label(a)}: {a['url']})" if a.get("url") else ""
+            print(f"{pad}{a.get('kind')}: {a.get('status')} — {a.get('detail')}{link}", file=out)
+        if len(step.attempts) > 1:
+            tried = ", ".join(f"{a.outcome} {a.at:%H:%M:%S}" for a in step.attempts)
+            print(f"{pad}{len(step.attempts)} attempts: {tried}", file=out)
+
+
+# quarantine ---------------------------------------------------------------------------------------------------
+def add_quarantine(sub: Subparsers) -> None:
+    group = _group(sub, "quarantine", "events stored for a person (permanent errors)")
+    p = _command(group, "list", help="what is still quarantined, oldest first, with the reason",
+                 example="mlreactor quarantine list --since 7d\n"
+                         "mlreactor deadletter redrive --quarantined --event-id ID --live   # once the cause is fixed",
+                 run=cmd_quarantine_list, config=False)
+    p.add_argument("--since", metavar="DURATION", help="only what was quarantined in the last DURATION")
+    p.add_argument("--all", action="store_true", help="also events redriven since (no longer quarantined)")
+
+
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    since = _since(args.since)
+    ledger = open_ledger(settings)
+    try:
+        records = [r for r in ledger.quarantined(since) if args.all or _still_quarantined(ledger, r.event_id)]
+    finally:
+        ledger.close()
+    if args.json:
+        for r in records:
+            json_line({"at": r.at.isoformat(), "event_id": r.event_id, "event_key": r.event_key, "reason": r.reason,
+                       "raw": r.raw})
+        return OK
+    count = table(["AT (UTC)", "EVENT", "REASON"], ([f"{r.at:%Y-%m-%d %H:%M:%S}", r.event_id, r.reason]
+                                                    for r in records), ids=["EVENT"])
+    if not count:
+        print("(nothing quarantined)", file=sys.stderr)
+    return OK
+
+
+def _still_quarantined(ledger: Ledger, event_id: str | None) -> bool:
+    """An event redriven since is no longer quarantined: its newest audit entry says what it is now."""
+    if event_id is None:
+        return True
+    latest = ledger.audit(event_id=event_id, limit=1)
+    return not latest or latest[0].outcome == Outcome.QUARANTINED.value
 
 
 # deadletter redrive -------------------------------------------------------------------------------------------
+def add_deadletter(sub: Subparsers) -> None:
+    group = _group(sub, "deadletter", "dead-lettered and quarantined events")
+    p = _command(group, "redrive", help="replay dead-lettered (or quarantined) events through the engine",
+                 example="mlreactor deadletter redrive --quarantined                 # what would be redriven\n"
+                         "mlreactor deadletter redrive --container deadletter --since 1d --live",
+                 run=cmd_redrive)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--container", help="the Event Grid dead-letter blob container")
+    source.add_argument("--quarantined", action="store_true", help="mlreactor's own quarantined events")
+    p.add_argument("--since", metavar="DURATION", help="only what was dead-lettered in the last DURATION")
+    p.add_argument("--event-id", metavar="ID", help="only this event")
+    _add_live(p, "redrive")
+
+
 def cmd_redrive(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    """Without ``--live`` it only shows what would be redriven and changes nothing (no ledger writes either:
+    a dry redrive recorded as done would make the real one a duplicate)."""
     since = _since(args.since)
-    engine = build_engine(settings)
+    if args.live:
+        engine, settings = _engine(args, "redrive")
+    else:
+        settings = _settings(args).model_copy(update={"dry_run": True})
+        engine = build_engine(settings)
     ledger = engine.ledger
     try:
         if args.quarantined:
@@ -388,23 +612,31 @@ def cmd_redrive(args: argparse.Namespace) -> int:
             items = from_blobs(blob_container(settings, args.container), since)
         if args.event_id:
             items = (item for item in items if _event_id(item.raw) == args.event_id)
-        progress = _Progress("redriven", "events", every=10)
-        results = redrive(engine, items, reopen=args.quarantined, dry_run=args.dry_run, progress=progress.step)
+        progress = Progress("redriven", "events", every=10)
+        results = redrive(engine, items, reopen=args.quarantined, dry_run=not args.live, progress=progress.step)
         progress.done()
     finally:
         ledger.close()
-    if args.json:
+    if not args.live:
+        print("mlreactor: dry-run: nothing was redriven or changed; give --live to redrive", file=sys.stderr)
+    return _print_redriven(results, args.json, str(settings.rules_path))
+
+
+def _print_redriven(results: list[Redriven], as_json: bool, rules_file: str) -> int:
+    if as_json:
         for result in results:
-            print(json.dumps({**result.as_dict(), "rules_file": str(settings.rules_path)}))
-        return 0
-    _table(["ORIGIN", "EVENT", "DEAD-LETTER REASON", "OUTCOME", "REASON"],
-           [[r.origin, r.event_id or "-", r.dead_letter_reason or "-", r.outcome, r.reason] for r in results],
-           sys.stdout)
-    print(f"\n{_summary(r.outcome for r in results)}")
+            json_line({**result.as_dict(), "rules_file": rules_file})
+        return OK
+    table(["ORIGIN", "EVENT", "DEAD-LETTER REASON", "OUTCOME", "REASON"],
+          ([r.origin, r.event_id, r.dead_letter_reason, r.outcome, r.reason] for r in results), ids=["EVENT"])
+    tally = Tally()
+    for r in results:
+        tally.add(r.outcome)
+    print(f"\n{tally}")
     again = transient(results)
     if again:
         print(f"{len(again)} failed transiently: redrive again later (done actions are not repeated)")
-    return 0
+    return OK
 
 
 def _event_id(raw: object) -> str | None:
@@ -416,33 +648,85 @@ def _event_id(raw: object) -> str | None:
     return raw.get("id") if isinstance(raw, dict) else None
 
 
-def _since(text: str | None) -> datetime | None:
-    if not text:
-        return None
+# doctor -------------------------------------------------------------------------------------------------------
+def add_doctor(sub: Subparsers) -> None:
+    _command(sub, "doctor", help="effective settings, rules, ledger, live or dry per adapter, what would fail",
+             example="mlreactor doctor\nmlreactor doctor --json | jq 'select(.status == \"fail\")'",
+             run=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
     try:
-        return SystemClock().now() - parse_duration(text)
-    except ValueError as exc:
-        raise CliError(f"--since: {exc}") from None
+        findings = doctor.examine(_settings(args))
+    except ValidationError as exc:
+        findings = [doctor.Finding("setting", "fail", line) for line in doctor.settings_problems(exc)]
+    if args.json:
+        for finding in findings:
+            json_line(finding.as_dict())
+    else:
+        table(["STATUS", "CHECK", "DETAIL"], ([f.status, f.check, f.detail] for f in findings))
+    failed = [f for f in findings if f.status == "fail"]
+    if failed:
+        print(f"mlreactor: doctor: {len(failed)} problem(s) would make the app fail", file=sys.stderr)
+        return FINDINGS
+    return OK
 
 
 # gates check --------------------------------------------------------------------------------------------------
+def add_gates(sub: Subparsers) -> None:
+    group = _group(sub, "gates", "release gates: is every release held by a person?")
+    _command(group, "check", help="read every release rule's approvals now (read-only); exit 1 if any target is not "
+             "gated", example="mlreactor gates check --json", run=cmd_gates_check, state=False)
+
+
 def cmd_gates_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     results = check_release_gates(settings, load_rules(settings.rules_path))
     if args.json:
         for result in results:
-            print(json.dumps(result.as_dict()))
+            json_line(result.as_dict())
     else:
-        _table(["RULE", "TARGET", "ENVIRONMENT", "GATED", "WHY"],
-               [[f"{r.rule}[{r.index}]", r.target, r.environment, "yes" if r.gated else "NO", r.why]
-                for r in results], sys.stdout)
-        if not results:
-            print("(no queue_release action in the rules)")
-    return 0 if all(r.gated for r in results) else 1
+        count = table(["RULE", "TARGET", "ENVIRONMENT", "GATED", "WHY"],
+                      ([f"{r.rule}[{r.index}]", r.target, r.environment, "yes" if r.gated else "NO", r.why]
+                       for r in results))
+        if not count:
+            print("(no queue_release action in the rules)", file=sys.stderr)
+    return OK if all(r.gated for r in results) else FINDINGS
 
 
 # simulate -----------------------------------------------------------------------------------------------------
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]: give the share of failing calls, e.g. 0.2")
+    return value
+
+
+def add_simulate(sub: Subparsers) -> None:
+    p = _command(sub, "simulate", help="run the retrain → test → release chain against a simulated workspace",
+                 example="mlreactor simulate --twice --shuffle --faults 0.2 --state /tmp/sim\n"
+                         "mlreactor chain sim-0001 --state /tmp/sim", run=cmd_simulate)
+    p.add_argument("--fail-gate", action="store_true", help="the candidate's offline test misses the thresholds")
+    p.add_argument("--fail-run", choices=["retrain", "test"], help="that run of the chain fails")
+    p.add_argument("--twice", action="store_true", help="deliver every event twice, as Event Grid may")
+    p.add_argument("--shuffle", action="store_true", help="deliver pending events out of order")
+    p.add_argument("--faults", type=_rate, default=0.0, metavar="RATE",
+                   help="share of simulated Azure calls that fail transiently, in [0, 1] (e.g. 0.2)")
+    p.add_argument("--seed", type=int, default=7, help="seed of --shuffle and --faults")
+    p.add_argument("--reject", action="store_true", help="the reviewer rejects the release")
+    p.add_argument("--expire-approval", action="store_true",
+                   help="nobody approves: a reminder after 48 h, then the approval times out")
+    p.add_argument("--lose-hooks", action="store_true",
+                   help="Azure DevOps' service hooks never arrive: the reconciler closes the chain")
+    p.add_argument("--ungated", action="store_true",
+                   help="the release environment was never set up (no approval): the release is refused")
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """Exit 1 when the chain did not reach the end the options ask for (deployed, rejected, failed)."""
     settings = _settings(args)
     rules = load_rules(settings.rules_path)
     options = Options(fail_gate=args.fail_gate, fail_run=args.fail_run, duplicates=args.twice,
@@ -451,20 +735,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="mlreactor-sim-") as scratch:
         ledger = SqliteLedger((args.state or Path(scratch)) / "ledger.sqlite3")
         try:
+            if args.state and ledger.audit(correlation_id="sim-0001", limit=1):
+                raise CliError(f"--state {args.state} already holds a simulated chain (sim-0001): give an empty "
+                               "folder, or look at it with `mlreactor chain sim-0001 --state ...`")
             result = simulate(rules, ledger, options)
-            timeline = list(reversed(ledger.audit(correlation_id=result.correlation_id, limit=1000)))
+            entries = ledger.audit(correlation_id=result.correlation_id, limit=1000)
         finally:
             ledger.close()
+    drawn = verdicts.chain(result.correlation_id, entries, result.world.clock.now(), settings.chain_stall_after)
+    expected = expected_ending(options)
+    reached = drawn.verdict.ending is expected
     if args.json:
         for kind, outcome in result.outcomes:
-            print(json.dumps({"kind": kind, **outcome.as_dict(), "rules_file": str(settings.rules_path)}, default=str))
-        return 0
-    out = sys.stdout
+            json_line({"kind": kind, **outcome.as_dict(), "rules_file": str(settings.rules_path)})
+        json_line({"verdict": drawn.verdict.as_dict(), "expected": expected.value, "reached": reached,
+                   "rules_file": str(settings.rules_path)})
+    else:
+        _print_simulation(args, result, drawn, sys.stdout)
+        mark = "as expected" if reached else f"NOT the expected end ({expected.value})"
+        print(f"\n== verdict: {drawn.verdict.ending.value} — {drawn.verdict.text} ({mark})")
+    return OK if reached else FINDINGS
+
+
+def _print_simulation(args: argparse.Namespace, result: Any, drawn: verdicts.Chain, out: TextIO) -> None:
+    state = f" --state {args.state}" if args.state else ""
     print("== deliveries (every event through the real engine, rules and ledger)", file=out)
-    _table(["EVENT", "KIND", "OUTCOME", "REASON"],
-           [[o.event_id or "-", kind, o.outcome.value, o.reason] for kind, o in result.outcomes], out)
-    print("\n== the chain's timeline (mlreactor audit --correlation " + result.correlation_id + ")", file=out)
-    _print_timeline(timeline, out)
+    table(["EVENT", "KIND", "OUTCOME", "REASON"],
+          ([o.event_id, kind, o.outcome.value, o.reason] for kind, o in result.outcomes), out, ids=["EVENT"])
+    print(f"\n== the chain's timeline (mlreactor chain {result.correlation_id}{state or ' --state DIR'})", file=out)
+    print_chain(drawn, out)
     world = result.world
     print("\n== end state", file=out)
     for job in world.jobs.values():
@@ -481,25 +780,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"Ops told: {message}", file=out)
     for published in world.published:
         print(f"published: {published}", file=out)
-    return 0
+    if args.state:
+        print(f"\nthe ledger is kept: mlreactor chain {result.correlation_id}{state} · mlreactor audit --correlation "
+              f"{result.correlation_id}{state} · mlreactor chain {result.correlation_id}{state} --html chain.html",
+              file=out)
+    else:
+        print("\n(the ledger was a scratch one; give --state DIR to keep it for `mlreactor chain` and `audit`)",
+              file=out)
 
 
-# output -------------------------------------------------------------------------------------------------------
-def _table(headers: list[str], rows: Iterable[list[str]], out: TextIO) -> None:
-    """A plain aligned table; the widest column (usually REASON) is cut to fit the terminal."""
-    rows = [[str(c).replace("\n", " ") for c in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    limit = shutil.get_terminal_size((160, 24)).columns
-    while sum(widths) + 2 * (len(widths) - 1) > limit and max(widths) > 24:
-        widest = widths.index(max(widths))
-        widths[widest] -= 1
-
-    def fit(text: str, width: int) -> str:
-        return text if len(text) <= width else text[: width - 1] + "…"
-
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(), file=out)
-    for row in rows:
-        print("  ".join(fit(c, w).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    add_replay, add_explain, add_rules, add_audit, add_chains, add_chain, add_quarantine, add_deadletter,
+    add_doctor, add_gates, add_simulate,
+)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ told (``on_quarantine``).
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import random
@@ -51,6 +52,7 @@ from shared.clock import Clock
 from shared.engine import Engine
 from shared.errors import TransientError
 from shared.ledger.port import Ledger, ReleaseRecord
+from shared.ops.verdicts import Ending
 from shared.outcomes import EventOutcome, Outcome
 from shared.reactions import Rules
 from shared.releases.hooks import azure_devops
@@ -64,7 +66,13 @@ MODEL = "credit-fraud"
 MONITOR = "credit_card_fraud_monitor"
 SIM_ORGANIZATION = "https://dev.azure.com/contoso"
 SIM_HOOK_SECRET = "simulated-hook-secret"  # noqa: S105 - the simulated Azure DevOps' own, nothing real
-SIM_SETTINGS = Settings.model_validate({"release_hook_secret": SIM_HOOK_SECRET})
+
+
+@functools.cache
+def sim_settings() -> Settings:
+    """The settings the simulated hook endpoint and reconciler run with — read when a simulation runs, not at
+    import (a bad setting in the environment is then reported as such by the CLI, not as an import traceback)."""
+    return Settings.model_validate({"release_hook_secret": SIM_HOOK_SECRET})
 
 
 @dataclass
@@ -84,6 +92,19 @@ class Options:
     lose_hooks: bool = False
     #: The release target's environment was never set up: no approval holds it.
     ungated: bool = False
+
+
+def expected_ending(options: Options) -> Ending:
+    """Where the chain must end under these options; ``simulate`` exits 1 when it ends elsewhere."""
+    if options.fail_run is not None or options.ungated:  # an ungated release is refused: the chain fails there
+        return Ending.FAILED
+    if options.fail_gate:
+        return Ending.REJECTED_BY_GATE
+    if options.reject:
+        return Ending.REJECTED_BY_REVIEWER
+    if options.expire:
+        return Ending.APPROVAL_EXPIRED
+    return Ending.DEPLOYED
 
 
 class SimClock:
@@ -415,7 +436,7 @@ def _release_signals(world: World, engine: Engine, rng: random.Random) -> list[t
     if world.reconcile_due:
         world.reconcile_due = False
         clock.tick(300)  # the timer's next run
-        report = reconcile(engine, {TargetKind.AZURE_DEVOPS_PIPELINE.value: world}, SIM_SETTINGS, clock.now())
+        report = reconcile(engine, {TargetKind.AZURE_DEVOPS_PIPELINE.value: world}, sim_settings(), clock.now())
         done.extend(("reconciler", outcome) for outcome in report.outcomes)
         return done
     batch, world.hooks = world.hooks, []
@@ -423,7 +444,7 @@ def _release_signals(world: World, engine: Engine, rng: random.Random) -> list[t
         batch = batch + [copy.deepcopy(h) for h in batch]
     for body in batch:
         clock.tick()
-        answer = azure_devops(engine, SIM_SETTINGS, {"X-Mlreactor-Hook-Secret": SIM_HOOK_SECRET},
+        answer = azure_devops(engine, sim_settings(), {"X-Mlreactor-Hook-Secret": SIM_HOOK_SECRET},
                               json.dumps(body).encode(), organization_name(SIM_ORGANIZATION), clock.now())
         if answer.status >= 500:  # Azure DevOps retries a failed notification
             world.hooks.append(body)

@@ -74,9 +74,9 @@ def test_the_table_names_each_rule_its_target_and_why_and_exits_1_when_one_is_no
     assert status == 1
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert "azure-devops-pipeline mlops pipeline 42" in rows["yaml-release[0]"]
-    assert " yes " in rows["yaml-release[0]"] and "Approval check by ML Release Board" in rows["yaml-release[0]"]
-    assert " NO " in rows["classic-release[0]"] and "automated" in rows["classic-release[0]"]
-    assert " yes " in rows["github-release[0]"]
+    assert "\tyes\t" in rows["yaml-release[0]"] and "Approval check by ML Release Board" in rows["yaml-release[0]"]
+    assert "\tNO\t" in rows["classic-release[0]"] and "automated" in rows["classic-release[0]"]
+    assert "\tyes\t" in rows["github-release[0]"]  # piped, a row is tab-separated full values
     assert "cannot check: project depend(s) on the event" in rows["per-event[0]"]
     assert not fake_devops.calls("POST") and not fake_github.calls("POST"), "reading only"
 

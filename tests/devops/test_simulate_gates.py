@@ -21,7 +21,7 @@ def test_simulate_verifies_the_gate_before_the_release(capsys: pytest.CaptureFix
 
 def test_simulate_ungated_refuses_quarantines_and_tells_ops(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--ungated", "--json"]) == 0
-    outcomes = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    *outcomes, verdict = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert main(["simulate", "--ungated"]) == 0
     out = capsys.readouterr().out
 
@@ -32,3 +32,4 @@ def test_simulate_ungated_refuses_quarantines_and_tells_ops(capsys: pytest.Captu
     assert "NOT gated: environment 'production' does not exist" in out
     assert "Ops told: event_quarantined: gate-and-release/queue_release: refused to queue" in out
     assert not [o for o in outcomes if o["kind"] == "ModelDeployed"]
+    assert verdict["verdict"]["ending"] == "failed" and verdict["reached"] is True

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -17,6 +19,8 @@ import azure.functions as func
 import pytest
 
 from shared import runtime
+from shared.ops.simulate import Options, simulate
+from shared.reactions import Rules
 from shared.settings import get_settings
 from tests.conftest import ROOT, Harness, event, indexed
 
@@ -133,26 +137,84 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_the_timeline_renders_in_headless_chromium(app_engine: Harness, tmp_path: Path) -> None:
+def render(url: str, shot: Path, profile: Path) -> str:
+    """The page as headless Chromium builds it (the DOM after parsing), and a screenshot of it."""
     browser = chromium()
     if browser is None:
         if os.environ.get("CI"):
             pytest.fail("headless Chromium is missing: make test installs Debian's chromium")
         pytest.skip("headless Chromium is not installed (make test installs it)")
-    correlation = hostile_chain(app_engine)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/api/timeline?correlation={correlation}"
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "timeline.png"
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,700"]
-    try:
-        dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True)
-        subprocess.run([*flags, f"--screenshot={shot}", url], capture_output=True, timeout=90, check=True)
-    finally:
-        server.shutdown()
-    assert dom.stdout.count("class=\"step ") == 2
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom.stdout and "<script>alert" not in dom.stdout
+             f"--user-data-dir={profile}", "--window-size=1100,1500", "--hide-scrollbars"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True)
+    subprocess.run([*flags, f"--screenshot={shot}", url], capture_output=True, timeout=90, check=True)
     assert shot.stat().st_size > 5_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return dom.stdout
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    """The app's HTTP functions behind a real local server, for the browser."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_the_timeline_renders_in_headless_chromium(app_engine: Harness, served: str, tmp_path: Path) -> None:
+    correlation = hostile_chain(app_engine)
+    dom = render(f"{served}/api/timeline?correlation={correlation}", ARTIFACTS / "timeline.png", tmp_path / "p")
+    assert dom.count("class=\"step ") == 2
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom and "<script>alert" not in dom
+
+
+def steps(dom: str) -> list[tuple[str, str, str]]:
+    """(tone, time, kind) of each step, in page order."""
+    return re.findall(r'<li class="step (\w+)"[^>]*>.*?<span class="when">([^<]+)</span> · <span class="kind">'
+                      r"([^<]+)</span>", dom)
+
+
+CHAINS = {
+    # name: (simulate options, header tone, verdict text, last step's tone)
+    "deployed": (Options(duplicates=True, shuffle=True, fault_rate=0.2), "good",
+                 "deployed as champion: credit-fraud:2", "good"),
+    "rejected": (Options(fail_gate=True), "bad", "rejected by the gate: credit-fraud:2: failed: auc 0.74", "bad"),
+    "failed": (Options(fail_run="test"), "bad", "failed at step RunStatusChanged: run mlr-", "bad"),
+}
+
+
+@pytest.mark.parametrize("name", list(CHAINS))
+def test_the_timeline_page_of_a_chain_starts_with_its_verdict_in_headless_chromium(
+    app_engine: Harness, served: str, tmp_path: Path, shipped_rules: Rules, name: str
+) -> None:
+    options, tone, text, last = CHAINS[name]
+    result = simulate(shipped_rules, app_engine.ledger, options)
+
+    dom = render(f"{served}/api/timeline?correlation={result.correlation_id}", ARTIFACTS / f"timeline-{name}.png",
+                 tmp_path / "profile")
+
+    header = re.search(r'<header class="verdict (\w+)" id="verdict">(.*?)</header>', dom, re.S)
+    assert header is not None and header.group(1) == tone
+    assert text in html.unescape(header.group(2)), "the verdict comes first"
+    drawn = steps(dom)
+    deciding = [step_tone for step_tone, _, _ in drawn if step_tone != "neutral"][-1]
+    assert deciding == last, "the dot of the step that ended the chain follows how it ended"
+    if tone == "bad":
+        assert drawn[-1][0] == "bad", "a chain that ended badly never ends on a green (or grey) dot"
+    assert [when for _, when, _ in drawn] == sorted(when for _, when, _ in drawn), "times in order"
+    assert len(drawn) == len({raw["id"] for raw in _events(result)}), "one step per event, however often delivered"
+    assert 'aria-label="legend"' in dom and "failed, quarantined or rejected" in dom
+    assert ">open<" not in dom
+    jobs = re.findall(r">job (mlr-[0-9a-f]{12})</a>", dom)
+    assert jobs and set(jobs) <= set(result.world.jobs), "job links are labelled with the job's name"
+    if name == "deployed":
+        assert ">release #100</a>" in dom
+        assert "attempts of this step" in dom, "redeliveries are shown as attempts of their step"
+    else:
+        assert "release #" not in dom
+
+
+def _events(result: Any) -> list[dict[str, Any]]:
+    return [{"id": outcome.event_id} for _, outcome in result.outcomes]

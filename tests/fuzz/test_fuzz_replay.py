@@ -82,4 +82,4 @@ def test_bytes_that_are_not_json_are_quarantined(tmp_path_factory: pytest.TempPa
     folder = tmp_path_factory.mktemp("raw")
     path = Path(folder) / "delivery.json"
     path.write_bytes(raw if isinstance(raw, bytes) else raw.encode())
-    assert main(["replay", "--json", "--dry-run", "--state", str(folder), str(path)]) == 0
+    assert main(["replay", "--json", "--state", str(folder), str(path)]) == 0

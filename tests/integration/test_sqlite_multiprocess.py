@@ -25,7 +25,7 @@ def test_four_processes_replaying_the_same_events_in_different_orders_act_once_p
         order = files[:]
         random.Random(seed).shuffle(order)
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "shared", "replay", "--json", "--dry-run", "--state", str(state), *order],
+            [sys.executable, "-m", "shared", "replay", "--json", "--state", str(state), *order],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     lines = []

@@ -52,10 +52,10 @@ def test_dead_lettered_blobs_are_redriven_once_and_a_second_redrive_is_all_dupli
     container = f"dl-{settings.table_prefix}"
     dead_letter_container(azurite, container)
 
-    planned = run(capsys, "deadletter", "redrive", "--container", container, "--dry-run", "--json")
+    planned = run(capsys, "deadletter", "redrive", "--container", container, "--json")  # without --live: plans
     assert [r["outcome"] for r in planned] == ["planned"] * 3
 
-    first = run(capsys, "deadletter", "redrive", "--container", container, "--json")
+    first = run(capsys, "deadletter", "redrive", "--container", container, "--live", "--json")
     assert [(r["event_id"], r["outcome"]) for r in first] == [
         ("7b2e4c1a-002f-001b-66ab-eeb76e069632", "acted"),
         ("831e1650-001e-001b-66ab-eeb76e069631", "acted"),
@@ -64,7 +64,7 @@ def test_dead_lettered_blobs_are_redriven_once_and_a_second_redrive_is_all_dupli
     assert {r["dead_letter_reason"] for r in first} == {"MaxDeliveryAttemptsExceeded"}
     assert first[0]["origin"] == "MLW-PROD/ON-MODEL-DEPLOYED/2026/11/21/19/b2.json"
 
-    second = run(capsys, "deadletter", "redrive", "--container", container, "--json")
+    second = run(capsys, "deadletter", "redrive", "--container", container, "--live", "--json")
     assert [r["outcome"] for r in second] == ["duplicate"] * 3
 
 

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from shared.actions import ActionKind
-from shared.adapters.dryrun import DryRunAdapter
 from shared.adapters.notify import NotifyAdapter
 from shared.engine import Engine
 from shared.events import AzureMLEvent, parse_event
 from shared.ledger.sqlite import SqliteLedger
 from shared.reactions import Rules, parse_rules
 from shared.settings import Settings
+from tests.conftest import RecordingAdapter
 from tests.fakes.acs_email import FakeAcsEmail
 from tests.fakes.smtp_server import SmtpServer
 from tests.fakes.tls import SelfSignedCert, make_cert
@@ -136,7 +136,7 @@ class Harness:
     adapter: NotifyAdapter
     ledger: SqliteLedger
     clock: ManualClock
-    tag_run: DryRunAdapter
+    tag_run: RecordingAdapter
 
 
 @pytest.fixture
@@ -154,7 +154,7 @@ def make_harness(
         config = Settings(**{"allow_http_webhooks": True, "notify_ca_file": tls.cert_path, **settings})
         parsed = rules_with(receivers, rules or [NOTIFY_FAILED_RUNS])
         adapter = NotifyAdapter(config, parsed, ledger, clock=clock, backoff=0)
-        chosen: dict[ActionKind, Any] = {kind: DryRunAdapter(kind) for kind in ActionKind}
+        chosen: dict[ActionKind, Any] = {kind: RecordingAdapter(kind) for kind in ActionKind}
         chosen.update(adapters or {})
         chosen[ActionKind.NOTIFY] = adapter
         engine = Engine(parsed, ledger, chosen, clock=clock)

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shared.actions import ActionKind, ActionResult, PlannedAction
-from shared.adapters.dryrun import DryRunAdapter
 from shared.releases.tracking import TrackedReleases, organization_name
-from tests.conftest import WORKSPACE, Harness, event, rules_from
+from tests.conftest import WORKSPACE, Harness, RecordingAdapter, event, rules_from
 from tests.releases.conftest import payload
 from tests.releases.test_hooks import github
 
@@ -25,7 +24,7 @@ rules:
 """
 
 
-class GitHubShaped(DryRunAdapter):
+class GitHubShaped(RecordingAdapter):
     """Answers as the GitHub Actions release target records a dispatched workflow run."""
 
     def execute(self, action: PlannedAction) -> ActionResult:
@@ -64,7 +63,7 @@ def test_a_github_run_is_tracked_and_its_webhook_closes_the_chain(make_engine: C
 def test_a_result_naming_no_run_is_not_tracked(make_engine: Callable[..., Harness]) -> None:
     harness = make_engine(rules_from(GITHUB_RELEASE))
 
-    class NoRun(DryRunAdapter):
+    class NoRun(RecordingAdapter):
         def execute(self, action: PlannedAction) -> ActionResult:
             return ActionResult(detail="queued nothing")
 

@@ -67,7 +67,7 @@ def test_every_command_that_loads_rules_names_the_file_in_its_json(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     config = str(ROOT / "reactions.yaml")
-    for argv in (["replay", "--config", config, "--json", "--dry-run", "--state", str(tmp_path), MODEL_REGISTERED],
+    for argv in (["replay", "--config", config, "--json", "--state", str(tmp_path), MODEL_REGISTERED],
                  ["simulate", "--config", config, "--json"],
                  ["explain", "--config", config, "--json", MODEL_REGISTERED],
                  ["rules", "check", "--config", config, "--json"],

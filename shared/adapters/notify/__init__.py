@@ -68,14 +68,16 @@ class NotifyAdapter:
     """Carries out ``notify`` actions on the channels declared in the rules file.
 
     ``ledger`` holds throttle windows and per-channel delivery records; ``clock`` stamps them (tests move it);
-    ``backoff`` is the first pause between in-process retries (doubling).
+    ``backoff`` is the first pause between in-process retries (doubling). With ``send=False`` (dry-run) the gate
+    and the message are exactly as live — flapping, throttle windows and digests apply — but nothing is delivered,
+    so a dry run shows what Ops would really receive.
     """
 
-    live = True
-
     def __init__(
-        self, settings: Settings, rules: Rules, ledger: Ledger, *, clock: Clock | None = None, backoff: float = 0.5
+        self, settings: Settings, rules: Rules, ledger: Ledger, *, clock: Clock | None = None, backoff: float = 0.5,
+        send: bool = True,
     ) -> None:
+        self.live = send
         self.settings = settings
         self.channels = rules.spec.channels
         self.ledger = ledger
@@ -101,6 +103,12 @@ class NotifyAdapter:
             action, self.layouts[params.message], digest=gate.digest, digest_key=params.throttle_key or "",
             window=format_duration(window),
         )
+        if not self.live:
+            note = f" ({gate.reason})" if gate.digest else ""
+            return ActionResult(
+                detail=f"dry-run: would notify {', '.join(params.channels)}: {message.title}{note}",
+                data={"channels": dict.fromkeys(params.channels, "dry-run"), "digest": gate.digest},
+            )
         parent = action.earlier.get(action.key)
         redrive = parent is not None and parent.status is ActionStatus.FAILED
         # Event Grid waits 30 s: past the budget, channels not yet tried wait for the redelivery (at least one
