@@ -196,8 +196,8 @@ def test_one_action_never_outlives_its_budget_even_when_each_request_is_in_time(
 """)
     started = time.monotonic()
 
-    with pytest.raises(TransientError, match="MLflow set tag mlreactor.chain on model sklearn_regression_model:20: "
-                                             "no answer in time"):
+    with pytest.raises(TransientError, match=r"MLflow set tag mlreactor\.chain on model "
+                                             r"sklearn_regression_model:20: no answer in time"):
         adapter.execute(planned(rules, event("model_registered")))
 
     assert time.monotonic() - started < 1.9

@@ -15,7 +15,7 @@ from shared.adapters.azureml import AzureMLAdapter, WorkspaceClients
 from shared.errors import PermanentError
 from tests.azureml.conftest import ARM, HISTORY, ROOT, planned
 from tests.conftest import event
-from tests.fakes.azureml import Fault, FakeAzureML, Request
+from tests.fakes.azureml import FakeAzureML, Fault, Request
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
 

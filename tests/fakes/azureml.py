@@ -570,7 +570,8 @@ class FakeAzureML:
             "identity": {"type": "SystemAssigned", "principalId": "p", "tenantId": "t"},
             "properties": {"friendlyName": ws, "discoveryUrl": f"{self.base_url}/discovery/{ws}",
                            "workspaceId": str(uuid.uuid5(uuid.NAMESPACE_URL, ws)),
-                           "mlFlowTrackingUri": f"azureml://{self.host}:{self._port}/mlflow/v1.0{self._ws_path(sub, rg, ws)}",
+                           "mlFlowTrackingUri":
+                               f"azureml://{self.host}:{self._port}/mlflow/v1.0{self._ws_path(sub, rg, ws)}",
                            "provisioningState": "Succeeded", "hbiWorkspace": False, "publicNetworkAccess": "Enabled"},
         }
 
