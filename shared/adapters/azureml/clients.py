@@ -208,8 +208,8 @@ def _window_retry_policy(settings: Settings, timing: Timing, budget: WriteBudget
 
     def _observe(response: Any, retry_after: float | None) -> None:
         subscription = subscription_of(response.http_request.url)
-        if subscription is None:
-            return
+        if subscription is None or response.http_request.method == "GET":
+            return  # reads draw from ARM's read bucket, which does not hold up writes
         remaining = response.http_response.headers.get(REMAINING_WRITES)
         throttled = response.http_response.status_code == 429
         budget.observe(subscription, int(remaining) if remaining and remaining.isdigit() else None,
