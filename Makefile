@@ -45,11 +45,13 @@ typecheck: $(STAMP)
 checkov:
 	scripts/checkov.sh
 
-## bench: cold start and engine throughput (prints figures beside same-run baselines)
+## bench: cold start, engine throughput, ModelRegistered latency, fleet retrain (figures beside same-run baselines)
 bench: $(STAMP) node_modules/.installed
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/ledger_tables.py
+	$(BIN)/python benchmarks/model_registered_latency.py
+	$(BIN)/python benchmarks/fleet_retrain.py --events 2000
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .mlreactor .pytest_cache .mypy_cache .ruff_cache

@@ -277,6 +277,10 @@ def main() -> None:
     print(f"deliveries / event         {sum(deliveries) / len(deliveries):>8.2f}   mean, max {max(deliveries)} "
           f"(Event Grid allows {MAX_DELIVERIES}); dead-lettered {len(grid.dead)}")
     print(f"Ops messages sent          {len(receiver.requests):>8}   (for {args.events} drift events)")
+    if args.events < 16000:
+        per = wall / max(sum(deliveries), 1)
+        print(f"at 16,000 events: ARM's floor {(16000 - ARM_WRITE_BUCKET) / ARM_WRITE_REFILL:.0f} s; this run's "
+              f"{per * 1000:.0f} ms of wall time per delivery -> ~{per * 17600 / 60:.0f} min to run it here")
     if grid.errors:
         print(f"errors: {len(grid.errors)}, first: {grid.errors[0]}")
 
