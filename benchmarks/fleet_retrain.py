@@ -156,6 +156,9 @@ class EventGrid:
     rng: random.Random
     ready: collections.deque[Copy] = field(default_factory=collections.deque)
     acted_at: dict[str, float] = field(default_factory=dict)
+    #: Why deliveries failed (redelivered) and why events ended without acting, first words of the reason.
+    failures: collections.Counter[str] = field(default_factory=collections.Counter)
+    quarantined: list[str] = field(default_factory=list)
     dead: list[Copy] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -184,6 +187,11 @@ class EventGrid:
             failed = any(o.should_raise for o in outcomes)
             if any(o.outcome.value == "acted" for o in outcomes):
                 self.acted_at[copy_.event_id] = self.sim.now
+            for o in outcomes:
+                if o.should_raise:
+                    self.failures[_gist(o.reason)] += 1
+                elif o.outcome.value == "quarantined":
+                    self.quarantined.append(o.reason)
         except Exception as exc:  # a bug in the benchmark or the app: count it, never hide it
             self.errors.append(f"{type(exc).__name__}: {exc}")
             failed = True
@@ -197,6 +205,11 @@ class EventGrid:
         else:
             copy_.done_at = self.sim.now
         self._pump()
+
+
+def _gist(reason: str) -> str:
+    """A failure reason without its names and numbers, to count the kinds."""
+    return " ".join(w for w in reason.split()[:14] if not any(c.isdigit() for c in w))[:110]
 
 
 def drift_events(count: int) -> list[dict[str, Any]]:
@@ -281,6 +294,10 @@ def main() -> None:
         per = wall / max(sum(deliveries), 1)
         print(f"at 16,000 events: ARM's floor {(16000 - ARM_WRITE_BUCKET) / ARM_WRITE_REFILL:.0f} s; this run's "
               f"{per * 1000:.0f} ms of wall time per delivery -> ~{per * 17600 / 60:.0f} min to run it here")
+    for reason, count in grid.failures.most_common(4):
+        print(f"  redelivered {count:>6}x: {reason}")
+    for reason in grid.quarantined[:3]:
+        print(f"  quarantined: {reason[:300]}")
     if grid.errors:
         print(f"errors: {len(grid.errors)}, first: {grid.errors[0]}")
 

@@ -89,10 +89,11 @@ class Settings(BaseSettings):
         "write bucket is low each instance sends 1/N of its refill.",
     )
     azureml_throttle_wait_seconds: float = Field(
-        default=8.0,
+        default=10.0,
         ge=0,
         description="Longest wait for ARM's write budget (remaining-writes header, 429 Retry-After) inside one "
-        "delivery; a longer one fails the event at once, naming the Retry-After, and Event Grid redelivers.",
+        "delivery; a longer one fails the event at once, naming the Retry-After, and Event Grid redelivers. Keep it "
+        "above max_concurrent_submissions x fleet_instances / 10 s (a full instance's turn while the bucket is low).",
     )
 
     # Azure DevOps --------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ one raises ``ThrottledError`` before anything is sent: the reason names the Retr
 (10 s, 30 s, 1 min, 5 min, …) does the waiting instead of the instance.
 
 Example: a burst of 16,000 retrains, 20 instances x 4 slots. The first ~120 go at once; then each instance sends one
-write every 2 s (20 / 10), its 4 slots wait at most 8 s for their turn, and the fleet holds ARM's 10 writes/s.
+write every 2 s (20 / 10): a slot freed at its turn is taken by a delivery whose turn is 4 x 2 = 8 s away, inside the
+10 s a delivery may wait, and the fleet holds ARM's 10 writes/s.
 """
 
 from __future__ import annotations
