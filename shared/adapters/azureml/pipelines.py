@@ -38,7 +38,7 @@ import yaml
 from shared.actions import ActionResult, PlannedAction, RunPipelineParams
 from shared.adapters.azureml import runs
 from shared.adapters.azureml.errors import calling, describe, said
-from shared.adapters.azureml.throttle import WriteBudget
+from shared.adapters.azureml.throttle import ThrottledError, WriteBudget
 from shared.adapters.azureml.timing import Timing
 from shared.errors import MlreactorError, PermanentError, TransientError
 from shared.events import CORRELATION_TAG, Workspace
@@ -125,7 +125,7 @@ class Submission:
 
     def after_failed(self, exc: MlreactorError) -> Job:
         """The job the failed PUT/POST may have made, if it is this action's; else ``exc`` (or why not) is raised."""
-        if isinstance(exc, TransientError) and getattr(exc, "throttled", False):
+        if isinstance(exc, ThrottledError):
             raise exc  # refused before anything was sent
         exists = _says_exists(exc)
         existing = find_job(self.ml, self.workspace, self.name)

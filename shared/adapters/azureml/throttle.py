@@ -42,8 +42,6 @@ _SUBSCRIPTION = re.compile(r"/subscriptions/([^/?]+)", re.IGNORECASE)
 class ThrottledError(TransientError):
     """Nothing was sent: the instance's share of ARM's write budget is spent for longer than a delivery may wait."""
 
-    throttled = True
-
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
