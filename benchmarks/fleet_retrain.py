@@ -10,14 +10,16 @@ write budget) and ``NotifyAdapter``, every HTTP request to the fake (job PUTs, t
 and the remaining-writes header from a bucket of 200 refilled at 10/s) and to a local Teams webhook receiver.
 ``publish_event`` is dry-run.
 
-What is simulated: time (one clock for the fake's buckets, the adapters' waits and deadlines, the ledger's leases and
-the notify windows; threads run one at a time, always the one due first, so a 26-minute burst passes in the real
-time its requests cost), and Event Grid: every event is published once in the first minute (its duplicates too,
-each a separate delivery), delivered when an instance has a free slot (``--instances`` x the per-instance
-concurrency, which the model sets equal to MLREACTOR_AZUREML_MAX_CONCURRENT_SUBMISSIONS), a failed or >30 s delivery
-retried on Event Grid's schedule (10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, …, +-10 % jitter; docs:
-"delivery-and-retry"), at most 30 deliveries. Unverified assumption: Event Grid holds deliveries beyond the
-endpoint's concurrency instead of timing them out; its push concurrency is not documented.
+What is simulated: time — one clock for the fake's buckets, the adapters' waits and deadlines, the engine's
+per-delivery budget and the notify adapter's (both read ``time.monotonic``: the benchmark points their ``time`` at
+the simulated clock), the ledger's leases and the notify windows; threads run one at a time, always the one due
+first, so a 26-minute burst passes in the real time its requests cost — and Event Grid: every event is published
+once in the first minute (its duplicates too, each a separate delivery), delivered when an instance has a free slot
+(``--instances`` x a per-instance concurrency the model sets equal to MLREACTOR_AZUREML_MAX_CONCURRENT_SUBMISSIONS),
+a failed or >30 s delivery retried on Event Grid's schedule (10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, …,
++-10 % jitter; docs: "delivery-and-retry"), at most 30 deliveries.
+Unverified assumption: Event Grid holds deliveries beyond the endpoint's concurrency instead of timing them out; its
+push concurrency is not documented.
 """
 
 from __future__ import annotations
@@ -39,13 +41,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 
+from shared import engine as engine_module  # noqa: E402
 from shared.actions import ActionKind  # noqa: E402
+from shared.adapters import notify as notify_module  # noqa: E402
 from shared.adapters.azureml import KINDS, AzureMLAdapter, WorkspaceClients  # noqa: E402
 from shared.adapters.azureml.throttle import ARM_WRITE_BUCKET, ARM_WRITE_REFILL  # noqa: E402
 from shared.adapters.azureml.timing import Timing  # noqa: E402
@@ -235,6 +240,9 @@ def main() -> None:
     rng = random.Random(args.seed)
     folder = Path(tempfile.mkdtemp(prefix="mlreactor-fleet-"))
     sim = SimTime()
+    simulated = SimpleNamespace(monotonic=sim.clock, sleep=sim.sleep, time=time.time)
+    engine_module.time = simulated  # type: ignore[assignment]  # the engine's budget, on simulated time
+    notify_module.time = simulated  # type: ignore[assignment]  # the notify adapter's deadline and retry pauses
     fake = FakeAzureML(folder / "tls", clock=sim.clock).start()
     fake.add_data("training-data", "1")
     receiver = WebhookReceiver().start()
