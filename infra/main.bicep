@@ -22,7 +22,7 @@ param environmentName string
 })
 param location string = resourceGroup().location
 
-@description('Resource ids of the Azure ML workspaces mlreactor may act on, comma-separated without spaces (the same list as allowed_workspaces in reactions.yaml). Each gets an Event Grid system topic, one subscription per function, and an AzureML Data Scientist role assignment for the app.')
+@description('Resource ids of the Azure ML workspaces mlreactor may act on, comma-separated without spaces. The app gets the same list as MLREACTOR_SUBSCRIBED_WORKSPACES, which the shipped reactions.yaml allows. Each gets an Event Grid system topic, one subscription per function, and an AzureML Data Scientist role assignment for the app.')
 param azureMlWorkspaceIds string
 
 @description('Optional: resource ids of Azure ML registries rules may tag models in or read champions from, comma-separated. Each gets an AzureML Registry User role assignment for the app.')
@@ -52,6 +52,12 @@ param devopsOrganizationUrl string = ''
 
 @description('Key Vault secret holding the Azure DevOps PAT (MLREACTOR_DEVOPS_PAT).')
 param devopsPatSecretName string = 'devops-pat'
+
+@description('Key Vault secret holding the shared secret of the Azure DevOps service hooks (MLREACTOR_RELEASE_HOOK_SECRET).')
+param releaseHookSecretName string = 'release-hook-secret'
+
+@description('Key Vault secret holding the GitHub webhook secret (MLREACTOR_GITHUB_WEBHOOK_SECRET).')
+param githubWebhookSecretName string = 'github-webhook-secret'
 
 @description('Key Vault secret holding the ops-teams channel webhook URL (MLREACTOR_TEAMS_OPS_URL, named by reactions.yaml).')
 param teamsOpsUrlSecretName string = 'teams-ops-url'
@@ -89,6 +95,12 @@ param instanceMemoryMB int = 2048
 @maxValue(730)
 @description('Log Analytics retention (days).')
 param logRetentionDays int = 90
+
+@description('Subscribe the legacy v1 DatasetDriftDetected event (on_dataset_drift). Off: it is gone from the current Azure ML event docs, and if Event Grid stopped accepting it the whole deployment would fail. v2 model monitoring arrives as RunStatusChanged (on_model_monitor_signal) either way.')
+param subscribeDatasetDriftDetected bool = false
+
+@description('E-mail address the alerts notify (action group). Empty: the alerts fire in Azure Monitor but e-mail no one.')
+param alertEmail string = ''
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
@@ -131,6 +143,7 @@ module storage 'app/storage.bicep' = {
       quarantineContainerName
       deadLetterContainerName
     ]
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -151,6 +164,7 @@ module keyVault 'app/keyvault.bicep' = {
     name: '${abbrs.keyVaultVaults}mlr-${take(resourceToken, 17)}'
     location: location
     tags: tags
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -175,6 +189,8 @@ var appSettings = {
   MLREACTOR_AZUREML_FLEET_INSTANCES: string(maximumInstanceCount)
   // Secrets: Key Vault references, resolved by the platform with the app's identity (Key Vault Secrets User).
   MLREACTOR_DEVOPS_PAT: '${keyVaultReference}${devopsPatSecretName})'
+  MLREACTOR_RELEASE_HOOK_SECRET: '${keyVaultReference}${releaseHookSecretName})'
+  MLREACTOR_GITHUB_WEBHOOK_SECRET: '${keyVaultReference}${githubWebhookSecretName})'
   MLREACTOR_TEAMS_OPS_URL: '${keyVaultReference}${teamsOpsUrlSecretName})'
   MLREACTOR_SLACK_OPS_URL: '${keyVaultReference}${slackOpsUrlSecretName})'
 }
@@ -197,6 +213,28 @@ module api 'app/api.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     appSettings: empty(devopsOrganizationUrl) ? appSettings : union(appSettings, devopsSettings)
+  }
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    actionGroupName: '${abbrs.insightsActionGroups}mlreactor-${resourceToken}'
+    alertEmail: alertEmail
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    tags: tags
+  }
+}
+
+// With the subscriptions (the postdeploy provision): the test needs the deployed health function's key.
+module availability 'app/availability.bicep' = if (deployEventSubscriptions) {
+  name: 'availability'
+  params: {
+    functionAppName: api.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    actionGroupId: alerts.outputs.actionGroupId
+    location: location
+    tags: tags
   }
 }
 
@@ -230,6 +268,9 @@ module workspaceEvents 'app/workspace-events.bicep' = [
       eventGridIdentityId: eventGridIdentity.id
       deadLetterStorageAccountId: storage.outputs.id
       deadLetterContainerName: deadLetterContainerName
+      subscribeDatasetDriftDetected: subscribeDatasetDriftDetected
+      logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+      actionGroupId: alerts.outputs.actionGroupId
     }
     // dead-lettering needs the Event Grid identity's role on the container first
     dependsOn: [

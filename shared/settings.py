@@ -1,19 +1,22 @@
 """Every knob is an app setting, read once here (``MLREACTOR_*`` environment variables / Function App settings).
 
 In Azure, secrets are Key Vault references in the app settings
-(``@Microsoft.KeyVault(SecretUri=...)``); the platform resolves them into the environment before we read them.
-Nothing else in the code reads ``os.environ``. Each field is documented in the README's settings table and in
-``local.settings.sample.json``.
+(``@Microsoft.KeyVault(SecretUri=...)``); the platform resolves them into the environment before we read them. When
+it cannot (no access, no such secret), it leaves the reference text itself in the setting: such a value is never
+used (the setting reads as unset) and ``unresolved_key_vault_references()`` names it for health, the CLI and the
+startup log. Nothing else in the code reads ``os.environ``. Each field is documented in the README's settings table
+and in ``local.settings.sample.json``.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +24,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.clock import parse_duration
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: What an app setting still holds when the platform could not resolve its Key Vault reference.
+#: https://learn.microsoft.com/azure/app-service/app-service-key-vault-references ("If a reference isn't resolved
+#: properly, the reference string is used instead")
+KEY_VAULT_REFERENCE_PREFIX = "@microsoft.keyvault("
+
+
+def is_key_vault_reference(value: object) -> bool:
+    """Is this setting value an (unresolved) ``@Microsoft.KeyVault(...)`` reference? Case-insensitive."""
+    return isinstance(value, str) and value.strip().lower().startswith(KEY_VAULT_REFERENCE_PREFIX)
+
+
+def unresolved_key_vault_references(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The names (never the values) of the app settings whose Key Vault reference did not resolve, sorted."""
+    values = os.environ if environ is None else environ
+    return sorted(name for name, value in values.items() if is_key_vault_reference(value))
+
+
+def app_setting(name: str) -> str | None:
+    """An app setting named at run time (by the rules file); unset, empty or an unresolved reference → None."""
+    value = os.environ.get(name)
+    return None if not value or is_key_vault_reference(value) else value
 
 
 class Settings(BaseSettings):
@@ -32,6 +56,11 @@ class Settings(BaseSettings):
     dry_run: bool | None = Field(
         default=None,
         description="Force dry-run (true) or live (false). Unset: live only where the adapters' settings are given.",
+    )
+    subscribed_workspaces: str | None = Field(
+        default=None,
+        description="Comma-separated resource ids of the workspaces Event Grid delivers from (Bicep sets it from "
+        "azureMlWorkspaceIds). The engine refuses to start if one of them is not in allowed_workspaces.",
     )
 
     # Ledger --------------------------------------------------------------------------------------------------
@@ -120,6 +149,64 @@ class Settings(BaseSettings):
         "(Event Grid redelivers for up to 24 h).",
     )
 
+    # Release signals in (shared/releases/) --------------------------------------------------------------------
+    release_hook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret of the Azure DevOps service hooks: the basic-auth password or the "
+        "X-Mlreactor-Hook-Secret header (Key Vault reference in Azure). Unset: every Azure DevOps hook gets 401.",
+    )
+    github_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret of the GitHub webhook (X-Hub-Signature-256 HMAC). Unset: every GitHub hook gets 401.",
+    )
+    release_hook_max_bytes: int = Field(
+        default=1_048_576, gt=0, description="Largest hook body accepted; a larger one is answered 413."
+    )
+    release_reconcile_max: int = Field(
+        default=50, gt=0, description="Releases the reconciler reads per run (one GET each), least recently first."
+    )
+    release_reminder_after: timedelta = Field(
+        default=timedelta(hours=48),
+        description="A release still waiting for approval this long gets a reminder, and one more each time "
+        "this much longer passes.",
+    )
+
+    # Release gates (every target) ---------------------------------------------------------------------------
+    release_gate_cache_seconds: float = Field(
+        default=600.0, ge=0,
+        description="How long a verified approval gate is trusted before it is read again (a missing one never is).",
+    )
+
+    # GitHub Actions ------------------------------------------------------------------------------------------
+    github_api_url: str = Field(
+        default="https://api.github.com", description="GitHub's REST API; GitHub Enterprise Server: https://HOST/api/v3."
+    )
+    github_app_id: str | None = Field(default=None, description="GitHub App id (or client id): the JWT's issuer.")
+    github_app_private_key: SecretStr | None = Field(
+        default=None, description="The App's private key, PEM (Key Vault reference in Azure)."
+    )
+    github_app_installation_id: int | None = Field(
+        default=None, description="The App's installation id; unset: looked up per repository (one request)."
+    )
+    github_token: SecretStr | None = Field(
+        default=None, description="Fallback fine-grained token (Actions: read and write; Metadata: read)."
+    )
+    github_timeout_seconds: float = Field(default=8.0, gt=0, description="Connect/read timeout per GitHub call.")
+    github_retry_attempts: int = Field(
+        default=3, ge=0, description="Retries of a rate-limited (429, 403) or failed (5xx, reset) GitHub call."
+    )
+    github_retry_budget_seconds: float = Field(
+        default=12.0, gt=0, description="Time one dispatch may spend waiting between retries (Event Grid: 30 s)."
+    )
+    github_run_settle_seconds: float = Field(
+        default=4.0, ge=0,
+        description="How long a dispatch whose answer was lost (or had no run details) waits for its run to be "
+        "listed before concluding there is none.",
+    )
+    github_lookup_hours: float = Field(
+        default=26.0, gt=0, description="How far back the runs list is searched for an earlier dispatch's run."
+    )
+
     # Notifications and events out ----------------------------------------------------------------------------
     allow_http_webhooks: bool = Field(
         default=False, description="Tests only: accept http:// webhook URLs on loopback addresses."
@@ -157,7 +244,15 @@ class Settings(BaseSettings):
         description="Application Insights: traces, metrics and logs through OpenTelemetry; unset = telemetry off.",
     )
 
-    @field_validator("notify_state_window", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unresolved_references(cls, values: Any) -> Any:
+        """An unresolved Key Vault reference is never a PAT, URL or key: the setting reads as unset."""
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if not is_key_vault_reference(v)}
+        return values
+
+    @field_validator("notify_state_window", "release_reminder_after", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
@@ -178,8 +273,18 @@ class Settings(BaseSettings):
 
         Rules name settings rather than hold secrets, so the rules file can be committed.
         """
-        value = os.environ.get(name)
+        value = app_setting(name)
         return SecretStr(value) if value else None
+
+    @property
+    def github_is_configured(self) -> bool:
+        """A GitHub App (id and key) or a fine-grained token is set."""
+        return bool(self.github_app_id and self.github_app_private_key) or self.github_token is not None
+
+    @property
+    def subscribed_workspace_ids(self) -> list[str]:
+        """``subscribed_workspaces`` as a list (empty when unset: locally nothing is subscribed)."""
+        return [ws.strip() for ws in (self.subscribed_workspaces or "").split(",") if ws.strip()]
 
     @property
     def azureml_is_live(self) -> bool:
