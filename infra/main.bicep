@@ -186,6 +186,8 @@ var appSettings = {
   MLREACTOR_QUARANTINE_CONTAINER: quarantineContainerName
   MLREACTOR_MANAGED_IDENTITY_CLIENT_ID: appIdentity.properties.clientId
   MLREACTOR_EVENTGRID_TOPIC_ENDPOINT: topic.outputs.endpoint
+  // The workspaces subscribed below; reactions.yaml allows exactly these ({from_setting: ...}).
+  MLREACTOR_SUBSCRIBED_WORKSPACES: join(workspaceIds, ',')
   MLREACTOR_AZUREML_FLEET_INSTANCES: string(maximumInstanceCount)
   // Secrets: Key Vault references, resolved by the platform with the app's identity (Key Vault Secrets User).
   MLREACTOR_DEVOPS_PAT: '${keyVaultReference}${devopsPatSecretName})'
