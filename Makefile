@@ -78,9 +78,10 @@ doctor: $(STAMP)
 checkov:
 	scripts/checkov.sh
 
-## bench: cold start, engine throughput, ModelRegistered latency, fleet retrain (figures beside same-run baselines)
+## bench: cold start, first invocation, throughput, ledger, ModelRegistered latency, fleet retrain (vs baselines)
 bench: $(STAMP) node_modules/.installed
 	$(BIN)/python benchmarks/cold_start.py
+	$(BIN)/python benchmarks/first_invocation.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/ledger_tables.py
 	$(BIN)/python benchmarks/model_registered_latency.py

@@ -23,6 +23,7 @@ from shared import templates
 from shared.clock import bounded_duration
 from shared.events import AzureMLEvent, Registry, as_text
 from shared.gate import MetricRule
+from shared.ledger.port import ActionRecord
 
 
 class ActionKind(StrEnum):
@@ -413,6 +414,9 @@ class PlannedAction:
     resumed: bool = False
     #: Results of the rule's earlier actions by ``id`` (e.g. ``{"gate": {...}}``), for rich messages.
     steps: Mapping[str, Any] = field(default_factory=dict)
+    #: What earlier attempts recorded under this event's claim, by key (the claim read it; empty on a first claim):
+    #: adapters that track sub-steps look here instead of reading the ledger again.
+    earlier: Mapping[str, ActionRecord] = field(default_factory=dict)
 
     @property
     def short_key(self) -> str:
@@ -428,6 +432,9 @@ class ActionResult:
     detail: str = ""
     url: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
+    #: Results of the adapter's own sub-steps (e.g. each notification channel), stored in the same write as this
+    #: action's result.
+    records: tuple[ActionRecord, ...] = ()
 
 
 class ActionAdapter(Protocol):

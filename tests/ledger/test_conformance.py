@@ -16,6 +16,7 @@ from shared.ledger.port import (
     ClaimOutcome,
     EventStatus,
     Ledger,
+    PurgeProgress,
     QuarantineRecord,
 )
 
@@ -347,7 +348,7 @@ def test_given_old_and_new_records_when_purged_then_only_the_old_go(ledger: Ledg
 
     purged = ledger.purge(T0 + timedelta(days=90))
 
-    assert purged == 5  # event, action, audit entry, quarantine record, throttle window
+    assert purged == PurgeProgress(5, finished=True)  # event, action, audit entry, quarantine record, throttle window
     assert ledger.claim_event(key("old"), "old", new, LEASE).outcome is ClaimOutcome.CLAIMED
     assert ledger.claim_event(key("new"), "new", new, LEASE).outcome is ClaimOutcome.DONE
     assert [e.event_id for e in ledger.audit()] == ["new"]

@@ -39,7 +39,7 @@ def in_fresh_interpreter(code: str) -> str:
     ).stdout.strip()
 
 
-def test_given_the_app_when_indexed_then_purge_ledger_is_a_daily_timer() -> None:
+def test_given_the_app_when_indexed_then_purge_ledger_is_an_hourly_timer() -> None:
     out = in_fresh_interpreter(
         "import function_app; functions = {f.get_function_name(): f for f in function_app.app.get_functions()}; "
         "print(functions['purge_ledger'].get_function_json())"
@@ -47,7 +47,7 @@ def test_given_the_app_when_indexed_then_purge_ledger_is_a_daily_timer() -> None
     bindings = json.loads(out)["bindings"]
 
     assert bindings == [{
-        "name": "timer", "type": "timerTrigger", "direction": "IN", "schedule": "0 30 2 * * *",
+        "name": "timer", "type": "timerTrigger", "direction": "IN", "schedule": "0 30 * * * *",
         "runOnStartup": False, "useMonitor": True,
     }]
 
@@ -63,7 +63,7 @@ def test_given_records_older_than_the_retention_on_tables_when_purged_then_only_
 
     purged = purge_expired(settings, SystemClock())
 
-    assert purged == 3  # the old event, its audit entry, its quarantine record
+    assert purged.deleted == 3 and purged.finished  # the old event, its audit entry, its quarantine record
     assert [e.event_id for e in ledger.audit()] == ["new"]
     assert [q.event_id for q in ledger.quarantined()] == ["new"]
 
@@ -100,3 +100,34 @@ def test_given_the_function_app_when_imported_then_no_storage_sdk_is_loaded() ->
     )
 
     assert out == "[]"
+
+
+@pytest.mark.azurite
+def test_given_a_purge_out_of_budget_when_run_again_then_a_new_instance_continues_the_pass(azurite: object) -> None:
+    """Each run reads a page, deletes what expired in it, and stops once its budget is spent; the continuation is
+    in the ledger, so the next run (another instance) resumes with the same cutoff; a finished pass is not
+    repeated within a day."""
+    from shared.ledger.tables import TablesLedger
+    from tests.ledger.conftest import tables_settings
+
+    settings = tables_settings(azurite, retention_days=30)  # type: ignore[arg-type]
+    ledger = open_ledger(settings)
+    for n in range(12):
+        seed(ledger, f"old-{n}", timedelta(days=31))
+    seed(ledger, "new", timedelta(days=1))
+    cutoff = SystemClock().now() - timedelta(days=30)
+
+    runs = []
+    while not runs or not runs[-1].finished:
+        run = TablesLedger.from_settings(settings)
+        run.purge_page = 10
+        runs.append(run.purge(cutoff, budget=timedelta(0)))
+        run.close()
+        assert len(runs) < 20, "the pass makes progress"
+    again = ledger.purge(cutoff + timedelta(hours=1), budget=timedelta(0))
+
+    assert len(runs) > 3 and not any(r.finished for r in runs[:-1])
+    assert sum(r.deleted for r in runs) == 36  # 12 x (event, audit entry, quarantine record)
+    assert [e.event_id for e in ledger.audit()] == ["new"]
+    assert [q.event_id for q in ledger.quarantined()] == ["new"]
+    assert again.deleted == 0 and again.finished

@@ -76,11 +76,31 @@ def test_given_a_fresh_account_when_first_used_then_the_table_and_the_container_
     assert [q.raw for q in again.quarantined()] == ["{oops"]
 
 
+def test_given_an_instance_that_quarantines_nothing_then_the_blob_sdk_is_never_loaded(azurite: Azurite) -> None:
+    """First invocation: azure-storage-blob (a third of the ledger's import time) loads with the first quarantine."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from shared.ledger.tables import TablesLedger; from shared.settings import Settings; "
+        "from datetime import UTC, datetime, timedelta; "
+        "ledger = TablesLedger.from_settings(Settings(ledger='tables', table_prefix='lazyblob', "
+        f"storage_connection_string={azurite.connection_string!r})); "
+        "ledger.claim_event('k', 'e', datetime.now(UTC), timedelta(minutes=1)); "
+        "print('azure.storage.blob' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, check=True).stdout.strip()
+
+    assert out == "False"
+
+
 # round-trips ------------------------------------------------------------------------------------------------------
-def test_given_fresh_events_with_two_actions_when_acted_then_four_round_trips_each_including_the_audit(
+def test_given_fresh_events_with_two_actions_when_acted_then_three_round_trips_each_including_the_audit(
     azurite: Azurite, tmp_path: Path
 ) -> None:
-    """claim insert + first action's result + one transaction (last result, outcome, audit) + correlation index."""
+    """claim insert + first action's result + one transaction (last result, outcome, audit); the shipped rules'
+    counts are in test_round_trips.py."""
     calls: list[str] = []
     ledger = TablesLedger.from_settings(
         tables_settings(azurite), raw_request_hook=lambda r: calls.append(r.http_request.method)
@@ -97,8 +117,8 @@ def test_given_fresh_events_with_two_actions_when_acted_then_four_round_trips_ea
     assert engine.handle_delivery(deliveries(1)[0])[0].outcome is Outcome.DUPLICATE
     duplicate = len(calls) - before
 
-    assert per_event == [4] * 5
-    assert duplicate == 4  # insert (409) + read + the audit entry's two copies
+    assert per_event == [3] * 5
+    assert duplicate == 2  # insert (409) + read; a duplicate writes nothing
 
 
 # faults on the wire -----------------------------------------------------------------------------------------------

@@ -159,6 +159,36 @@ rules:
     assert [a.kind for a in h.executed()] == [ActionKind.TAG_RUN]
 
 
+def test_when_an_action_with_an_id_fails_transiently_every_later_action_waits_for_it(make_engine: Build) -> None:
+    """A notify without an ``if`` reads the gate's verdict too: it must not go out without it (it would tell Ops
+    "finished" and be recorded done); an action after a failed action without an id still runs."""
+    rules = rules_from("""
+channels:
+  ops: {type: teams, url_setting: MLREACTOR_TEST_TEAMS_URL}
+rules:
+  - name: r
+    on: RunStatusChanged
+    do:
+      - tag_run: {id: first, set: {seen: "yes"}}
+      - notify: {channels: [ops], message: run_failed}
+  - name: s
+    on: RunStatusChanged
+    do:
+      - tag_run: {set: {seen: "yes"}}
+      - notify: {channels: [ops], message: run_failed}
+""")
+    h = make_engine(rules)
+    h.adapters[ActionKind.TAG_RUN].fail_next(TransientError("503"))
+    h.adapters[ActionKind.TAG_RUN].fail_next(TransientError("503"))
+
+    (outcome,) = h.engine.handle_delivery(json.dumps(delivery("run_status_changed_failed")))
+
+    assert outcome.outcome is Outcome.FAILED
+    assert [(a.rule, a.kind, a.status) for a in outcome.actions] == [
+        ("r", "tag_run", "retry"), ("r", "notify", "retry"), ("s", "tag_run", "retry"), ("s", "notify", "done")]
+    assert "waits for an earlier failed action (first)" in outcome.actions[1].detail
+
+
 def test_throttle_fires_once_per_window_per_group(make_engine: Build) -> None:
     h = make_engine()
 
@@ -212,17 +242,20 @@ def test_actions_beyond_the_time_budget_wait_for_redelivery(make_engine: Build) 
     assert h.executed() == []
 
 
-def test_every_outcome_is_in_the_audit_trail_newest_first(make_engine: Build) -> None:
+def test_every_decision_is_in_the_audit_trail_newest_first_and_a_duplicate_is_not(make_engine: Build) -> None:
+    """A duplicate changes nothing: it is logged and traced, not stored (a redelivery storm adds no rows)."""
     h = make_engine()
+    outcomes = []
     for name in ("model_registered", "run_completed", "model_registered"):
-        h.engine.handle_delivery(json.dumps(delivery(name)))
+        outcomes += h.engine.handle_delivery(json.dumps(delivery(name)))
         h.clock.advance(seconds=1)
     entries = h.ledger.audit()
-    assert [e.outcome for e in entries] == ["duplicate", "ignored", "acted"]
+    assert [o.outcome for o in outcomes] == [Outcome.ACTED, Outcome.IGNORED, Outcome.DUPLICATE]
+    assert [e.outcome for e in entries] == ["ignored", "acted"]
     acted = entries[-1]
     assert acted.correlation_id == acted.event_id
     assert [a["kind"] for a in acted.actions] == ["tag_model", "run_pipeline"]
-    assert [e.event_id for e in h.ledger.audit(event_id=acted.event_id)] == [acted.event_id] * 2
+    assert [e.event_id for e in h.ledger.audit(event_id=acted.event_id)] == [acted.event_id]
 
 
 @pytest.mark.parametrize("hostile", ["{{ 7*7 }}", "$(curl x)", "{{ correlation_id }}"])

@@ -3,12 +3,14 @@ channel, and isolated per channel.
 
 One notify action, step by step::
 
-    gate     — decided once per action and recorded (a redelivery reuses the decision):
+    gate     — decided once per action and recorded with the channels' results (a redelivery reuses it):
                same run/model in the same state already notified within MLREACTOR_NOTIFY_STATE_WINDOW → held (flapping)
                throttle_key window open and held by another event → held, counted for the next digest
                a new window opens → send, with "Also: N more ... were held back" for the previous window
     compose  — one Message from the layout of the message kind (messages.py)
-    deliver  — every channel is its own unit of exactly-once in the ledger (key = sha256(action key | channel)):
+    deliver  — every channel is its own unit of exactly-once in the ledger (key = sha256(action key | channel)),
+               started with one insert (it counts the attempt; its ETag is reused for the result); what earlier
+               attempts recorded comes with the claim (``PlannedAction.earlier``), so nothing is read again:
                done before → skipped; failed permanently before → stays failed (retried only on a redrive);
                transient → retried in-process, then left for Event Grid's redelivery (only that channel);
                transient on its MLREACTOR_NOTIFY_MAX_ATTEMPTS-th delivery → recorded as failed (bounded)
@@ -16,7 +18,9 @@ One notify action, step by step::
                else any channel failed → PermanentError naming each channel and what it said: the event is
                quarantined for a person, with the delivered channels recorded done, so a redrive after the fix
                sends only to the channels that failed
-               else → done, with per-channel detail in the audit
+               (in both cases the gate and the channel results known so far are stored first, in one write)
+               else → done, with per-channel detail in the audit; the gate and channel results are stored with
+               the action's result, in the engine's next write (no write of their own)
 
 A notification sent just before a crash (before its result was recorded) is sent again on redelivery: Ops may
 see a duplicate, never a gap. Webhook receivers can drop it by the stable ``X-Mlreactor-Delivery-Id``; ACS dedupes
@@ -90,14 +94,14 @@ class NotifyAdapter:
         if not isinstance(params, NotifyParams):
             raise PermanentError(f"notify adapter got a {action.kind.value} action")
         window = parse_duration(params.throttle_window)
-        gate = self._gate(action, params, window)
+        gate, records = self._gate(action, params, window)
         if not gate.send:
-            return ActionResult(detail=f"held back: {gate.reason}")
+            return ActionResult(detail=f"held back: {gate.reason}", records=tuple(records))
         message = compose(
             action, self.layouts[params.message], digest=gate.digest, digest_key=params.throttle_key or "",
             window=format_duration(window),
         )
-        parent = self.ledger.get_action(action.key, action.event.id)
+        parent = action.earlier.get(action.key)
         redrive = parent is not None and parent.status is ActionStatus.FAILED
         # Event Grid waits 30 s: past the budget, channels not yet tried wait for the redelivery (at least one
         # channel is always tried, so every delivery makes progress).
@@ -105,42 +109,51 @@ class NotifyAdapter:
         deliveries: list[Delivery] = []
         for name in params.channels:
             in_time = time.monotonic() < deadline or not any(d.attempted for d in deliveries)
-            deliveries.append(self._deliver(action, name, message, redrive, deadline if in_time else None))
+            delivery, result = self._deliver(action, name, message, redrive, deadline if in_time else None)
+            deliveries.append(delivery)
+            records += [result] if result is not None else []
         summary = "; ".join(f"{d.channel}: {d.status} ({d.detail})" for d in deliveries)
-        if any(d.status == "retry" for d in deliveries):
-            raise TransientError(f"notify {summary}")
-        if any(d.status == "failed" for d in deliveries):
+        if any(d.status in ("retry", "failed") for d in deliveries):
+            # The action is not done: store what is known now (one write), so the redelivery or the redrive
+            # re-sends only the channels that did not get it, with the same gate decision.
+            if records:
+                self.ledger.record_action(*records)
+            if any(d.status == "retry" for d in deliveries):
+                raise TransientError(f"notify {summary}")
             raise PermanentError(f"notify {summary}")
         note = f"; {gate.reason}" if gate.digest else ""
         return ActionResult(
             detail=f"notified {summary}{note}",
             data={"channels": {d.channel: d.status for d in deliveries}, "digest": gate.digest},
+            records=tuple(records),  # stored with the action's result, in the engine's next write
         )
 
     # gate ---------------------------------------------------------------------------------------------------------
-    def _gate(self, action: PlannedAction, params: NotifyParams, window: timedelta) -> Gate:
-        """Flapping and throttle, decided once per action and recorded, so a redelivery renders the same message."""
-        key = _derived(action.key, "gate")
-        recorded = self.ledger.get_action(key, action.event.id)
-        if recorded is not None and recorded.status is ActionStatus.DONE:
-            return Gate(bool(recorded.data.get("send")), recorded.detail, int(recorded.data.get("digest", 0)))
-        self.ledger.start_action(key, action.event.key, action.event.id, action.rule, "notify:gate", self.clock.now())
-        gate = self._decide(action, params, window)
-        self._finish(
-            action, key, "notify:gate", ActionStatus.DONE, gate.reason, data={"send": gate.send, "digest": gate.digest}
-        )
-        return gate
+    def _gate(self, action: PlannedAction, params: NotifyParams, window: timedelta) -> tuple[Gate, list[ActionRecord]]:
+        """Flapping and throttle, decided once per action: an earlier attempt's recorded decision is reused (so a
+        redelivery renders the same message); a new one is returned as a record, to be stored with the results.
 
-    def _finish(
+        A decision lost in a crash is made again: the windows this event opened re-admit it (same holder)."""
+        key = _derived(action.key, "gate")
+        recorded = action.earlier.get(key)
+        if recorded is not None and recorded.status is ActionStatus.DONE:
+            return Gate(bool(recorded.data.get("send")), recorded.detail, int(recorded.data.get("digest", 0))), []
+        gate = self._decide(action, params, window)
+        record = self._record(action, key, "notify:gate", ActionStatus.DONE, gate.reason,
+                              data={"send": gate.send, "digest": gate.digest})
+        return gate, [record]
+
+    def _record(
         self, action: PlannedAction, key: str, kind: str, status: ActionStatus, detail: str,
-        external_id: str | None = None, data: dict[str, object] | None = None,
-    ) -> None:
-        """Record the result of one sub-step (the gate, one channel) beside the action's event."""
-        self.ledger.record_action(ActionRecord(
+        external_id: str | None = None, data: dict[str, object] | None = None, over: ActionRecord | None = None,
+    ) -> ActionRecord:
+        """The result of one sub-step (the gate, one channel) beside the action's event; ``over`` is the record
+        ``start_action`` returned (its ETag and attempt count carry over)."""
+        return ActionRecord(
             key=key, event_key=action.event.key, event_id=action.event.id, rule=action.rule, kind=kind,
             status=status, external_id=external_id, detail=detail, url=None, updated_at=self.clock.now(),
-            data=dict(data or {}),
-        ))
+            data=dict(data or {}), attempts=over.attempts if over else 0, version=over.version if over else "",
+        )
 
     def _decide(self, action: PlannedAction, params: NotifyParams, window: timedelta) -> Gate:
         now = self.clock.now()
@@ -167,39 +180,40 @@ class NotifyAdapter:
     # deliver ------------------------------------------------------------------------------------------------------
     def _deliver(
         self, action: PlannedAction, name: str, message: Message, redrive: bool, deadline: float | None
-    ) -> Delivery:
-        """One channel, exactly once; ``deadline`` None means out of time: report without sending (or counting)."""
+    ) -> tuple[Delivery, ActionRecord | None]:
+        """One channel, exactly once; ``deadline`` None means out of time: report without sending (or counting).
+
+        Returns what happened and, when it is final (delivered, failed), the channel's record to store."""
         key = _derived(action.key, f"channel|{name}")
-        if deadline is None:
-            known = self.ledger.get_action(key, action.event.id)
-            record = known if known is not None and known.status is not ActionStatus.STARTED else None
-        else:
-            record = self.ledger.start_action(
-                key, action.event.key, action.event.id, action.rule, f"notify:{name}", self.clock.now()
+        kind = f"notify:{name}"
+        known = action.earlier.get(key)
+        if deadline is not None and not _final(known, redrive):
+            known = self.ledger.start_action(  # counts this attempt; the result is recorded over it
+                key, action.event.key, action.event.id, action.rule, kind, self.clock.now()
             )
-        if record is not None and record.status is ActionStatus.DONE:
-            return Delivery(name, "skipped", f"already delivered: {record.detail}")
-        if record is not None and record.status is ActionStatus.FAILED and not redrive:
-            return Delivery(name, "failed", record.detail)
-        if deadline is None or record is None:
-            return Delivery(name, "retry", "out of time in this delivery; sent on the next")
+        if known is not None and known.status is ActionStatus.DONE:
+            return Delivery(name, "skipped", f"already delivered: {known.detail}"), None
+        if known is not None and known.status is ActionStatus.FAILED and not redrive:
+            return Delivery(name, "failed", known.detail), None
+        if deadline is None or known is None:
+            return Delivery(name, "retry", "out of time in this delivery; sent on the next"), None
         try:
             detail = self._send_with_retries(name, message, key, deadline)
         except PermanentError as exc:
-            self._finish(action, key, f"notify:{name}", ActionStatus.FAILED, str(exc))
             log.error("notification failed permanently: %s", exc)
-            return Delivery(name, "failed", str(exc), attempted=True)
+            failed = self._record(action, key, kind, ActionStatus.FAILED, str(exc), over=known)
+            return Delivery(name, "failed", str(exc), attempted=True), failed
         except TransientError as exc:
-            if record.attempts >= self.settings.notify_max_attempts:
-                detail = f"gave up after {record.attempts} deliveries: {exc}"
-                self._finish(action, key, f"notify:{name}", ActionStatus.FAILED, detail)
+            if known.attempts >= self.settings.notify_max_attempts:
+                detail = f"gave up after {known.attempts} deliveries: {exc}"
                 log.error("notification failed: %s", detail)
-                return Delivery(name, "failed", detail, attempted=True)
+                failed = self._record(action, key, kind, ActionStatus.FAILED, detail, over=known)
+                return Delivery(name, "failed", detail, attempted=True), failed
             return Delivery(
-                name, "retry", f"attempt {record.attempts}/{self.settings.notify_max_attempts}: {exc}", attempted=True
-            )
-        self._finish(action, key, f"notify:{name}", ActionStatus.DONE, detail, external_id=name)
-        return Delivery(name, "delivered", detail, attempted=True)
+                name, "retry", f"attempt {known.attempts}/{self.settings.notify_max_attempts}: {exc}", attempted=True
+            ), None
+        done = self._record(action, key, kind, ActionStatus.DONE, detail, external_id=name, over=known)
+        return Delivery(name, "delivered", detail, attempted=True), done
 
     def _send_with_retries(self, name: str, message: Message, delivery_id: str, deadline: float) -> str:
         """Retry a transient failure in-process while another attempt still fits before ``deadline``."""
@@ -245,6 +259,13 @@ class NotifyAdapter:
         if value is None:
             raise PermanentError(f"channel {channel}: app setting {setting} is not set")
         return value.get_secret_value()
+
+
+def _final(record: ActionRecord | None, redrive: bool) -> bool:
+    """Recorded done, or failed and not being redriven: nothing to send, nothing to count."""
+    return record is not None and (
+        record.status is ActionStatus.DONE or (record.status is ActionStatus.FAILED and not redrive)
+    )
 
 
 def _derived(action_key: str, part: str) -> str:
