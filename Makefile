@@ -78,12 +78,14 @@ doctor: $(STAMP)
 checkov:
 	scripts/checkov.sh
 
-## bench: cold start, first invocation, engine throughput, ledger round-trips and purge (figures beside baselines)
+## bench: cold start, first invocation, throughput, ledger, ModelRegistered latency, fleet retrain (vs baselines)
 bench: $(STAMP) node_modules/.installed
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/first_invocation.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/ledger_tables.py
+	$(BIN)/python benchmarks/model_registered_latency.py
+	$(BIN)/python benchmarks/fleet_retrain.py --events 2000
 	$(BIN)/python benchmarks/rules_load.py
 	$(BIN)/python benchmarks/replay_memory.py
 

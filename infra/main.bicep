@@ -25,6 +25,12 @@ param location string = resourceGroup().location
 @description('Resource ids of the Azure ML workspaces mlreactor may act on, comma-separated without spaces. The app gets the same list as MLREACTOR_SUBSCRIBED_WORKSPACES, which the shipped reactions.yaml allows. Each gets an Event Grid system topic, one subscription per function, and an AzureML Data Scientist role assignment for the app.')
 param azureMlWorkspaceIds string
 
+@description('Optional: resource ids of Azure ML registries rules may tag models in or read champions from, comma-separated. Each gets an AzureML Registry User role assignment for the app.')
+param azureMlRegistryIds string = ''
+
+@description('Optional: resource ids of the storage accounts behind the workspaces\' default datastores, comma-separated, for batch-endpoint inputs on identity-based datastores. Each gets Storage Blob Data Contributor for the app.')
+param datastoreStorageAccountIds string = ''
+
 @description('Create the Event Grid subscriptions. They point at functions by resource id, and Event Grid checks the function exists when the subscription is created, so the first provision (before azd deploys the code) must run with false; the postdeploy hook provisions again with true.')
 param deployEventSubscriptions bool = false
 
@@ -68,10 +74,14 @@ param slackOpsUrlSecretName string = 'slack-ops-url'
 @description('Replication of the storage account holding the ledger, quarantine and dead-lettered events.')
 param storageSku string = 'Standard_GZRS'
 
+// Sized against ARM's write bucket (200, refilled at 10/s per subscription): 20 instances x
+// MLREACTOR_AZUREML_MAX_CONCURRENT_SUBMISSIONS (4) = 80 writes in flight at most, well inside the bucket; each
+// instance paces itself to 1/maximumInstanceCount of the refill once the bucket runs low (shared/adapters/azureml/
+// throttle.py). Flex Consumption accepts 1 and up.
 @minValue(1)
 @maxValue(1000)
-@description('Flex Consumption scale-out limit (the current docs allow 1 to 1000).')
-param maximumInstanceCount int = 40
+@description('Flex Consumption scale-out limit; also how many instances share ARM\'s write budget (MLREACTOR_AZUREML_FLEET_INSTANCES).')
+param maximumInstanceCount int = 20
 
 @allowed([
   512
@@ -103,6 +113,8 @@ var deploymentContainerName = 'app-package-${take(resourceToken, 16)}'
 var quarantineContainerName = 'mlreactor-quarantine'
 var deadLetterContainerName = 'eventgrid-deadletter'
 var workspaceIds = empty(azureMlWorkspaceIds) ? [] : split(azureMlWorkspaceIds, ',')
+var registryIds = empty(azureMlRegistryIds) ? [] : split(azureMlRegistryIds, ',')
+var datastoreAccountIds = empty(datastoreStorageAccountIds) ? [] : split(datastoreStorageAccountIds, ',')
 var keyVaultReference = '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName='
 
 // Identities: one for the app (storage, Key Vault, Azure ML, the custom topic), one for Event Grid's dead-lettering
@@ -176,6 +188,7 @@ var appSettings = {
   MLREACTOR_EVENTGRID_TOPIC_ENDPOINT: topic.outputs.endpoint
   // The workspaces subscribed below; reactions.yaml allows exactly these ({from_setting: ...}).
   MLREACTOR_SUBSCRIBED_WORKSPACES: join(workspaceIds, ',')
+  MLREACTOR_AZUREML_FLEET_INSTANCES: string(maximumInstanceCount)
   // Secrets: Key Vault references, resolved by the platform with the app's identity (Key Vault Secrets User).
   MLREACTOR_DEVOPS_PAT: '${keyVaultReference}${devopsPatSecretName})'
   MLREACTOR_RELEASE_HOOK_SECRET: '${keyVaultReference}${releaseHookSecretName})'
@@ -274,6 +287,28 @@ module workspaceRbac 'app/workspace-rbac.bicep' = [
     scope: resourceGroup(split(workspaceId, '/')[2], split(workspaceId, '/')[4])
     params: {
       workspaceName: last(split(workspaceId, '/'))
+      appPrincipalId: appIdentity.properties.principalId
+    }
+  }
+]
+
+module registryRbac 'app/registry-rbac.bicep' = [
+  for (registryId, i) in registryIds: {
+    name: 'registry-rbac-${i}'
+    scope: resourceGroup(split(registryId, '/')[2], split(registryId, '/')[4])
+    params: {
+      registryName: last(split(registryId, '/'))
+      appPrincipalId: appIdentity.properties.principalId
+    }
+  }
+]
+
+module datastoreRbac 'app/datastore-rbac.bicep' = [
+  for (accountId, i) in datastoreAccountIds: {
+    name: 'datastore-rbac-${i}'
+    scope: resourceGroup(split(accountId, '/')[2], split(accountId, '/')[4])
+    params: {
+      storageAccountName: last(split(accountId, '/'))
       appPrincipalId: appIdentity.properties.principalId
     }
   }

@@ -72,6 +72,12 @@ _REGISTRY_ID_RE = re.compile(
     re.IGNORECASE,
 )
 _REGISTRY_URI_RE = re.compile(r"^azureml://registries/(?P<name>[^/]+)/?$", re.IGNORECASE)
+#: A model version's ARM id, in a workspace or a registry (what the SDK sends for an ``azureml:name:version`` input).
+_MODEL_VERSION_ID_RE = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/"
+    r"(?:workspaces|registries)/[^/]+/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$",
+    re.IGNORECASE,
+)
 _SIGNAL_RE = re.compile(r"signal\s+'(?P<name>[^']+)'", re.IGNORECASE)
 _FRACTION_RE = re.compile(r"(\.\d{6})\d+")
 
@@ -639,19 +645,29 @@ class _Keys:
 
 
 def _parse_model_ids(value: object) -> tuple[dict[str, str], ...]:
-    """``"name:1,other:2"`` (documented) or a JSON list of the same strings."""
+    """``"name:1,other:2"`` (documented) or a JSON list; each item ``name:version``, ``azureml:name:version`` or a
+    model version's ARM id (``/subscriptions/…/models/NAME/versions/V``)."""
     if value is None or value == "":
         return ()
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple):
         raise ValueError("expected 'name:version,...'")
-    refs = []
-    for item in items:
-        name, sep, version = str(item).strip().rpartition(":")
-        if not sep or not name or not version:
-            raise ValueError(f"expected 'name:version,...' (bad item {str(item)!r})")
-        refs.append({"name": name, "version": version})
-    return tuple(refs)
+    return tuple(parse_model_id(str(item)) for item in items)
+
+
+def parse_model_id(text: str) -> dict[str, str]:
+    """One model version in any of the three forms Azure ML writes it, as ``{"name", "version"}``."""
+    item = text.strip()
+    match = _MODEL_VERSION_ID_RE.match(item)
+    if match is not None:
+        return {"name": match["name"], "version": match["version"]}
+    name, sep, version = item.removeprefix("azureml:").rpartition(":")
+    if not sep or not name or not version or "/" in name or ":" in name:
+        raise ValueError(
+            f"expected 'name:version', 'azureml:name:version' or a model version ARM id "
+            f"(/subscriptions/…/models/NAME/versions/V) (bad item {item!r})"
+        )
+    return {"name": name, "version": version}
 
 
 def _short(value: object) -> str:

@@ -108,8 +108,27 @@ class Settings(BaseSettings):
     azureml_tag_settle_seconds: float = Field(
         default=0.5,
         ge=0,
-        description="Wait after writing a model version's tags before reading them back to verify no concurrent "
-        "writer replaced them (model versions are written whole, without a conditional write).",
+        description="Wait before re-reading a model version whose read-back showed a concurrent writer replaced "
+        "our tags (registry model versions are written whole, without a conditional write).",
+    )
+    azureml_max_concurrent_submissions: int = Field(
+        default=4,
+        ge=1,
+        description="Azure ML writes (job PUTs, batch invocations, model PUTs) one instance sends at once; with "
+        "maximumInstanceCount this bounds how many the fleet can have in flight against ARM's write bucket.",
+    )
+    azureml_fleet_instances: int = Field(
+        default=1,
+        ge=1,
+        description="How many instances may submit at once (infra sets it to maximumInstanceCount): while ARM's "
+        "write bucket is low each instance sends 1/N of its refill.",
+    )
+    azureml_throttle_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="Longest wait for ARM's write budget (remaining-writes header, 429 Retry-After) inside one "
+        "delivery; a longer one fails the event at once, naming the Retry-After, and Event Grid redelivers. Keep it "
+        "above max_concurrent_submissions x fleet_instances / 10 s (a full instance's turn while the bucket is low).",
     )
 
     # Azure DevOps --------------------------------------------------------------------------------------------

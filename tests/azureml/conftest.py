@@ -10,6 +10,7 @@ import pytest
 
 from shared.actions import ActionKind, PlannedAction
 from shared.adapters.azureml import AzureMLAdapter, AzureMLState, WorkspaceClients
+from shared.adapters.azureml.timing import Timing
 from shared.adapters.dryrun import DryRunAdapter
 from shared.engine import Engine
 from shared.events import AzureMLEvent, parse_event
@@ -43,9 +44,10 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAzureM
 
 @pytest.fixture
 def make_clients(fake: FakeAzureML) -> Callable[..., WorkspaceClients]:
-    def build(**overrides: Any) -> WorkspaceClients:
+    def build(timing: Timing | None = None, **overrides: Any) -> WorkspaceClients:
         return WorkspaceClients(
-            azureml_settings(**overrides), credential=FakeCredential(), connection_verify=str(fake.cert.cert_path)
+            azureml_settings(**overrides), credential=FakeCredential(), connection_verify=str(fake.cert.cert_path),
+            timing=timing,
         )
 
     return build

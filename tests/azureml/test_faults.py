@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.azureml import AzureMLAdapter, WorkspaceClients
+from shared.adapters.azureml.timing import Timing
 from shared.engine import Engine
 from shared.errors import PermanentError, TransientError
 from shared.events import parse_event
@@ -55,11 +56,16 @@ def test_429_with_a_short_retry_after_is_waited_for_and_retried(fake: FakeAzureM
 
 
 def test_429_asking_for_longer_than_the_budget_is_not_waited_for_and_the_event_is_redelivered(
-    fake: FakeAzureML, engine: Engine
+    fake: FakeAzureML, make_clients: Callable[..., WorkspaceClients], tmp_path: Path
 ):
     """GIVEN the service answers 429 Retry-After: 60 (the action budget is 6 s)
-    WHEN the event is handled THEN no wait: outcome failed (the trigger raises, Event Grid redelivers)
-    AND the redelivery, with the service recovered, launches the job once."""
+    WHEN the event is handled THEN no wait: outcome failed, the reason names the Retry-After (Event Grid redelivers)
+    AND a redelivery inside those 60 s fails at once without sending anything
+    AND the redelivery after them, with the service recovered, launches the job once."""
+    later = [0.0]
+    clients = make_clients(timing=Timing(clock=lambda: time.monotonic() + later[0]))
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    engine = engine_with(rules_from(RULES), AzureMLAdapter(clients, ROOT), ledger, FakeClock())
     fake.fail("PUT", JOB_PUT, status=429, retry_after=60)
     typed = parse_event(event("model_registered"))
     started = time.monotonic()
@@ -68,13 +74,20 @@ def test_429_asking_for_longer_than_the_budget_is_not_waited_for_and_the_event_i
 
     assert time.monotonic() - started < 3
     assert first.outcome is Outcome.FAILED and first.should_raise
-    assert "HTTP 429" in first.reason and "mlw-prod" in first.reason
+    assert "HTTP 429" in first.reason and "mlw-prod" in first.reason and "Retry-After 60 s" in first.reason
     assert fake.jobs() == []
 
+    puts = len(fake.calls("PUT"))
+    soon = engine.handle(typed)
+    assert soon.outcome is Outcome.FAILED and "Retry-After" in soon.reason and "nothing was sent" in soon.reason
+    assert len(fake.calls("PUT")) == puts
+
+    later[0] = 61.0
     again = engine.handle(typed)
 
     assert again.outcome is Outcome.ACTED
     assert len(fake.jobs()) == 1
+    ledger.close()
 
 
 def test_503_is_retried_within_the_budget_then_transient(fake: FakeAzureML, adapter: AzureMLAdapter):
@@ -167,27 +180,28 @@ def test_404_on_a_component_is_permanent_and_names_it(fake: FakeAzureML, adapter
 def test_one_action_never_outlives_its_budget_even_when_each_request_is_in_time(
     fake: FakeAzureML, make_clients: Callable[..., WorkspaceClients]
 ):
-    """GIVEN every model read takes 0.9 s (under the 1 s read timeout) and the action budget is 1.5 s
-    WHEN tag_model needs a read, a write and a read back THEN the read back is cut to what is left: transient,
-    within the budget (Event Grid redelivers), instead of running on past it."""
+    """GIVEN every MLflow set-tag takes 0.9 s (under the 1 s read timeout) and the action budget is 1.5 s
+    WHEN tag_model sets two keys THEN the second set-tag is cut to what is left: transient, within the budget
+    (Event Grid redelivers), instead of running on past it."""
     adapter = AzureMLAdapter(make_clients(azureml_timeout_seconds=1.0, azureml_action_budget_seconds=1.5), ROOT)
     fake.add_model("sklearn_regression_model", "20")
-    fake.fail("GET", "/models/", status=0, delay=0.9, times=10)
+    fake.fail("POST", "/set-tag", status=0, delay=0.9, times=10)
     rules = RULES.replace("""      - run_pipeline:
           purpose: offline-test
           job_yaml: pipelines/offline-test.yml
           inputs:
             model: "{{ model.asset }}"
 """, """      - tag_model:
-          set: {mlreactor.stage: candidate}
+          set: {mlreactor.stage: candidate, mlreactor.chain: open}
 """)
     started = time.monotonic()
 
-    with pytest.raises(TransientError, match="GET model sklearn_regression_model:20: no answer in time"):
+    with pytest.raises(TransientError, match=r"MLflow set tag mlreactor\.chain on model "
+                                             r"sklearn_regression_model:20: no answer in time"):
         adapter.execute(planned(rules, event("model_registered")))
 
     assert time.monotonic() - started < 1.9
-    assert len(fake.calls("PUT")) == 1
+    assert len(fake.calls("POST")) == 2
 
 
 @pytest.mark.parametrize("status", [408, 500, 502, 504])

@@ -106,7 +106,7 @@ def costs(fake: FakeAzureML, adapter: AzureMLAdapter, state: AzureMLState) -> li
         results.append(Cost(label, first, then, why))
     first, then = measure(fake, action(TAG_MODEL, "model_registered"))
     results.append(Cost("tag_model", first, then,
-                        "a full-body PUT needs the body (GET); the read-back verifies no concurrent writer won"))
+                        "one MLflow set-tag per key, one read-back; the first reads the workspace's tracking URI"))
     adapter.clients._clients.clear()
     first, then = measure(fake, action(TAG_RUN, "run_completed"))
     results.append(Cost("tag_run (the event's run)", first, then,
@@ -122,7 +122,7 @@ EXPECTED = {
     "run_pipeline (job YAML)": (2, 1),
     "run_pipeline (component name:version)": (2, 2),
     "run_pipeline (batch endpoint + deployment)": (6, 4),
-    "tag_model": (3, 3),
+    "tag_model": (3, 2),
     "tag_run (the event's run)": (3, 1),
     "state: job": (1, 1),
 }

@@ -11,10 +11,10 @@ import pytest
 
 from shared.adapters.azureml import AzureMLAdapter, WorkspaceClients
 from shared.adapters.azureml.pipelines import job_name
-from shared.errors import PermanentError
-from tests.azureml.conftest import ARM, HISTORY, SUB, planned
+from shared.errors import PermanentError, TransientError
+from tests.azureml.conftest import ARM, HISTORY, ROOT, SUB, azureml_settings, planned
 from tests.conftest import event
-from tests.fakes.azureml import FakeAzureML
+from tests.fakes.azureml import API_VERSIONS, FakeAzureML, FakeCredential
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
 
@@ -80,6 +80,7 @@ def test_a_job_yaml_is_put_under_a_name_derived_from_the_action_key(fake: FakeAz
         "mlreactor.event": "831e1650-001e-001b-66ab-eeb76e069631",
         "mlreactor.reaction": "test-new-model",
         "mlreactor.purpose": "offline-test",
+        "mlreactor.action": action.key,
         "mlreactor.model_name": MODEL,
         "mlreactor.model_version": "20",
     }
@@ -190,18 +191,157 @@ def test_one_client_per_workspace_is_built_once_and_reused(fake: FakeAzureML, ad
     assert len(adapter.clients._clients) == 2
 
 
-def test_a_job_that_already_exists_counts_as_done(fake: FakeAzureML, adapter: AzureMLAdapter):
+def test_a_second_put_refused_with_400_already_exists_reads_the_job_and_counts_as_done(
+    fake: FakeAzureML, adapter: AzureMLAdapter
+):
     """GIVEN the job was created before (a lost ledger record) WHEN the action runs again, not even marked resumed
-    THEN the service refuses the second PUT (409), the adapter reads the job and reports it done: one job."""
+    THEN the service refuses the second PUT with 400 UserError "A job with this name already exists"
+    (MicrosoftDocs/azure-docs#122250), the adapter reads the job, finds this action's key on it: done, one job."""
     action = planned(OFFLINE_TEST_YAML, event("model_registered"))
     adapter.execute(action)
     fake.clear()
 
     result = adapter.execute(action)
 
-    assert [r.method for r in fake.requests] == ["PUT", "GET"]  # the refused PUT, then the job
+    assert [r.method for r in fake.requests] == ["PUT", "GET"]  # the refused PUT, then the job by name
     assert "already launched" in result.detail
     assert fake.jobs() == [job_name(action, "offline-test")]
+
+
+def test_a_job_of_this_name_carrying_another_actions_key_is_a_permanent_error_naming_both(
+    fake: FakeAzureML, adapter: AzureMLAdapter
+):
+    action = planned(OFFLINE_TEST_YAML, event("model_registered"))
+    name = job_name(action, "offline-test")
+    fake.add_job(name, experiment="mlreactor-offline-test", status="Running", tags={"mlreactor.action": "f" * 64})
+
+    with pytest.raises(PermanentError) as caught:
+        adapter.execute(action)
+
+    message = str(caught.value)
+    assert f"job {name} belongs to action {'f' * 64}, not to this action {action.key}" in message
+    assert "event 831e1650-001e-001b-66ab-eeb76e069631" in message
+
+
+def test_a_lost_put_answer_is_resent_by_azure_core_and_the_update_keeps_one_job_with_its_tags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_clients: Callable[..., WorkspaceClients]
+):
+    """GIVEN a service whose second PUT of a name is an update (200, tags replaced) and a first PUT whose answer is
+    lost after it was applied WHEN the action runs THEN azure-core re-sends the same PUT (an update carrying the
+    very same tags), the action is done: one job, its tags those of the first PUT."""
+    fake = FakeAzureML(tmp_path / "tls2", job_reput="update").start()
+    monkeypatch.setenv("AZUREML_DEV_URL_MFE", fake.base_url)
+    try:
+        adapter = AzureMLAdapter(WorkspaceClients(azureml_settings(), credential=FakeCredential(),
+                                                  connection_verify=str(fake.cert.cert_path)), ROOT)
+        action = planned(OFFLINE_TEST_YAML, event("model_registered"))
+        fake.fail("PUT", "/jobs/", status=0, lost=True)
+
+        result = adapter.execute(action)
+
+        puts = fake.calls("PUT", "/jobs/")
+        assert len(puts) == 2 and puts[0].body == puts[1].body  # azure-core's own re-send of a lost answer
+        assert result.external_id == job_name(action, "offline-test")
+        (job,) = (fake.job(name) for name in fake.jobs())
+        assert job is not None and job["properties"]["tags"] == puts[0].body["properties"]["tags"]
+        assert job["properties"]["tags"]["mlreactor.action"] == action.key
+    finally:
+        fake.stop()
+
+
+def test_a_lost_answer_that_every_retry_also_loses_is_found_by_name_when_the_put_gave_up(
+    fake: FakeAzureML, adapter: AzureMLAdapter
+):
+    """GIVEN every PUT is applied but its answer lost (azure-core gives up after its retries, the later PUTs answered
+    400 "already exists" and lost too) WHEN the action runs THEN the job is read by name: ours, done, one job."""
+    fake.fail("PUT", "/jobs/", status=0, lost=True, times=10)
+    action = planned(OFFLINE_TEST_YAML, event("model_registered"))
+
+    result = adapter.execute(action)
+
+    assert len(fake.calls("PUT", "/jobs/")) == 3  # the first try and azure-core's two retries (retry_total=2)
+    assert "already launched" in result.detail
+    assert fake.jobs() == [job_name(action, "offline-test")]
+
+
+def test_a_job_that_exists_but_cannot_be_read_yet_is_read_again_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """GIVEN ARM's read-after-write lag (a job GET 404s for 0.3 s after its PUT) and a lost first PUT answer
+    WHEN azure-core's re-PUT is refused (400 already exists) THEN the adapter reads the job again shortly until it
+    shows, finds its key: done, one job."""
+    fake = FakeAzureML(tmp_path / "tls2", read_lag=0.3).start()
+    monkeypatch.setenv("AZUREML_DEV_URL_MFE", fake.base_url)
+    try:
+        adapter = AzureMLAdapter(WorkspaceClients(azureml_settings(), credential=FakeCredential(),
+                                                  connection_verify=str(fake.cert.cert_path)), ROOT)
+        action = planned(OFFLINE_TEST_YAML, event("model_registered"))
+        fake.fail("PUT", "/jobs/", status=0, lost=True)
+
+        result = adapter.execute(action)
+
+        gets = fake.calls("GET", "/jobs/")
+        assert len(gets) >= 2  # the first read fell inside the lag (404)
+        assert "already launched" in result.detail and len(fake.jobs()) == 1
+    finally:
+        fake.stop()
+
+
+def test_a_job_that_stays_invisible_leaves_the_event_to_its_redelivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """GIVEN a lag longer than the action may wait WHEN the refused re-PUT's job cannot be read THEN transient (not
+    quarantined: the service says the job exists), and the resumed redelivery reads it first and PUTs nothing."""
+    fake = FakeAzureML(tmp_path / "tls2", read_lag=30.0).start()
+    monkeypatch.setenv("AZUREML_DEV_URL_MFE", fake.base_url)
+    try:
+        adapter = AzureMLAdapter(WorkspaceClients(azureml_settings(azureml_action_budget_seconds=2.0),
+                                                  credential=FakeCredential(),
+                                                  connection_verify=str(fake.cert.cert_path)), ROOT)
+        action = planned(OFFLINE_TEST_YAML, event("model_registered"))
+        fake.fail("PUT", "/jobs/", status=0, lost=True)
+
+        with pytest.raises(TransientError, match="says it exists but does not show it yet"):
+            adapter.execute(action)
+
+        fake.read_lag = 0.0
+        fake.clear()
+        result = adapter.execute(replace(action, resumed=True))
+        assert [r.method for r in fake.requests] == ["GET"] and "already launched" in result.detail
+    finally:
+        fake.stop()
+
+
+def test_a_resumed_action_never_re_puts_its_job_so_later_tags_survive(fake: FakeAzureML, adapter: AzureMLAdapter):
+    """GIVEN the job was launched and later tagged (tag_run, a person) WHEN the action resumes THEN one GET, no PUT:
+    the job's tags are never replaced by a re-PUT."""
+    action = planned(OFFLINE_TEST_YAML, event("model_registered"))
+    adapter.execute(action)
+    name = job_name(action, "offline-test")
+    fake.finish_job(name, status="Running", tags={"mlreactor.chain": "failed"})
+    fake.clear()
+
+    adapter.execute(replace(action, resumed=True))
+
+    assert fake.calls("PUT") == []
+    assert fake.job(name)["properties"]["tags"]["mlreactor.chain"] == "failed"  # type: ignore[index]
+
+
+def test_an_api_version_the_service_does_not_know_is_a_400(fake: FakeAzureML, make_clients):  # type: ignore[no-untyped-def]
+    """The fake answers an unknown api-version as ARM does (400 NoRegisteredProviderFound): nothing the adapter
+    sends today is refused, which pins the api-versions it uses."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.core.rest import HttpRequest
+
+    adapter = AzureMLAdapter(make_clients(), ROOT)
+    adapter.execute(planned(OFFLINE_TEST_YAML, event("model_registered")))
+    assert all(r.api_version in API_VERSIONS for r in fake.requests if r.api_version)
+    ml = adapter.clients.get(planned(OFFLINE_TEST_YAML, event("model_registered")).event.workspace)  # type: ignore[arg-type]
+    client = ml.models._model_versions_operation._client
+    response = client.send_request(HttpRequest("GET", f"{fake.base_url}{ARM}/jobs/x?api-version=2099-01-01"))
+    with pytest.raises(HttpResponseError, match="NoRegisteredProviderFound"):
+        response.raise_for_status()
+    assert response.status_code == 400
 
 
 def test_a_resumed_action_looks_before_it_launches(fake: FakeAzureML, adapter: AzureMLAdapter):
@@ -280,7 +420,8 @@ def test_an_input_the_pipeline_does_not_declare_is_permanent(fake: FakeAzureML, 
 
 def test_a_batch_job_that_exists_is_done_and_its_tags_are_made_sure_of(fake: FakeAzureML, adapter: AzureMLAdapter):
     """GIVEN the batch job was POSTed before but the worker died before tagging it
-    WHEN the action runs again THEN the second POST is refused (409), the tags are PATCHed, one job."""
+    WHEN the action runs again THEN the second POST is refused (400 UserError), the job is read by name, the tags
+    are PATCHed, one job."""
     fake.add_batch_endpoint("offline-test-ep")
     action = planned(rule_with("batch_endpoint: offline-test-ep"), event("model_registered"))
     fake.fail(HTTPMethod.PATCH, "/runs/", status=403, times=1)  # the first attempt dies before its tags land
@@ -290,7 +431,8 @@ def test_a_batch_job_that_exists_is_done_and_its_tags_are_made_sure_of(fake: Fak
 
     result = adapter.execute(action)
 
-    assert [r.method for r in fake.requests] == ["GET", "POST", HTTPMethod.PATCH]  # endpoint, refused POST, tags
+    # endpoint, the refused POST (400 "already exists"), the job read by name (no key yet: ours), tags
+    assert [r.method for r in fake.requests] == ["GET", "POST", "GET", HTTPMethod.PATCH]
     assert fake.calls("POST")[0].body["properties"]["name"] == result.external_id
     job = fake.job(job_name(action, "offline-test"))
     assert job is not None and job["properties"]["tags"]["mlreactor.reaction"] == "test-new-model"

@@ -167,7 +167,7 @@ def test_every_event_twice_shuffled_with_20_percent_faults_ends_in_the_same_stat
 def test_every_first_answer_lost_after_its_effect_ends_in_the_same_state(
     calm: Calm, azurite: Azurite, rules: Rules, devops_cache_dir: Path, tmp_path: Path
 ) -> None:
-    """GIVEN the answer to the first call of every job PUT, model-version PUT, pipeline-run POST, webhook post, Event
+    """GIVEN the answer to the first call of every job PUT, model-tag POST, pipeline-run POST, webhook post, Event
     Grid publish and ledger write (insert, batch, conditional update) is lost after the service acted on it, and the
     adapters make no in-process retries, so their losses reach the engine and the delivery is redelivered (the
     adapters then run with ``resumed``)
@@ -183,10 +183,11 @@ def test_every_first_answer_lost_after_its_effect_ends_in_the_same_state(
     lost = [(service, call) for service, _, call in chaos.faults]
     for service, call in [
         ("azureml", r"^PUT .*/jobs/mlreactor-retrain-"), ("azureml", r"^PUT .*/jobs/mlreactor-offline-test-"),
-        ("azureml", rf"^PUT .*/models/{MODEL}/versions/2$"), ("devops", r"^POST .*/pipelines/42/runs$"),
+        ("azureml", r"^POST /mlflow/v2\.0/.*/model-versions/set-tag$"), ("devops", r"^POST .*/pipelines/42/runs$"),
         ("webhook", r"^POST /workflows/"), ("eventgrid", r"^POST /api/events$"),
         ("tables", r"^POST .*/\$batch$"), ("tables", r"^PATCH .*ledger\(PartitionKey="),
     ]:
         assert any(s == service and re.search(call, c) for s, c in lost), f"no lost answer to {service} {call}"
     assert len(job_puts) == len(set(job_puts)) == 2, "the resumed action found the job its lost PUT created"
-    assert sum(o.outcome is Outcome.FAILED for _, o in chain.outcomes) >= 4, "the losses were redelivered"
+    # A lost job PUT answer is settled in its own delivery (the job is read by name); the other losses are redelivered.
+    assert sum(o.outcome is Outcome.FAILED for _, o in chain.outcomes) >= 3, "the losses were redelivered"

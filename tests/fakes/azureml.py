@@ -2,13 +2,41 @@
 
 Speaks the wire protocol the real SDK sends (recorded by running the SDK against it): ARM job PUT/GET, component,
 data, model-version and batch-endpoint resources, the workspace and its discovery document, the run-history PATCHes
-that merge job tags, step-run listing and the batch scoring POST; for registries, the registry's discovery document
-(the cloud's global host) and model versions under its region's ``/mferp/managementfrontend/…/registries/{name}``.
-Every request is recorded (method, path, api-version, headers, JSON body). Faults are queued per method and path:
-a status (with Retry-After), a slow answer (``delay``), a stale one (``hold`` / ``wait_for``), a reset connection,
-an answer lost after the request was applied (``lost``), hooks to order concurrent clients; ``injector`` picks
-faults per request (seeded chaos). State is kept per workspace (and registry), as the service does: a second PUT of
-a job name is refused (409), a model version PUT replaces the whole version.
+that merge job tags, step-run listing and the batch scoring POST; the workspace's MLflow endpoint for model-version
+tags; for registries, the registry's discovery document (the cloud's global host) and model versions under its
+region's ``/mferp/managementfrontend/…/registries/{name}``. Every request is recorded (method, path, api-version,
+headers, JSON body). Faults are queued per method and path: a status (with Retry-After), a slow answer (``delay``), a
+stale one (``hold`` / ``wait_for``), a reset connection, an answer lost after the request was applied (``lost``),
+hooks to order concurrent clients; ``injector`` picks faults per request (seeded chaos). State is kept per workspace
+(and registry), as the service does.
+
+Where the service's answer is unusual, the fake gives that answer (each with its source):
+
+- **A second PUT of an existing job name** is not a 409. ``job_reput="update"``: 200, an update whose tags *replace*
+  the job's tags (the REST spec of Jobs - Create Or Update, azure-rest-api-specs
+  ``machinelearningservices/.../mfe.json``: "For update case, the Tags in the definition passed in will replace Tags
+  in the existing job"). ``job_reput="refuse"`` (default): 400 ``UserError`` "A job with this name already exists …
+  Only description, tags, displayName, properties, and isArchived can be updated" — what users report when the
+  re-sent definition differs (MicrosoftDocs/azure-docs#122250). A second batch-endpoint invocation with the same job
+  name answers the same way; *that* is not documented anywhere we could find (unverified).
+- **An api-version the service does not know** → 400 ``NoRegisteredProviderFound`` "No registered resource provider
+  found for location … and API version …; the supported api-versions are …" (ARM's answer, e.g. gbowerman/azurerm#14).
+  ``API_VERSIONS`` holds the ones azure-ai-ml 1.35.2 sends.
+- **Read-after-write lag**: with ``read_lag`` > 0 a job GET within that long after its PUT is a 404 (ARM resource
+  reads are eventually consistent across its front ends; "Azure Resource Manager … eventual consistency", the ARM
+  async-operations and resource-provider contract docs; the size of the lag is not documented — a test picks one).
+- **ARM throttling**: writes and reads to ``/subscriptions/…`` draw from per-subscription token buckets with the
+  sizes of Microsoft's "Understand how Azure Resource Manager throttles requests" (checked 2026-12: writes bucket 200,
+  refill 10/s; reads 250, 25/s). Every answer carries ``x-ms-ratelimit-remaining-subscription-writes`` (or
+  ``-reads``); an empty bucket answers 429 ``TooManyRequests`` with ``Retry-After`` (seconds until a token). The
+  run-history, MLflow, registry data-plane and scoring hosts are not ARM and are not drawn from. ``clock`` (seconds)
+  is injectable so a benchmark can run the bucket in simulated time.
+- **MLflow model-version tags** (``POST …/api/2.0/mlflow/model-versions/set-tag``, ``DELETE …/delete-tag``, ``GET
+  …/get``) under the workspace's tracking URI ``azureml://HOST/mlflow/v1.0/subscriptions/…/workspaces/WS`` (as the
+  workspace GET reports it; azureml-mlflow 1.62 sends ``/mlflow/v2.0`` for mlflow ≥ 2, see its
+  ``_store/azureml_reststore.py``): one key set or removed on the service side, nothing else touched (Microsoft's
+  "Manage models registries in Azure Machine Learning with MLflow"; routes from mlflow's ``model_registry.proto``).
+  Error bodies use MLflow's ``{"error_code", "message"}``; the Azure ML front end's exact error body is unverified.
 
 Usage (no pytest needed)::
 
@@ -42,7 +70,7 @@ from datetime import UTC, datetime
 from http import HTTPMethod
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.server import LoopbackServer
@@ -60,6 +88,12 @@ _REG = (r"/mferp/managementfrontend/subscriptions/(?P<sub>[^/]+)/resourceGroups/
         r"/providers/Microsoft\.MachineLearningServices/registries/(?P<reg>[^/]+)")
 #: Registry keys in the fake's state are kept apart from workspace names by this prefix.
 _REGISTRY = "registry:"
+#: The api-versions azure-ai-ml 1.35.2 sends (recorded); the service answers any other with a 400.
+API_VERSIONS = frozenset({
+    "2021-10-01-dataplanepreview", "2023-04-01-preview", "2023-08-01-preview", "2023-10-01", "2024-01-01-preview",
+    "2024-10-01-preview", "v1.0",
+})
+_MLFLOW = r"/mlflow/v[12]\.0" + _WS + r"/api/2\.0/mlflow/model-versions"
 
 
 # --- credential --------------------------------------------------------------------------------------------------
@@ -159,12 +193,45 @@ class _State:
     registries: dict[str, tuple[str, str]] = field(default_factory=dict)  # lower-case name → (subscription, rg)
 
 
+class TokenBucket:
+    """ARM's per-subscription bucket for one kind of request: ``size`` tokens, refilled at ``refill`` per second."""
+
+    def __init__(self, size: int, refill: float, clock: Callable[[], float]) -> None:
+        self.size = size
+        self.refill = refill
+        self._clock = clock
+        self._tokens: dict[str, float] = {}
+        self._at: dict[str, float] = {}
+
+    def take(self, subscription: str) -> tuple[bool, int, float]:
+        """(allowed, remaining after this request, seconds until the next token when refused)."""
+        now = self._clock()
+        key = subscription.lower()
+        tokens = min(float(self.size), self._tokens.get(key, float(self.size))
+                     + max(now - self._at.get(key, now), 0.0) * self.refill)
+        self._at[key] = max(now, self._at.get(key, now))
+        if tokens < 1.0:
+            self._tokens[key] = tokens
+            return False, 0, (1.0 - tokens) / self.refill
+        self._tokens[key] = tokens - 1.0
+        return True, int(tokens - 1.0), 0.0
+
+
 class FakeAzureML:
     """One Azure ML "cloud" on a loopback port: any subscription / resource group / workspace path is served."""
 
     def __init__(self, folder: Path, *, host: str = "127.0.0.1", subscription: str = SUBSCRIPTION,
-                 resource_group: str = RESOURCE_GROUP) -> None:
+                 resource_group: str = RESOURCE_GROUP, clock: Callable[[], float] = time.monotonic,
+                 job_reput: Literal["refuse", "update"] = "refuse", read_lag: float = 0.0) -> None:
         self.host = host
+        #: How the service answers a second PUT of a job name (see the module docstring).
+        self.job_reput = job_reput
+        #: Seconds after a job PUT during which a GET of it still answers 404.
+        self.read_lag = read_lag
+        self.clock = clock
+        self.writes = TokenBucket(200, 10.0, clock)
+        self.reads = TokenBucket(250, 25.0, clock)
+        self._created: dict[tuple[str, str], float] = {}
         self.subscription = subscription
         self.resource_group = resource_group
         self.cert: SelfSignedCert = make_cert(folder, host)
@@ -203,8 +270,12 @@ class FakeAzureML:
 
     @property
     def base_url(self) -> str:
+        return f"https://{self.host}:{self._port}"
+
+    @property
+    def _port(self) -> int:
         assert self._server is not None, "start() first"
-        return f"https://{self.host}:{self._server.port}"
+        return self._server.port
 
     # test helpers ------------------------------------------------------------------------------------------------
     def fail(self, method: str, path: str, **kwargs: Any) -> Fault:
@@ -368,6 +439,14 @@ class FakeAzureML:
                 fault.times -= 1
             elif self.injector is not None:
                 fault = self.injector(request)
+        refused = self._refuse(request)
+        if refused is not None:
+            self._answer(handler, *refused)
+            return
+        headers = self._throttle(request)
+        if headers.get("Retry-After"):
+            self._answer(handler, 429, _error("TooManyRequests", "The request is being throttled."), headers)
+            return
         if fault is not None:
             if fault.then is not None:
                 fault.then()
@@ -395,9 +474,32 @@ class FakeAzureML:
                 if fault is not None and fault.lost:
                     _reset(handler)
                     return
-                self._answer(handler, status, answer)
+                self._answer(handler, status, answer, headers)
                 return
         self._answer(handler, 404, _error("NotFound", f"fake: no route for {request}"))
+
+    def _refuse(self, request: Request) -> tuple[int, Any, dict[str, str]] | None:
+        """An ARM request with an api-version the service does not know: 400, as ARM answers it."""
+        version = request.api_version
+        if version is None or version in API_VERSIONS or not request.path.startswith("/subscriptions/"):
+            return None
+        message = (f"No registered resource provider found for location 'westeurope' and API version '{version}' "
+                   f"for type 'workspaces'. The supported api-versions are '{', '.join(sorted(API_VERSIONS))}'.")
+        return 400, _error("NoRegisteredProviderFound", message), {}
+
+    def _throttle(self, request: Request) -> dict[str, str]:
+        """ARM's headers for a request to ``/subscriptions/…``; ``Retry-After`` set when its bucket is empty."""
+        match = re.match(r"/subscriptions/([^/]+)/", request.path)
+        if match is None:
+            return {}
+        write = request.method != "GET"
+        bucket, kind = (self.writes, "writes") if write else (self.reads, "reads")
+        with self._lock:
+            allowed, remaining, wait = bucket.take(match[1])
+        headers = {f"x-ms-ratelimit-remaining-subscription-{kind}": str(remaining)}
+        if not allowed:
+            headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+        return headers
 
     @staticmethod
     def _answer(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -436,6 +538,9 @@ class FakeAzureML:
             (HTTPMethod.PATCH, history + run, self._patch_run),  # merge tags, set the display name
             (HTTPMethod.PATCH, history + run + "/tags", self._patch_run_tags),  # merge and delete tags
             ("GET", history + r"/runs/(?P<name>[^/]+)/children", self._run_children),
+            ("POST", _MLFLOW + r"/set-tag", self._mlflow_set_tag),
+            ("DELETE", _MLFLOW + r"/delete-tag", self._mlflow_delete_tag),
+            ("GET", _MLFLOW + r"/get", self._mlflow_get),
             ("GET", r"/registrymanagement/v1\.0/registries/(?P<reg>[^/]+)/discovery", self._registry_discovery),
             ("GET", _REG + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_registry_model),
             ("PUT", _REG + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._put_registry_model),
@@ -464,7 +569,9 @@ class FakeAzureML:
             "location": "westeurope", "kind": "Default", "tags": {},
             "identity": {"type": "SystemAssigned", "principalId": "p", "tenantId": "t"},
             "properties": {"friendlyName": ws, "discoveryUrl": f"{self.base_url}/discovery/{ws}",
-                           "workspaceId": str(uuid.uuid5(uuid.NAMESPACE_URL, ws)), "mlFlowTrackingUri": None,
+                           "workspaceId": str(uuid.uuid5(uuid.NAMESPACE_URL, ws)),
+                           "mlFlowTrackingUri":
+                               f"azureml://{self.host}:{self._port}/mlflow/v1.0{self._ws_path(sub, rg, ws)}",
                            "provisioningState": "Succeeded", "hbiWorkspace": False, "publicNetworkAccess": "Enabled"},
         }
 
@@ -476,9 +583,18 @@ class FakeAzureML:
 
     # jobs
     def _put_job(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        if (ws.lower(), name.lower()) in self.state.jobs:
-            # Jobs cannot be created twice: a second PUT of the same name is refused, nothing is launched.
-            return 409, _error("UserError", f"A job with name '{name}' already exists in workspace '{ws}'.")
+        existing = self.state.jobs.get((ws.lower(), name.lower()))
+        if existing is not None:
+            if self.job_reput == "refuse":
+                return 400, _error("UserError", _JOB_EXISTS)
+            # An update: tags (and description, displayName, properties) in the definition replace the job's.
+            sent = (req.body or {}).get("properties") or {}
+            props = existing["properties"]
+            props["tags"] = dict(sent.get("tags") or {})
+            for key in ("description", "displayName", "properties"):
+                if key in sent:
+                    props[key] = sent[key]
+            return 200, _public(existing)
         body = copy.deepcopy(req.body or {})
         props = body.setdefault("properties", {})
         props["status"] = "NotStarted"
@@ -489,11 +605,13 @@ class FakeAzureML:
         stored = self._arm(body, f"{self._ws_path(sub, rg, ws)}/jobs/{name}", name,
                            "Microsoft.MachineLearningServices/workspaces/jobs")
         self.state.jobs[(ws.lower(), name.lower())] = stored
+        self._created[(ws.lower(), name.lower())] = self.clock()
         return 201, _public(stored)
 
     def _get_job(self, req: Request, sub: str, rg: str, ws: str, name: str) -> tuple[int, Any]:
-        job = self.state.jobs.get((ws.lower(), name.lower()))
-        if job is None:
+        key = (ws.lower(), name.lower())
+        job = self.state.jobs.get(key)
+        if job is None or self.clock() - self._created.get(key, float("-inf")) < self.read_lag:
             return 404, _error("UserError", f"Job {name} not found in workspace {ws}.")
         return 200, _public(job)
 
@@ -596,6 +714,37 @@ class FakeAzureML:
         versions.sort(key=lambda m: _order(m["name"]), reverse=True)
         return 200, {"value": versions}
 
+    # MLflow: one model-version tag at a time, on the same versions the ARM routes serve
+    def _mlflow_version(self, ws: str, name: str, version: str) -> dict[str, Any] | None:
+        return self.state.models.get((ws.lower(), name, str(version)))
+
+    def _mlflow_set_tag(self, req: Request, sub: str, rg: str, ws: str) -> tuple[int, Any]:
+        body = req.body or {}
+        found = self._mlflow_version(ws, str(body.get("name")), str(body.get("version")))
+        if found is None:
+            return 404, _mlflow_error(f"Model Version (name={body.get('name')}, version={body.get('version')}) "
+                                      "not found")
+        found["properties"].setdefault("tags", {})[str(body["key"])] = str(body.get("value", ""))
+        return 200, {}
+
+    def _mlflow_delete_tag(self, req: Request, sub: str, rg: str, ws: str) -> tuple[int, Any]:
+        body = req.body or {}
+        found = self._mlflow_version(ws, str(body.get("name")), str(body.get("version")))
+        if found is None:
+            return 404, _mlflow_error(f"Model Version (name={body.get('name')}, version={body.get('version')}) "
+                                      "not found")
+        found["properties"].setdefault("tags", {}).pop(str(body.get("key")), None)
+        return 200, {}
+
+    def _mlflow_get(self, req: Request, sub: str, rg: str, ws: str) -> tuple[int, Any]:
+        name, version = req.query.get("name", ""), req.query.get("version", "")
+        found = self._mlflow_version(ws, name, version)
+        if found is None:
+            return 404, _mlflow_error(f"Model Version (name={name}, version={version}) not found")
+        tags = found["properties"].get("tags") or {}
+        return 200, {"model_version": {"name": name, "version": version, "current_stage": "None",
+                                       "tags": [{"key": k, "value": v} for k, v in tags.items()]}}
+
     # registries: discovery on the global host, then model versions on the registry's region (this fake)
     def _registry_discovery(self, req: Request, reg: str) -> tuple[int, Any]:
         found = self.state.registries.get(reg.lower())
@@ -675,7 +824,7 @@ class FakeAzureML:
         props = copy.deepcopy((req.body or {}).get("properties") or {})
         job_name = props.get("name") or str(uuid.uuid4())
         if (ws.lower(), job_name.lower()) in self.state.jobs:
-            return 409, _error("UserError", f"A job with name '{job_name}' already exists in workspace '{ws}'.")
+            return 400, _error("UserError", _JOB_EXISTS)  # unverified for batch endpoints: see the module docstring
         experiment = (props.get("properties") or {}).get("experimentName") or name
         self.add_job(job_name, experiment=experiment, status="NotStarted", workspace=ws)
         return 200, {"id": f"{self._ws_path(sub, rg, ws)}/batchEndpoints/{name}/jobs/{job_name}", "name": job_name,
@@ -706,6 +855,16 @@ def _order(version: str) -> int:
 def _code(status: int) -> str:
     return {400: "UserError", 403: "AuthorizationFailed", 404: "NotFound", 408: "RequestTimeout",
             409: "Conflict", 429: "TooManyRequests"}.get(status, "ServiceError")
+
+
+_JOB_EXISTS = ("A job with this name already exists. If you are trying to create a new job, use a different name. "
+               "If you are trying to update an existing job, the existing job's Settings,  Inputs,  Outputs,  Jobs,  "
+               "InputBindings,  OutputBindings cannot be changed. Only description, tags, displayName, properties, "
+               "and isArchived can be updated.")
+
+
+def _mlflow_error(message: str) -> dict[str, Any]:
+    return {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message}
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

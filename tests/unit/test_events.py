@@ -131,6 +131,37 @@ def test_model_ids_may_be_a_json_list() -> None:
     assert [str(m) for m in parse_event(raw).model_ids] == ["a:1", "b:2"]  # type: ignore[attr-defined]
 
 
+WS_MODELS = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-mlops/providers/"
+             "Microsoft.MachineLearningServices/workspaces/mlw-prod/models")
+
+
+@pytest.mark.parametrize(
+    ("model_ids", "expected"),
+    [
+        ("credit:7", ["credit:7"]),
+        ("azureml:credit:7, azureml:fraud.v2:12", ["credit:7", "fraud.v2:12"]),
+        (f"{WS_MODELS}/credit/versions/7", ["credit:7"]),
+        ("/subscriptions/s/resourceGroups/rg/providers/microsoft.machinelearningservices/registries/shared/"
+         "models/credit/versions/3", ["credit:3"]),
+        ([f"{WS_MODELS}/credit/versions/7", "azureml:fraud:2", "churn:1"], ["credit:7", "fraud:2", "churn:1"]),
+    ],
+)
+def test_model_ids_come_in_the_three_forms_azure_ml_writes(model_ids: object, expected: list[str]) -> None:
+    """GIVEN ModelIds as ``name:version``, ``azureml:name:version`` or a model version's ARM id (workspace or
+    registry), mixed in one list WHEN parsed THEN each is the same name and version."""
+    raw = event("model_deployed")
+    raw["data"]["ModelIds"] = model_ids
+    assert [str(m) for m in parse_event(raw).model_ids] == expected  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bad", ["azureml:credit", f"{WS_MODELS}/credit", "azureml:a:b:1", "credit:"])
+def test_a_model_id_in_none_of_the_forms_is_named(bad: str) -> None:
+    raw = event("model_deployed")
+    raw["data"]["ModelIds"] = f"ok:1,{bad}"
+    with pytest.raises(EventParseError, match=r"data\.ModelIds.*ARM id"):
+        parse_event(raw)
+
+
 def test_drift_event_has_a_float_coefficient_and_aware_times() -> None:
     parsed = parse_event(event("dataset_drift_detected"))
     assert isinstance(parsed, DatasetDriftDetected)

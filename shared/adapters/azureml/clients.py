@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.azureml.errors import calling
+from shared.adapters.azureml.throttle import REMAINING_WRITES, WriteBudget, subscription_of
+from shared.adapters.azureml.timing import Timing
 from shared.errors import PermanentError
 from shared.events import AzureMLEvent, Registry, Workspace
 from shared.settings import Settings
@@ -34,20 +33,6 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
     from azure.core.credentials import AccessToken, TokenCredential
-
-#: When the current action's time is up (``time.monotonic()``); requests made outside an action have no deadline.
-_deadline: ContextVar[float | None] = ContextVar("azureml_action_deadline", default=None)
-
-
-@contextmanager
-def action_deadline(seconds: float) -> Iterator[None]:
-    """Every Azure ML request made inside shares one deadline, ``seconds`` from now."""
-    token = _deadline.set(time.monotonic() + seconds)
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
-
 
 #: What a rule's ``workspace:`` may name: a workspace, or (for model actions) a registry.
 Target = Workspace | Registry
@@ -65,8 +50,12 @@ class WorkspaceClients:
         *,
         credential: TokenCredential | None = None,
         connection_verify: str | None = None,
+        timing: Timing | None = None,
     ) -> None:
         self.settings = settings
+        self.timing = timing or Timing()
+        #: This instance's share of ARM's write bucket, fed by every answer (see ``throttle``).
+        self.budget = WriteBudget(settings, self.timing)
         self._credential = credential
         self._cached: CachingCredential | None = None
         self._verify = connection_verify
@@ -120,7 +109,7 @@ class WorkspaceClients:
     def _client_kwargs(self) -> dict[str, Any]:
         settings = self.settings
         kwargs: dict[str, Any] = {
-            "retry_policy": _window_retry_policy(settings),
+            "retry_policy": _window_retry_policy(settings, self.timing, self.budget),
             "connection_timeout": settings.azureml_timeout_seconds,
             "read_timeout": settings.azureml_timeout_seconds,
         }
@@ -185,27 +174,31 @@ def target_workspace(named: str | None, event: AzureMLEvent) -> Target:
     return workspace
 
 
-def _window_retry_policy(settings: Settings) -> Any:
-    """azure-core's RetryPolicy, bounded by the current action's deadline so no request outlives the window."""
+def _window_retry_policy(settings: Settings, timing: Timing, budget: WriteBudget) -> Any:
+    """azure-core's RetryPolicy, bounded by the current action's deadline so no request outlives the window, on the
+    injected clock, feeding ARM's throttling headers to the instance's write budget."""
     from azure.core.pipeline.policies import RetryPolicy  # noqa: PLC0415 - the SDK loads on first use
 
     read_timeout = settings.azureml_timeout_seconds
+    max_wait = settings.azureml_throttle_wait_seconds
 
     class WindowRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
             retry_settings: dict[str, Any] = super().configure_retries(options)
-            deadline = _deadline.get()
-            if deadline is not None:  # azure-core's absolute timeout for this request: what the action has left
-                retry_settings["timeout"] = min(retry_settings["timeout"], max(deadline - time.monotonic(), 0.0))
-            retry_settings["started"] = time.monotonic()
+            # azure-core's absolute timeout for this request: what the action has left
+            retry_settings["timeout"] = min(retry_settings["timeout"], timing.left())
             return retry_settings
 
         def is_retry(self, retry_settings: dict[str, Any], response: Any) -> bool:
             wait = self.get_retry_after(response)
-            left = retry_settings["timeout"] - (time.monotonic() - retry_settings["started"])
-            if wait is not None and wait > left:
-                return False
+            _observe(response, wait)
+            if wait is not None and (wait > timing.left() or wait > max_wait):
+                return False  # not worth waiting for inside this delivery: Event Grid redelivers
             return bool(super().is_retry(retry_settings, response))
+
+        def sleep(self, settings: dict[str, Any], transport: Any, response: Any = None) -> None:
+            wait = self.get_retry_after(response) if response is not None else None
+            timing.sleep(wait if wait is not None else self.get_backoff_time(settings))
 
         def _configure_timeout(self, request: Any, absolute_timeout: float, is_response_error: bool) -> None:
             # azure-core cuts only the connect timeout to what is left; cut the read timeout too.
@@ -213,10 +206,19 @@ def _window_retry_policy(settings: Settings) -> Any:
             current = request.context.options.get("read_timeout", read_timeout)
             request.context.options["read_timeout"] = min(current, absolute_timeout)
 
-    budget = settings.azureml_action_budget_seconds
+    def _observe(response: Any, retry_after: float | None) -> None:
+        subscription = subscription_of(response.http_request.url)
+        if subscription is None or response.http_request.method == "GET":
+            return  # reads draw from ARM's read bucket, which does not hold up writes
+        remaining = response.http_response.headers.get(REMAINING_WRITES)
+        throttled = response.http_response.status_code == 429
+        budget.observe(subscription, int(remaining) if remaining and remaining.isdigit() else None,
+                       retry_after if throttled else None)
+
+    budget_seconds = settings.azureml_action_budget_seconds
     return WindowRetryPolicy(
         retry_total=settings.azureml_retry_total,
         retry_backoff_factor=0.4,
-        retry_backoff_max=min(4.0, budget),
-        timeout=budget,
+        retry_backoff_max=min(4.0, budget_seconds),
+        timeout=budget_seconds,
     )

@@ -49,6 +49,10 @@ def classify(exc: BaseException, workspace: Workspace | Registry, what: str) -> 
         code = exc.error.code if exc.error is not None and exc.error.code else exc.reason
         message = said(exc.error.message if exc.error is not None and exc.error.message else exc.message)
         detail = f"{where}: HTTP {status} {code}: {message}"
+        headers = getattr(exc.response, "headers", None) or {}
+        retry_after = headers.get("Retry-After")
+        if retry_after:  # ARM's throttling (429): the reason says when the service would take the write
+            detail += f" (Retry-After {retry_after} s)"
         if status is None or status in TRANSIENT_STATUS:
             return TransientError(detail)
         return PermanentError(detail)

@@ -1,46 +1,46 @@
 """Merge tags into model versions and jobs without losing anyone else's.
 
-**Models** have no tag-merge API: a model version is written whole (``PUT …/models/{name}/versions/{v}``), so the
-tag map in the body replaces the stored one. The SDK sends no ``If-Match`` and its REST operations take none
-(whether the service would honour one is undocumented, so nothing here relies on it). A naive read-modify-write
-therefore loses a tag when two writers interleave: ``A reads {a}; B reads {a}; A writes {a,x}; B writes {a,y}`` —
-``x`` is gone. So:
+**Workspace models** are tagged key by key through the workspace's MLflow endpoint (``mlflow_tags``): each set or
+delete touches one key on the service side, so two writers of different keys cannot lose each other's. One read-back
+(the MLflow GET) confirms the change and gives the whole tag map; only if it differs — someone else wrote the version
+whole in between — is the change redone after ``azureml_tag_settle_seconds`` (bounded; then ``TransientError``).
+
+**Registries** (a rule's ``workspace:`` naming one) and **archiving** have no per-key API: the version is written
+whole (``PUT …/models/{name}/versions/{v}``), so the tag map in the body replaces the stored one. The SDK sends no
+``If-Match`` and its REST operations take none. A naive read-modify-write loses a tag when two writers interleave
+(``A reads {a}; B reads {a}; A writes {a,x}; B writes {a,y}`` — ``x`` is gone), so:
 
 1. writers of the same model version in one process take a lock (two reactions of one delivery, or two concurrent
    deliveries on one instance, never interleave);
-2. every write is verified by reading the version back after a short settle time (``azureml_tag_settle_seconds``);
-   if a key we set is missing or has another value, or a key we removed is back, the merge is redone on what was
-   read (bounded; then ``TransientError`` and Event Grid redelivers). Across instances this repairs both orders:
-   ``A reads, B reads, A writes, B writes`` (A's verification sees ``{a,y}`` and writes ``{a,x,y}``) and
-   ``A reads, B reads, B writes, A writes`` with A's write landing within the settle time after B's (B's
-   verification sees ``{a,x}`` and writes ``{a,x,y}``).
+2. every write is read back at once; if a key we set is missing or has another value, or a key we removed is back,
+   the merge is redone on what was read after the settle time (bounded; then ``TransientError`` and Event Grid
+   redelivers). The sleep is paid only by the write that met a concurrent writer.
 
-What remains is a writer on another instance whose stale write lands more than the settle time after ours (its
-read→write span longer than the settle time); closing that needs a conditional write the service does not offer.
+What remains is a whole-body writer on another instance whose stale write lands after our read-back; closing that
+needs a conditional write the service does not offer.
 
-The read goes through the SDK's REST operations rather than ``ml.models.get``/``create_or_update``, because that
-public round trip drops ``flavors`` and ``jobName`` from the PUT body and adds a GET of the version list: here the
-stored version is sent back exactly as read, with only its tags (and ``isArchived``) changed.
+The whole-body read goes through the SDK's REST operations rather than ``ml.models.get``/``create_or_update``,
+because that public round trip drops ``flavors`` and ``jobName`` from the PUT body and adds a GET of the version
+list: the stored version is sent back exactly as read, with only its tags (and ``isArchived``) changed. For a
+registry these are the registry data-plane calls (``GET``/``PUT …/registries/{name}/models/{model}/versions/{v}``,
+api-version ``2021-10-01-dataplanepreview``) that ``ml.models`` makes for a registry client.
 
-**Registries** (a rule's ``workspace:`` naming one) hold model versions the same way, served by the registry's
-region: the same read-merge-write-verify goes through the SDK's registry data-plane calls (``GET``/``PUT
-…/registries/{name}/models/{model}/versions/{v}``, api-version ``2021-10-01-dataplanepreview``), the very ones
-``ml.models.get``/``create_or_update`` make for a registry client.
-
-**Jobs** have one: the run-history tags PATCH merges set and removed keys on the service side (see ``runs``).
+**Jobs** have a merge API: the run-history tags PATCH merges set and removed keys on the service side (see ``runs``).
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.actions import ActionResult, PlannedAction, TagModelParams, TagRunParams
 from shared.adapters.azureml import runs
 from shared.adapters.azureml.errors import calling, describe
+from shared.adapters.azureml.mlflow_tags import MlflowModelTags
+from shared.adapters.azureml.throttle import WriteBudget
+from shared.adapters.azureml.timing import Timing
 from shared.errors import PermanentError, TransientError
 from shared.events import Registry, RunCompleted, Workspace
 
@@ -95,12 +95,16 @@ class TagChange:
 
 @dataclass(frozen=True)
 class ModelTagger:
-    """Read-merge-write-verify of model versions' tags (see the module docstring)."""
+    """Tags of model versions: per key (MLflow) in a workspace, read-merge-write-verify otherwise (module docstring)."""
 
     ml: MLClient
     workspace: Workspace | Registry
     locks: KeyedLocks
     settle: float
+    timing: Timing
+    budget: WriteBudget
+    #: The workspace's MLflow endpoint (built on first use, cached by the adapter); None for a registry.
+    mlflow: Callable[[], MlflowModelTags] | None = None
 
     def tag(self, params: TagModelParams) -> ActionResult:
         """Tag the version; then, for ``exclusive`` tags, demote every other version of the model holding one."""
@@ -121,31 +125,63 @@ class ModelTagger:
         )
 
     def merge(self, name: str, version: str, change: TagChange) -> tuple[dict[str, str], int]:
-        """Until a read shows ``change`` holds: read, merge, write whole, settle. Returns the tags and the writes."""
+        """Until a read shows ``change`` holds: write it, read back; settle only when the read-back differs."""
+        ref = f"{name}:{version}"
+        with self.locks(f"{self.workspace.resource_id.lower()}|{ref}"):
+            if self.mlflow is not None and not change.archive:
+                return self._per_key(self.mlflow(), name, version, change)
+            return self._whole(name, version, change)
+
+    def _per_key(self, mlflow: MlflowModelTags, name: str, version: str,
+                 change: TagChange) -> tuple[dict[str, str], int]:
+        for writes in range(1, MAX_WRITES + 1):
+            for key, value in change.set.items():
+                mlflow.set(name, version, key, value)
+            for key in change.remove:
+                mlflow.delete(name, version, key)
+            tags = mlflow.get(name, version)
+            if change.holds_on(tags, archived=False):
+                return tags, writes
+            if writes < MAX_WRITES:
+                self.timing.sleep(self.settle)  # a whole-body writer replaced ours: let it land, then redo
+        raise self._contended(f"{name}:{version}", change, MAX_WRITES)
+
+    def _whole(self, name: str, version: str, change: TagChange) -> tuple[dict[str, str], int]:
         ref = f"{name}:{version}"
         versions = _RegistryVersions(self.ml) if isinstance(self.workspace, Registry) else _WorkspaceVersions(
-            self.ml, self.workspace)
+            self.ml, self.workspace, self.budget)
         writes = 0
-        with self.locks(f"{self.workspace.resource_id.lower()}|{ref}"):
-            while True:
-                with calling(self.workspace, f"GET model {ref}"):
-                    stored = versions.get(name, version)
-                tags: dict[str, str] = dict(stored.properties.tags or {})
-                if change.holds_on(tags, bool(stored.properties.is_archived)):
+
+        def read() -> tuple[Any, dict[str, str], bool]:
+            with calling(self.workspace, f"GET model {ref}"):
+                stored = versions.get(name, version)
+            tags = dict(stored.properties.tags or {})
+            return stored, tags, change.holds_on(tags, bool(stored.properties.is_archived))
+
+        while True:
+            stored, tags, holds = read()  # after a write: the read-back, at once
+            if holds:
+                return tags, writes
+            if writes == MAX_WRITES:
+                raise self._contended(ref, change, writes)
+            if writes:  # the read-back differed: let a concurrent stale write land, then merge on a fresh read
+                self.timing.sleep(self.settle)
+                stored, tags, holds = read()
+                if holds:
                     return tags, writes
-                if writes == MAX_WRITES:
-                    raise TransientError(
-                        f"Azure ML {describe(self.workspace)}: model {ref}: concurrent writers keep replacing its "
-                        f"tags ({change} still not there after {writes} writes); will retry on redelivery"
-                    )
-                stored.properties.tags = change.applied_to(tags)
-                if change.archive:
-                    stored.properties.is_archived = True
-                _drop_nulls(stored)
-                with calling(self.workspace, f"PUT model {ref}"):
-                    versions.put(name, version, stored)
-                writes += 1
-                time.sleep(self.settle)  # let a concurrent writer's stale write land before we read back
+            stored.properties.tags = change.applied_to(tags)
+            if change.archive:
+                stored.properties.is_archived = True
+            _drop_nulls(stored)
+            with calling(self.workspace, f"PUT model {ref}"):
+                versions.put(name, version, stored)
+            writes += 1
+
+    def _contended(self, ref: str, change: TagChange, writes: int) -> TransientError:
+        return TransientError(
+            f"Azure ML {describe(self.workspace)}: model {ref}: concurrent writers keep replacing its "
+            f"tags ({change} still not there after {writes} writes); will retry on redelivery"
+        )
 
     def _demote_others(self, params: TagModelParams) -> list[str]:
         """Other active versions holding an exclusive tag get ``demote_to``'s value, or lose the key."""
@@ -202,12 +238,15 @@ class _WorkspaceVersions:
 
     ml: MLClient
     workspace: Workspace
+    budget: WriteBudget
 
     def get(self, name: str, version: str) -> Any:
         return self.ml.models._model_versions_operation.get(name=name, version=version, **self._scope)
 
     def put(self, name: str, version: str, body: Any) -> None:
-        self.ml.models._model_versions_operation.create_or_update(name=name, version=version, body=body, **self._scope)
+        with self.budget.write(self.workspace.subscription_id, f"PUT model {name}:{version}"):  # an ARM write
+            self.ml.models._model_versions_operation.create_or_update(name=name, version=version, body=body,
+                                                                      **self._scope)
 
     @property
     def _scope(self) -> dict[str, str]:
