@@ -19,6 +19,7 @@ A payload that cannot be parsed raises ``EventParseError`` naming the field and 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -455,7 +456,7 @@ class DatasetDriftDetected(AzureMLEvent):
     run_id: Text = Field(alias="data.runid")
     base_dataset_id: OptionalText = Field(default=None, alias="data.basedatasetid")
     target_dataset_id: OptionalText = Field(default=None, alias="data.targetdatasetid")
-    drift_coefficient: float = Field(alias="data.driftcoefficient")
+    drift_coefficient: float = Field(alias="data.driftcoefficient", allow_inf_nan=False)
     start_time: Timestamp = Field(default=None, alias="data.starttime")
     end_time: Timestamp = Field(default=None, alias="data.endtime")
 
@@ -558,6 +559,7 @@ def parse_event(obj: object) -> AzureMLEvent:
         raise EventParseError(
             f"an event must be a JSON object, got {type(obj).__name__} {_short(obj)}", field="$", value=obj
         )
+    _check_values(obj)
     env = _Keys(obj)
     is_cloudevent = env.get("specversion") is not None
     if is_cloudevent:
@@ -625,6 +627,47 @@ def parse_event(obj: object) -> AzureMLEvent:
         raise _field_error(event_type, values.get("id"), ".".join([field, *loc[1:]]), bad, message) from None
 
 
+#: Deeper than any Azure ML event (they nest 3-4 levels); bounds every recursive step after parsing.
+MAX_DEPTH = 32
+
+
+def _check_values(obj: Mapping[str, Any]) -> None:
+    """Refuse what no Azure ML event holds and later steps cannot store or compare, naming where it is: nesting
+    deeper than ``MAX_DEPTH``, lone surrogates (invalid Unicode: no ledger can store them), NaN and ±Infinity (not
+    JSON numbers; a NaN drift coefficient must not be compared into a retrain). Iterative: a deep payload cannot
+    exhaust the stack here."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(obj, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise _value_error(path[:MAX_DEPTH], f"is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                where = (*path, str(key))
+                if isinstance(key, str) and _has_lone_surrogate(key):
+                    raise _value_error(where, "has a name that is not valid Unicode (a lone surrogate)")
+                stack.append((item, where))
+        elif isinstance(value, list | tuple):
+            stack.extend((item, (*path, f"[{i}]")) for i, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise _value_error(path, f"is {value}, which is not a number")
+        elif isinstance(value, str) and _has_lone_surrogate(value):
+            raise _value_error(path, "is not valid Unicode (a lone surrogate)")
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _value_error(path: tuple[str, ...], message: str) -> EventParseError:
+    field = ".".join(path).replace(".[", "[") or "$"
+    return EventParseError(f"field '{field}' {message}", field=field)
+
+
 def _field_error(event_type: object, event_id: object, field: str, value: object, message: str) -> EventParseError:
     what = f"{event_type} event {event_id!r}" if event_type else f"event {event_id!r}"
     shown = "" if value is None and message.endswith("missing") else f" (got {_short(value)})"
@@ -659,6 +702,8 @@ def parse_delivery(payload: str | bytes | object) -> list[AzureMLEvent | ParseFa
             payload = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise EventParseError(f"the delivery is not valid JSON: {exc}", field="$", value=None) from None
+        except RecursionError:
+            raise EventParseError("the delivery is nested too deep to be an event", field="$") from None
     if isinstance(payload, Mapping):
         items: list[Any] = [payload]
     elif isinstance(payload, list):

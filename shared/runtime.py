@@ -10,6 +10,7 @@ from shared.adapters import build_adapters, describe
 from shared.engine import Engine
 from shared.ledger import open_ledger
 from shared.reactions import load_rules
+from shared.redact import install_log_redaction, register_settings
 from shared.settings import Settings, get_settings
 from shared.telemetry import configure
 
@@ -22,6 +23,8 @@ log = logging.getLogger("mlreactor.runtime")
 
 def build_engine(settings: Settings) -> Engine:
     """The engine the settings describe: rules, ledger, adapters, telemetry (the function and the CLI share it)."""
+    install_log_redaction()
+    register_settings(settings)
     rules = load_rules(settings.rules_path)
     ledger = open_ledger(settings)
     connection = settings.applicationinsights_connection_string
@@ -32,6 +35,8 @@ def build_engine(settings: Settings) -> Engine:
         telemetry=configure(connection.get_secret_value() if connection else None),
         lease=timedelta(seconds=settings.lease_seconds),
         budget=timedelta(seconds=settings.action_budget_seconds),
+        deadline=timedelta(seconds=settings.action_deadline_seconds),
+        error_deliveries=settings.error_deliveries,
     )
 
 

@@ -1,0 +1,137 @@
+"""The one redaction step: every text that leaves an adapter (audit details, quarantine reasons, exception messages,
+logs, HTTP answers) passes through ``redact`` before it is stored, logged or answered.
+
+Two nets, because neither alone is enough:
+
+- **by value** — every secret the process was configured with (each ``SecretStr`` of the settings, each channel's
+  URL/password/key setting, whatever an adapter registers with ``register_secret``) is replaced wherever it appears,
+  also URL-encoded. A receiver that echoes its own webhook URL in an error body is caught this way.
+- **by shape** — what looks like a credential although nobody registered it: webhook URL paths of Teams (incoming
+  webhooks and Workflows), Slack hooks, Logic Apps / Power Automate and Discord; query signatures and tokens
+  (``sig=``, ``code=``, ``token=``, ``key=`` ...); ``Bearer``/``Basic`` credentials; JWTs; connection-string keys
+  (``AccountKey=``, ``SharedAccessKey=``, ``AccessKey=``, ``Password=``); ``password=``-style pairs; user:password in
+  a URL; Azure DevOps PATs.
+
+Adapters that read a secret call ``register_secret`` with it (the GitHub adapter, the notify channels ...): one
+function, so a new adapter cannot forget a second registry. ``install_log_redaction`` makes every log record —
+ours and the SDKs' — go through the same step.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from pydantic import SecretStr
+
+MASK = "[redacted]"
+_MIN_SECRET = 6  # shorter values would mask ordinary words ("true", a port): such a value is no secret anyway
+
+_lock = threading.Lock()
+_secrets: frozenset[str] = frozenset()
+_by_value: re.Pattern[str] | None = None
+
+_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Webhook URLs whose path is the credential: keep the host, drop the rest.
+    (re.compile(r"(?i)(https?://[\w.-]*(?:webhook\.office\.com|office\.com/webhook|outlook\.office\.com)"
+                r"(?::\d+)?)/[^\s\"'<>]*"), r"\1/" + MASK),
+    (re.compile(r"(?i)(https?://hooks\.slack\.com(?::\d+)?)/[^\s\"'<>]*"), r"\1/" + MASK),
+    (re.compile(r"(?i)(https?://(?:[\w-]+\.)*discord(?:app)?\.com/api/webhooks)/[^\s\"'<>]*"), r"\1/" + MASK),
+    # Query signatures and tokens (Workflows / Logic Apps ``sig=``, Functions ``code=``, SAS ``sig=``, api keys).
+    (re.compile(r"(?i)([?&;](?:sig|signature|code|token|access_token|api[-_]?key|apikey|key|secret|password|pwd|"
+                r"client_secret|subscription-key)=)[^&\s\"'<>#]+"), r"\1" + MASK),
+    # user:password@ in a URL.
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@\"'<>]+:)[^@\s/\"'<>]+@"), r"\1" + MASK + "@"),
+    # Authorization header values.
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{12,}"), r"\1 " + MASK),
+    (re.compile(r"(?i)\b(basic)\s+[A-Za-z0-9+/]{16,}={0,2}"), r"\1 " + MASK),
+    # JWTs (Entra ID access tokens).
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), MASK),
+    # Connection strings and key=value / key: value credentials.
+    (re.compile(r"(?i)\b((?:account|shared[-_ ]?access|access|primary|secondary)[-_ ]?key|"
+                r"sharedaccesssignature|password|passwd|pwd|secret|client[-_]?secret|api[-_]?key|token|pat)"
+                r"(\"?\s*[=:]\s*\"?)[^\s;,&\"'<>]+"), r"\1\2" + MASK),
+    # Azure DevOps personal access tokens (52 characters of base32).
+    (re.compile(r"\b[a-z2-7]{52}\b"), MASK),
+)
+
+
+def register_secret(*values: str | SecretStr | None) -> None:
+    """Add configured secrets to the by-value net (idempotent; ``None`` and short values are ignored)."""
+    global _secrets, _by_value
+    texts = {v.get_secret_value() if isinstance(v, SecretStr) else v for v in values}
+    fresh = {t for t in texts if isinstance(t, str) and len(t) >= _MIN_SECRET} - _secrets
+    if not fresh:
+        return
+    with _lock:
+        _secrets = _secrets | fresh
+        forms = {form for s in _secrets for form in (s, quote(s, safe=""), quote_plus(s), quote(s, safe="/:"))}
+        # Longest first, so a secret containing another is masked whole.
+        _by_value = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+
+
+def register_settings(settings: Any) -> None:
+    """Every ``SecretStr`` field of the settings object (the storage connection string, the PAT, topic key ...)."""
+    register_secret(*(v for v in vars(settings).values() if isinstance(v, SecretStr)))
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret and every credential-shaped substring replaced by ``[redacted]``."""
+    if not text:
+        return text
+    pattern = _by_value
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    for shape, replacement in _SHAPES:
+        text = shape.sub(replacement, text)
+    return text
+
+
+def redact_all(values: Iterable[str]) -> list[str]:
+    return [redact(v) for v in values]
+
+
+def redact_tree(value: Any) -> Any:
+    """Every string inside a JSON-like value (audit action lists, result data)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_tree(v) for v in value]
+    return value
+
+
+_installed = False
+
+
+def install_log_redaction() -> None:
+    """Every log record, from any logger, carries a redacted message and traceback (idempotent).
+
+    A record factory rather than a handler filter: the Functions host and OpenTelemetry attach their own handlers,
+    and a filter on the ``mlreactor`` logger would not see the SDKs' records.
+    """
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        record.msg, record.args = redact(message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return record
+
+    logging.setLogRecordFactory(factory)
