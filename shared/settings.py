@@ -105,7 +105,9 @@ class Settings(BaseSettings):
         default=3, ge=0, description="Retries of a throttled (429) or failed (5xx, reset) Azure DevOps call."
     )
     devops_retry_budget_seconds: float = Field(
-        default=12.0, gt=0, description="Time one release may spend waiting between retries (Event Grid: 30 s)."
+        default=12.0, gt=0,
+        description="Most time one release may take, its idempotency lookup, retries and waits included: no request "
+        "starts after it (each request is also bounded by MLREACTOR_DEVOPS_TIMEOUT_SECONDS).",
     )
     devops_lookup_hours: float = Field(
         default=26.0, gt=0,

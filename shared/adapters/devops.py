@@ -53,7 +53,9 @@ from typing import Any, Protocol, TypeVar
 from shared.actions import ActionResult, PlannedAction, QueueReleaseParams, derived_key
 from shared.clock import Clock, SystemClock
 from shared.errors import PermanentError, TransientError
+from shared.lease import Held
 from shared.ledger.port import ActionRecord, ActionStatus, ClaimOutcome, Ledger
+from shared.redact import redact
 from shared.settings import Settings
 
 log = logging.getLogger("mlreactor.adapters.devops")
@@ -277,17 +279,21 @@ class DevOpsReleaseAdapter:
                 updated_at=self._clock.now(), data=dict(done.data) if done else {},
             )
 
+        # The lock is renewed while a slow lookup runs, and checked before the POST (see shared/lease.py).
+        held = Held(ledger, claim.record, lease, self._clock)
         try:
-            queued = self._queue(target, action, key, resumed=claim.outcome is ClaimOutcome.RESUMED)
+            with held.kept():
+                queued = self._queue(target, action, key, held, resumed=claim.outcome is ClaimOutcome.RESUMED)
         except PermanentError as exc:
-            ledger.settle_event(claim.record, None, self._clock.now(), actions=[record(ActionStatus.FAILED, str(exc))])
+            failed = record(ActionStatus.FAILED, redact(str(exc)))
+            ledger.settle_event(held.record, None, self._clock.now(), actions=[failed])
             raise
         except TransientError:
-            ledger.settle_event(claim.record, None, self._clock.now())
+            ledger.settle_event(held.record, None, self._clock.now())
             raise
         result = self._result(target, queued, key)
         ledger.settle_event(
-            claim.record, "queued", self._clock.now(), actions=[record(ActionStatus.DONE, result.detail, result)]
+            held.record, "queued", self._clock.now(), actions=[record(ActionStatus.DONE, result.detail, result)]
         )
         log.info("queue_release: %s", result.detail, extra={"correlation_id": action.correlation_id})
         return result
@@ -309,7 +315,7 @@ class DevOpsReleaseAdapter:
         )
 
     # queue with our own retries -------------------------------------------------------------------------------
-    def _queue(self, target: _Target, action: PlannedAction, key: str, *, resumed: bool) -> Queued:
+    def _queue(self, target: _Target, action: PlannedAction, key: str, held: Held, *, resumed: bool) -> Queued:
         p = target.params
         deadline = time.monotonic() + self._settings.devops_retry_budget_seconds
         if resumed or action.resumed:
@@ -317,6 +323,7 @@ class DevOpsReleaseAdapter:
             if found is not None:
                 log.info("queue_release: found #%s in %s, queued by an earlier attempt", found.id, target.describe())
                 return found
+        held.check(timedelta(seconds=self._settings.devops_timeout_seconds))  # the POST only while the lock is ours
         create = self._create_run if p.flavour == "pipeline" else self._create_release
 
         def safe_to_repeat(failure: _Failure) -> Queued | None:
@@ -342,6 +349,9 @@ class DevOpsReleaseAdapter:
         """
         attempt = 0
         while True:
+            if time.monotonic() > deadline:  # the release's overall deadline, not each request's
+                raise TransientError(f"{what}: out of time ({self._settings.devops_retry_budget_seconds:g} s for "
+                                     "this release); Event Grid will redeliver")
             try:
                 return self._once(what, call)
             except _Failure as failure:
