@@ -21,6 +21,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,6 +105,8 @@ class FakeAzureDevOps:
         self.faults: list[Fault] = []
         #: Consulted for every request no queued fault matches: ``injector(method, path)`` → a fault or None.
         self.injector: Callable[[str, str], Fault | None] | None = None
+        #: Seconds to wait before answering ``latency(method, path)`` (a slow organization), or None.
+        self.latency: Callable[[str, str], float] | None = None
         self._lock = threading.Lock()
         self._server: LoopbackServer | None = None
 
@@ -248,6 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake.requests.append(Recorded(
             self.command, path, parse_qs(url.query), {k.lower(): v for k, v in self.headers.items()}, body
         ))
+        if fake.latency is not None:
+            time.sleep(fake.latency(self.command, path))
         fault = fake._take_fault(self.command, path)
         if fault is not None and fault.reset and not fault.after_processing:
             return self._reset()
