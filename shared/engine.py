@@ -114,7 +114,7 @@ class Engine:
             outcome = self._handle_event(item)
             self.telemetry.event_done(span, outcome)
         log.info(
-            "event %s %s: %s (%s)", item.id, item.kind.value, outcome.outcome.value, outcome.reason,
+            "event %.200s %s: %s (%s)", item.id, item.kind.value, outcome.outcome.value, outcome.reason,
             extra={"correlation_id": item.correlation_id, "event_id": item.id, "outcome": outcome.outcome.value},
         )
         return outcome
@@ -486,7 +486,7 @@ class Engine:
 
         If the ledger cannot take it, the delivery fails (Event Grid brings the payload back later)."""
         now = self.clock.now()
-        reason = redact(reason)
+        reason = _safe_text(redact(reason)) or ""
         try:
             digest = derived_key({"unparsed": raw})
             claim = self.ledger.claim_event(f"unparsed|{digest}", digest, now, self.lease)
@@ -498,10 +498,10 @@ class Engine:
             self.ledger.settle_event(claim.record, outcome.outcome.value, now, audit=audit)
         except Exception as exc:
             if not isinstance(exc, TransientError):
-                log.error("cannot quarantine an unparseable event %s", event_id, exc_info=exc)
+                log.error("cannot quarantine an unparseable event %.200s", event_id, exc_info=exc)
             why = f"cannot quarantine an unparseable event ({reason}): {redact(_describe(exc))}"
             return EventOutcome(event_id, None, None, None, None, Outcome.FAILED, why)
-        log.warning("quarantined an unparseable event %s: %s", event_id, reason)
+        log.warning("quarantined an unparseable event %.200s: %s", event_id, reason)
         return outcome
 
     def _record(self, event: AzureMLEvent, outcome: EventOutcome) -> EventOutcome:

@@ -664,7 +664,7 @@ def _has_lone_surrogate(text: str) -> bool:
 
 
 def _value_error(path: tuple[str, ...], message: str) -> EventParseError:
-    field = ".".join(path).replace(".[", "[") or "$"
+    field = ".".join(path).replace(".[", "[").encode("utf-8", "backslashreplace").decode("utf-8") or "$"
     return EventParseError(f"field '{field}' {message}", field=field)
 
 

@@ -24,12 +24,13 @@ import re
 import threading
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 from pydantic import SecretStr
 
 MASK = "[redacted]"
 _MIN_SECRET = 6  # shorter values would mask ordinary words ("true", a port): such a value is no secret anyway
+_URL_PART = 16  # a path segment or query value this long in a secret URL is a credential ("/hook" is not)
 
 _lock = threading.Lock()
 _secrets: frozenset[str] = frozenset()
@@ -44,6 +45,7 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     # Query signatures and tokens (Workflows / Logic Apps ``sig=``, Functions ``code=``, SAS ``sig=``, api keys).
     (re.compile(r"(?i)([?&;](?:sig|signature|code|token|access_token|api[-_]?key|apikey|key|secret|password|pwd|"
                 r"client_secret|subscription-key)=)[^&\s\"'<>#]+"), r"\1" + MASK),
+    (re.compile(r"(?i)((?<![\w-])(?:sig|signature|access_token|client_secret)=)[^&\s\"'<>#]+"), r"\1" + MASK),
     # user:password@ in a URL.
     (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@\"'<>]+:)[^@\s/\"'<>]+@"), r"\1" + MASK + "@"),
     # Authorization header values.
@@ -64,6 +66,7 @@ def register_secret(*values: str | SecretStr | None) -> None:
     """Add configured secrets to the by-value net (idempotent; ``None`` and short values are ignored)."""
     global _secrets, _by_value
     texts = {v.get_secret_value() if isinstance(v, SecretStr) else v for v in values}
+    texts |= {part for t in texts if isinstance(t, str) for part in _url_credentials(t)}
     fresh = {t for t in texts if isinstance(t, str) and len(t) >= _MIN_SECRET} - _secrets
     if not fresh:
         return
@@ -72,6 +75,23 @@ def register_secret(*values: str | SecretStr | None) -> None:
         forms = {form for s in _secrets for form in (s, quote(s, safe=""), quote_plus(s), quote(s, safe="/:"))}
         # Longest first, so a secret containing another is masked whole.
         _by_value = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+
+
+def _url_credentials(value: str) -> set[str]:
+    """The parts of a secret URL that are its credential on their own (a receiver may echo just the ``sig`` value
+    or the Slack token path): long path segments and query values, and the password of user:password@."""
+    if not value.lower().startswith(("http://", "https://")):
+        return set()
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return set()
+    found = {segment for segment in parts.path.split("/") if len(segment) >= _URL_PART}
+    found |= {v for _, v in parse_qsl(parts.query) if len(v) >= _URL_PART}
+    if password:
+        found.add(password)
+    return found
 
 
 def register_settings(settings: Any) -> None:
