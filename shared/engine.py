@@ -9,6 +9,11 @@ acted without recording it (``PlannedAction.resumed``).
 Outcomes: ``acted``, ``ignored`` (with the reason), ``duplicate``, ``rejected`` (workspace not allowed),
 ``quarantined`` (permanent failure, stored for a person) and ``failed`` (transient: the trigger raises so Event Grid
 redelivers; done actions are not repeated).
+
+While it works, the holder keeps its claim alive (``shared/lease.py``) and starts an action only while the lease
+covers the action's deadline. Nothing raises out of ``handle``: an unexpected error is retried for
+``error_deliveries`` deliveries, then quarantined. Every text an adapter gives back is redacted here
+(``shared/redact.py``) before it is stored, audited, logged or answered.
 """
 
 from __future__ import annotations
@@ -76,13 +81,13 @@ class Engine:
         clock: Clock | None = None,
         lease: timedelta = timedelta(minutes=2),
         budget: timedelta = timedelta(seconds=20),
-        deadline: timedelta = timedelta(seconds=30),
+        deadline: timedelta | None = None,
         renew_every: timedelta | None = None,
         error_deliveries: int = 3,
         telemetry: Telemetry | None = None,
     ) -> None:
-        """``deadline`` is the most one action may take (each adapter cuts its own work inside it): an action only
-        starts while the lease covers it. ``renew_every`` (default ``lease / 3``) is the heartbeat of a claim held
+        """``deadline`` is the most one action may take (each adapter cuts its own work inside it; default a quarter
+        of the lease, 30 s for the default 2 min): an action only starts while the lease covers it. ``renew_every`` (default ``lease / 3``) is the heartbeat of a claim held
         through a long action. ``error_deliveries`` bounds the deliveries an unexpected error is retried for before
         the event is quarantined with it."""
         self.rules = rules
@@ -91,7 +96,9 @@ class Engine:
         self.clock = clock or SystemClock()
         self.lease = lease
         self.budget = budget
-        self.deadline = deadline
+        self.deadline = deadline if deadline is not None else lease / 4
+        if self.deadline >= lease:
+            raise ValueError(f"an action's deadline ({self.deadline}) must be shorter than the lease ({lease})")
         self.renew_every = renew_every
         self.error_deliveries = error_deliveries
         self.telemetry = telemetry or NoTelemetry()
@@ -137,8 +144,8 @@ class Engine:
                     actions.append(self._render(verdict.rule, index, spec, event, context))
                 except (PermanentError, ValueError) as exc:
                     key = idempotency_key(verdict.rule.name, index, spec.kind, event)
-                    errors.append(ActionOutcome(verdict.rule.name, spec.kind.value, key, "failed", _render_error(
-                        index, spec, exc)))
+                    errors.append(ActionOutcome(verdict.rule.name, spec.kind.value, key, "failed", redact(
+                        _render_error(index, spec, exc))))
         return Plan(verdicts, actions, errors)
 
     def _render(
@@ -155,16 +162,17 @@ class Engine:
         )
 
     def _check_destination(self, spec: Action, params: Any) -> None:
-        """Where a request and its credential go is the rules' decision, never the event's: a workspace must be one
-        of ``allowed_workspaces`` (a registry, or any other destination, exactly as the rules file wrote it)."""
+        """Where a request and its credential go is the rules' decision, never the event's: a destination is as the
+        rules file wrote it, or — rendered from the event — a workspace in ``allowed_workspaces``. The loader refuses
+        templates there already; this holds even if one got through."""
+        allowed = {w.lower() for w in self.rules.spec.allowed_workspaces}
         for name in type(params).destinations:
             value = getattr(params, name, None)
-            if value is None:
+            if value is None or value == getattr(spec.params, name):
                 continue
-            if name == "workspace" and Registry.parse(str(value)) is None:
-                if str(value).lower() not in {w.lower() for w in self.rules.spec.allowed_workspaces}:
-                    raise PermanentError(f"{name} {value!r} is not in allowed_workspaces: refused")
-            elif value != getattr(spec.params, name):
+            if name == "workspace" and Registry.parse(str(value)) is None and str(value).lower() not in allowed:
+                raise PermanentError(f"{name} {value!r} is not in allowed_workspaces: refused")
+            if name != "workspace" or Registry.parse(str(value)) is not None:
                 raise PermanentError(f"{name} {value!r} was chosen by the event, not by the rules: refused")
 
     # the way of one event -------------------------------------------------------------------------------------

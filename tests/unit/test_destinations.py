@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,19 +67,25 @@ rules:
 """)
 
 
-def test_at_run_time_a_workspace_outside_allowed_workspaces_is_refused(make_engine: Build) -> None:
-    other = WORKSPACE.replace("mlw-prod", "mlw-attacker")
-    rules = rules_from(f"""
+def forge(rules: Any, field: str, template: str) -> Any:
+    """A destination template past the loader (as a loader bug would let one through): the engine's own check."""
+    action = rules.spec.rules[0].do[0]
+    object.__setattr__(action, "params", action.params.model_copy(update={field: template}))
+    return rules
+
+
+def test_at_run_time_a_rendered_workspace_outside_allowed_workspaces_is_refused(make_engine: Build) -> None:
+    rules = forge(rules_from("""
 rules:
   - name: test-elsewhere
     on: ModelRegistered
     do:
-      - run_pipeline: {{component: "offline-test:1", workspace: "{other}"}}
-""")
+      - run_pipeline: {component: "offline-test:1"}
+"""), "workspace", WORKSPACE.replace("mlw-prod", "mlw-{{ model.tags.area }}"))
     h = make_engine(rules)
     (outcome,) = h.engine.handle_delivery(json.dumps(delivery("model_registered")))
     assert outcome.outcome is Outcome.QUARANTINED
-    assert "workspace" in outcome.reason and "is not in allowed_workspaces: refused" in outcome.reason
+    assert "workspaces/mlw-diabetes' is not in allowed_workspaces: refused" in outcome.reason
     assert h.executed(ActionKind.RUN_PIPELINE) == []
 
 
@@ -91,10 +98,7 @@ rules:
     do:
       - queue_release: {project: mlops, pipeline_id: 42}
 """)
-    action = rules.spec.rules[0].do[0]
-    forged = action.params.model_copy(update={"organization": "https://{{ model.tags.area }}.example"})
-    object.__setattr__(action, "params", forged)
-    h = make_engine(rules)
+    h = make_engine(forge(rules, "organization", "https://{{ model.tags.area }}.example"))
     (outcome,) = h.engine.handle_delivery(json.dumps(delivery("model_registered")))
     assert outcome.outcome is Outcome.QUARANTINED
     assert "organization 'https://diabetes.example' was chosen by the event, not by the rules: refused" \
