@@ -87,9 +87,9 @@ class Engine:
         telemetry: Telemetry | None = None,
     ) -> None:
         """``deadline`` is the most one action may take (each adapter cuts its own work inside it; default a quarter
-        of the lease, 30 s for the default 2 min): an action only starts while the lease covers it. ``renew_every`` (default ``lease / 3``) is the heartbeat of a claim held
-        through a long action. ``error_deliveries`` bounds the deliveries an unexpected error is retried for before
-        the event is quarantined with it."""
+        of the lease, 30 s for the default 2 min): an action only starts while the lease covers it. ``renew_every``
+        (default ``lease / 3``) is the heartbeat of a claim held through a long action. ``error_deliveries`` bounds
+        the deliveries an unexpected error is retried for before the event is quarantined with it."""
         self.rules = rules
         self.ledger = ledger
         self.adapters = adapters
