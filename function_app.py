@@ -9,8 +9,6 @@ import azure.functions as func
 from functions import drift_events, http_api, model_events, ops, run_events
 
 app = func.FunctionApp()
-app.register_functions(model_events.bp)
-app.register_functions(run_events.bp)
-app.register_functions(drift_events.bp)
-app.register_functions(http_api.bp)
-app.register_functions(ops.bp)
+# One call per blueprint, by name: azure-functions-doctor recognises `app.register_functions(bp)`, not attributes.
+for bp in (model_events.bp, run_events.bp, drift_events.bp, http_api.bp, ops.bp):
+    app.register_functions(bp)

@@ -20,17 +20,19 @@ def _json(body: Any, status: int = 200) -> func.HttpResponse:
 @bp.function_name("health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """200 when rules are valid and the ledger answers, 503 otherwise; says which adapters are live."""
+    """200 when rules are valid, the subscribed workspaces allowed, every Key Vault reference resolved and the
+    ledger answers; 503 otherwise, saying why. Says which adapters are live."""
     from shared import runtime  # noqa: PLC0415 - the core loads on first use, not at cold start
     from shared.errors import MlreactorError  # noqa: PLC0415
     from shared.ops import views  # noqa: PLC0415
     from shared.settings import get_settings  # noqa: PLC0415
 
+    startup_error = None
     try:
         engine = runtime.engine()
-    except (MlreactorError, OSError):
-        engine = None
-    report = views.health(get_settings(), engine)
+    except (MlreactorError, OSError) as exc:
+        engine, startup_error = None, str(exc)
+    report = views.health(get_settings(), engine, startup_error)
     return _json(report, 200 if report["status"] == "ok" else 503)
 
 

@@ -22,7 +22,7 @@ param environmentName string
 })
 param location string = resourceGroup().location
 
-@description('Resource ids of the Azure ML workspaces mlreactor may act on, comma-separated without spaces (the same list as allowed_workspaces in reactions.yaml). Each gets an Event Grid system topic, one subscription per function, and an AzureML Data Scientist role assignment for the app.')
+@description('Resource ids of the Azure ML workspaces mlreactor may act on, comma-separated without spaces. The app gets the same list as MLREACTOR_SUBSCRIBED_WORKSPACES, which the shipped reactions.yaml allows. Each gets an Event Grid system topic, one subscription per function, and an AzureML Data Scientist role assignment for the app.')
 param azureMlWorkspaceIds string
 
 @description('Create the Event Grid subscriptions. They point at functions by resource id, and Event Grid checks the function exists when the subscription is created, so the first provision (before azd deploys the code) must run with false; the postdeploy hook provisions again with true.')
@@ -62,9 +62,9 @@ param slackOpsUrlSecretName string = 'slack-ops-url'
 @description('Replication of the storage account holding the ledger, quarantine and dead-lettered events.')
 param storageSku string = 'Standard_GZRS'
 
-@minValue(40)
+@minValue(1)
 @maxValue(1000)
-@description('Flex Consumption scale-out limit.')
+@description('Flex Consumption scale-out limit (the current docs allow 1 to 1000).')
 param maximumInstanceCount int = 40
 
 @allowed([
@@ -79,6 +79,12 @@ param instanceMemoryMB int = 2048
 @maxValue(730)
 @description('Log Analytics retention (days).')
 param logRetentionDays int = 90
+
+@description('Subscribe the legacy v1 DatasetDriftDetected event (on_dataset_drift). Off: it is gone from the current Azure ML event docs, and if Event Grid stopped accepting it the whole deployment would fail. v2 model monitoring arrives as RunStatusChanged (on_model_monitor_signal) either way.')
+param subscribeDatasetDriftDetected bool = false
+
+@description('E-mail address the alerts notify (action group). Empty: the alerts fire in Azure Monitor but e-mail no one.')
+param alertEmail string = ''
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
@@ -119,6 +125,7 @@ module storage 'app/storage.bicep' = {
       quarantineContainerName
       deadLetterContainerName
     ]
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -139,6 +146,7 @@ module keyVault 'app/keyvault.bicep' = {
     name: '${abbrs.keyVaultVaults}mlr-${take(resourceToken, 17)}'
     location: location
     tags: tags
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -160,6 +168,8 @@ var appSettings = {
   MLREACTOR_QUARANTINE_CONTAINER: quarantineContainerName
   MLREACTOR_MANAGED_IDENTITY_CLIENT_ID: appIdentity.properties.clientId
   MLREACTOR_EVENTGRID_TOPIC_ENDPOINT: topic.outputs.endpoint
+  // The workspaces subscribed below; reactions.yaml allows exactly these ({from_setting: ...}).
+  MLREACTOR_SUBSCRIBED_WORKSPACES: join(workspaceIds, ',')
   // Secrets: Key Vault references, resolved by the platform with the app's identity (Key Vault Secrets User).
   MLREACTOR_DEVOPS_PAT: '${keyVaultReference}${devopsPatSecretName})'
   MLREACTOR_TEAMS_OPS_URL: '${keyVaultReference}${teamsOpsUrlSecretName})'
@@ -184,6 +194,28 @@ module api 'app/api.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     appSettings: empty(devopsOrganizationUrl) ? appSettings : union(appSettings, devopsSettings)
+  }
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    actionGroupName: '${abbrs.insightsActionGroups}mlreactor-${resourceToken}'
+    alertEmail: alertEmail
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    tags: tags
+  }
+}
+
+// With the subscriptions (the postdeploy provision): the test needs the deployed health function's key.
+module availability 'app/availability.bicep' = if (deployEventSubscriptions) {
+  name: 'availability'
+  params: {
+    functionAppName: api.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    actionGroupId: alerts.outputs.actionGroupId
+    location: location
+    tags: tags
   }
 }
 
@@ -217,6 +249,9 @@ module workspaceEvents 'app/workspace-events.bicep' = [
       eventGridIdentityId: eventGridIdentity.id
       deadLetterStorageAccountId: storage.outputs.id
       deadLetterContainerName: deadLetterContainerName
+      subscribeDatasetDriftDetected: subscribeDatasetDriftDetected
+      logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+      actionGroupId: alerts.outputs.actionGroupId
     }
     // dead-lettering needs the Event Grid identity's role on the container first
     dependsOn: [

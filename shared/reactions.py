@@ -35,6 +35,7 @@ from shared.channels import Channel
 from shared.clock import parse_duration
 from shared.errors import RulesError
 from shared.events import AzureMLEvent, EventKind, Workspace
+from shared.workspaces import resolve_allowed
 
 _RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 #: The top-level names of an event's template context (see ``AzureMLEvent.context``).
@@ -202,6 +203,11 @@ class RulesFile(_Strict):
                     " (declare it under channels:)"
                 )
         return self
+
+    @field_validator("allowed_workspaces", mode="before")
+    @classmethod
+    def _from_setting(cls, value: object) -> object:
+        return resolve_allowed(value)
 
     @field_validator("allowed_workspaces")
     @classmethod

@@ -1,19 +1,22 @@
 """Every knob is an app setting, read once here (``MLREACTOR_*`` environment variables / Function App settings).
 
 In Azure, secrets are Key Vault references in the app settings
-(``@Microsoft.KeyVault(SecretUri=...)``); the platform resolves them into the environment before we read them.
-Nothing else in the code reads ``os.environ``. Each field is documented in the README's settings table and in
-``local.settings.sample.json``.
+(``@Microsoft.KeyVault(SecretUri=...)``); the platform resolves them into the environment before we read them. When
+it cannot (no access, no such secret), it leaves the reference text itself in the setting: such a value is never
+used (the setting reads as unset) and ``unresolved_key_vault_references()`` names it for health, the CLI and the
+startup log. Nothing else in the code reads ``os.environ``. Each field is documented in the README's settings table
+and in ``local.settings.sample.json``.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +24,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.clock import parse_duration
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: What an app setting still holds when the platform could not resolve its Key Vault reference.
+#: https://learn.microsoft.com/azure/app-service/app-service-key-vault-references ("If a reference isn't resolved
+#: properly, the reference string is used instead")
+KEY_VAULT_REFERENCE_PREFIX = "@microsoft.keyvault("
+
+
+def is_key_vault_reference(value: object) -> bool:
+    """Is this setting value an (unresolved) ``@Microsoft.KeyVault(...)`` reference? Case-insensitive."""
+    return isinstance(value, str) and value.strip().lower().startswith(KEY_VAULT_REFERENCE_PREFIX)
+
+
+def unresolved_key_vault_references(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The names (never the values) of the app settings whose Key Vault reference did not resolve, sorted."""
+    values = os.environ if environ is None else environ
+    return sorted(name for name, value in values.items() if is_key_vault_reference(value))
+
+
+def app_setting(name: str) -> str | None:
+    """An app setting named at run time (by the rules file); unset, empty or an unresolved reference → None."""
+    value = os.environ.get(name)
+    return None if not value or is_key_vault_reference(value) else value
 
 
 class Settings(BaseSettings):
@@ -32,6 +56,11 @@ class Settings(BaseSettings):
     dry_run: bool | None = Field(
         default=None,
         description="Force dry-run (true) or live (false). Unset: live only where the adapters' settings are given.",
+    )
+    subscribed_workspaces: str | None = Field(
+        default=None,
+        description="Comma-separated resource ids of the workspaces Event Grid delivers from (Bicep sets it from "
+        "azureMlWorkspaceIds). The engine refuses to start if one of them is not in allowed_workspaces.",
     )
 
     # Ledger --------------------------------------------------------------------------------------------------
@@ -156,6 +185,14 @@ class Settings(BaseSettings):
         description="Application Insights: traces, metrics and logs through OpenTelemetry; unset = telemetry off.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unresolved_references(cls, values: Any) -> Any:
+        """An unresolved Key Vault reference is never a PAT, URL or key: the setting reads as unset."""
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if not is_key_vault_reference(v)}
+        return values
+
     @field_validator("notify_state_window", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
@@ -197,8 +234,13 @@ class Settings(BaseSettings):
 
         Rules name settings rather than hold secrets, so the rules file can be committed.
         """
-        value = os.environ.get(name)
+        value = app_setting(name)
         return SecretStr(value) if value else None
+
+    @property
+    def subscribed_workspace_ids(self) -> list[str]:
+        """``subscribed_workspaces`` as a list (empty when unset: locally nothing is subscribed)."""
+        return [ws.strip() for ws in (self.subscribed_workspaces or "").split(",") if ws.strip()]
 
     @property
     def azureml_is_live(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,9 @@ WORKSPACE = (
     "Microsoft.MachineLearningServices/workspaces/mlw-prod"
 )
 SAMPLES = sorted(p.stem for p in (EVENTS / "eventgrid").glob("*.json"))
+# The shipped reactions.yaml allows the workspaces in this setting (Bicep sets it in Azure): the samples' workspace.
+# Set for the whole test process and the CLIs and workers it starts.
+os.environ.setdefault("MLREACTOR_SUBSCRIBED_WORKSPACES", WORKSPACE)
 
 
 def delivery(name: str, schema: str = "eventgrid") -> list[dict[str, Any]]:

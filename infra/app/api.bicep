@@ -1,4 +1,5 @@
-// The Function App on Flex Consumption (FC1), Python 3.11, with the user-assigned identity for everything:
+// The Function App on Flex Consumption (FC1), Python 3.13 (the newest GA there; README "Python version"),
+// with the user-assigned identity for everything:
 // host storage (identity-based AzureWebJobsStorage), the app package container, Key Vault references, telemetry.
 param name string
 param location string
@@ -91,7 +92,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
   }

@@ -31,4 +31,5 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 output applicationInsightsName string = applicationInsights.name
+output logAnalyticsId string = logAnalytics.id
 output connectionString string = applicationInsights.properties.ConnectionString

@@ -14,8 +14,15 @@ param eventTimeToLiveMinutes int
 param eventGridIdentityId string
 param deadLetterStorageAccountId string
 param deadLetterContainerName string
+@description('Subscribe on_dataset_drift to the v1 DatasetDriftDetected event (gone from the current Azure ML docs).')
+param subscribeDatasetDriftDetected bool
+@description('Log Analytics workspace for the system topic\'s delivery-failure log.')
+param logAnalyticsWorkspaceId string
+@description('The action group the topic\'s alerts notify (alerts.bicep).')
+param actionGroupId string
 
 // THE SUBSCRIPTION TABLE: one entry per Event Grid–triggered function in function_app.py.
+// scripts/subscribe-events.sh and .ps1 read the `function:` lines to know which functions to wait for.
 // tests/infra/test_bicep.py parses this variable and checks it against app.get_functions(), so keep it a literal
 // (no expressions) with exactly these keys: function, eventTypes, advancedFilters.
 // String filters are case-insensitive in Event Grid: 'Failed' also matches the documented 'failed'.
@@ -103,8 +110,10 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   }
 }
 
+// The v1 drift event may stop being accepted (it is gone from the Azure ML event docs): subscribing it is opt-in,
+// so a deployment never fails on it.
 resource subscriptions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = [
-  for sub in functionSubscriptions: if (deployEventSubscriptions) {
+  for sub in functionSubscriptions: if (deployEventSubscriptions && (subscribeDatasetDriftDetected || (sub.function != 'on_dataset_drift'))) {
     parent: systemTopic
     name: replace(sub.function, '_', '-')
     properties: {
@@ -140,6 +149,81 @@ resource subscriptions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025
           }
         }
       }
+    }
+  }
+]
+
+resource topicDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: systemTopic
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'DeliveryFailures'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
+
+// Events Event Grid gave up on (dead-lettered after the retry policy) and failed delivery attempts (each one a
+// redelivery to come). Metrics of Microsoft.EventGrid/systemTopics:
+// https://learn.microsoft.com/azure/event-grid/monitor-push-reference
+var topicAlerts = [
+  {
+    name: 'dead-lettered'
+    metricName: 'DeadLetteredCount'
+    severity: 1
+    description: 'Event Grid dead-lettered events for mlreactor: they are in the dead-letter container; redrive them with mlreactor deadletter redrive.'
+  }
+  {
+    name: 'delivery-failures'
+    metricName: 'DeliveryAttemptFailCount'
+    severity: 2
+    description: 'Event Grid could not deliver events to mlreactor functions (they will be retried, then dead-lettered).'
+  }
+]
+
+resource alerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
+  for alert in topicAlerts: {
+    name: 'mlreactor-${alert.name}-${workspaceName}'
+    location: 'global'
+    tags: tags
+    properties: {
+      description: alert.description
+      severity: alert.severity
+      enabled: true
+      scopes: [
+        systemTopic.id
+      ]
+      evaluationFrequency: 'PT5M'
+      windowSize: 'PT15M'
+      criteria: {
+        'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+        allOf: [
+          {
+            name: alert.metricName
+            criterionType: 'StaticThresholdCriterion'
+            metricNamespace: 'Microsoft.EventGrid/systemTopics'
+            metricName: alert.metricName
+            operator: 'GreaterThan'
+            threshold: 0
+            timeAggregation: 'Total'
+          }
+        ]
+      }
+      actions: [
+        {
+          actionGroupId: actionGroupId
+        }
+      ]
     }
   }
 ]

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from shared.adapters import describe
 from shared.clock import SystemClock, parse_duration
 from shared.engine import Engine, Plan
-from shared.errors import EventParseError, MlreactorError, RulesError
+from shared.errors import ConfigError, EventParseError, MlreactorError, RulesError
 from shared.events import ParseFailure, parse_delivery
 from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry
@@ -30,7 +30,7 @@ from shared.ops.redrive import DeadLettered, from_blobs, redrive, transient
 from shared.ops.simulate import Options, simulate
 from shared.outcomes import EventOutcome
 from shared.reactions import Rule, evaluate, load_rules, throttle_key
-from shared.runtime import build_engine
+from shared.runtime import build_engine, report_configuration
 from shared.settings import Settings
 from shared.storage import blob_container
 
@@ -302,6 +302,11 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     spec = rules.spec
+    try:
+        report_configuration(Settings(), rules)  # subscribed workspaces not allowed → ConfigError; the rest → stderr
+    except ConfigError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
     enabled = sum(r.enabled for r in spec.rules)
     print(
         f"{path}: OK — {len(spec.rules)} rule(s) ({enabled} enabled), "

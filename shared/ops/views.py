@@ -17,24 +17,36 @@ from shared.engine import Engine
 from shared.errors import RulesError
 from shared.ledger.port import AuditEntry
 from shared.reactions import load_rules
-from shared.settings import Settings
+from shared.settings import Settings, unresolved_key_vault_references
+from shared.workspaces import check as check_workspaces
 
 
 class BadQuery(ValueError):
     """A query parameter that cannot be used; the message names it."""
 
 
-def health(settings: Settings, engine: Engine | None) -> dict[str, Any]:
-    """Rules valid? Ledger reachable? Which adapters are live? — never a secret or a setting's value."""
+def health(settings: Settings, engine: Engine | None, startup_error: str | None = None) -> dict[str, Any]:
+    """Rules valid? Subscribed workspaces allowed? Key Vault references resolved? Ledger reachable? Which adapters
+    are live? — never a secret or a setting's value (setting names only)."""
     report: dict[str, Any] = {"status": "ok"}
     try:
         rules = load_rules(settings.rules_path)
         report["rules"] = {"valid": True, "rules": len(rules.spec.rules),
                            "allowed_workspaces": len(rules.spec.allowed_workspaces)}
+        workspaces = check_workspaces(settings.subscribed_workspace_ids, rules.spec.allowed_workspaces)
+        report["workspaces"] = {"subscribed": len(settings.subscribed_workspace_ids), **workspaces.as_dict()}
+        if workspaces.not_allowed:
+            report["status"] = "unhealthy"
     except RulesError as exc:
         report["rules"] = {"valid": False, "errors": exc.errors[:20]}
         report["status"] = "unhealthy"
+    unresolved = unresolved_key_vault_references()
+    report["settings"] = {"unresolved_key_vault_references": unresolved}
+    if unresolved:
+        report["status"] = "unhealthy"
     if engine is None:
+        if startup_error:
+            report["error"] = startup_error
         report["ledger"] = {"backend": settings.ledger, "reachable": False}
         report["status"] = "unhealthy"
         return report

@@ -19,7 +19,7 @@ from shared.adapters.azureml import AzureMLAdapter
 from shared.ledger.sqlite import SqliteLedger
 from shared.reactions import load_rules
 from shared.settings import Settings
-from tests.conftest import EVENTS, ROOT
+from tests.conftest import EVENTS, ROOT, WORKSPACE
 
 PROBE = """
 import json, sys
@@ -56,6 +56,7 @@ def test_a_notify_only_event_never_loads_azure_ai_ml_even_when_azure_ml_is_live(
         "MLREACTOR_AZUREML_LIVE": "true",
         "MLREACTOR_STATE_DIR": str(tmp_path),
         "MLREACTOR_RULES_PATH": str(ROOT / "reactions.yaml"),
+        "MLREACTOR_SUBSCRIBED_WORKSPACES": WORKSPACE,  # what the shipped rules allow
         "PYTHONPATH": str(ROOT),
     })
 
