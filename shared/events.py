@@ -635,7 +635,10 @@ def _check_values(obj: Mapping[str, Any]) -> None:
     """Refuse what no Azure ML event holds and later steps cannot store or compare, naming where it is: nesting
     deeper than ``MAX_DEPTH``, lone surrogates (invalid Unicode: no ledger can store them), NaN and ±Infinity (not
     JSON numbers; a NaN drift coefficient must not be compared into a retrain). Iterative: a deep payload cannot
-    exhaust the stack here."""
+    exhaust the stack here. A first pass without paths keeps the common case cheap; only a bad payload is walked
+    again to name the field."""
+    if _values_fine(obj):
+        return
     stack: list[tuple[Any, tuple[str, ...]]] = [(obj, ())]
     while stack:
         value, path = stack.pop()
@@ -653,6 +656,28 @@ def _check_values(obj: Mapping[str, Any]) -> None:
             raise _value_error(path, f"is {value}, which is not a number")
         elif isinstance(value, str) and _has_lone_surrogate(value):
             raise _value_error(path, "is not valid Unicode (a lone surrogate)")
+
+
+def _values_fine(obj: Mapping[str, Any]) -> bool:
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, Mapping):
+            if depth >= MAX_DEPTH and value:
+                return False
+            for key, item in value.items():
+                if isinstance(key, str) and _has_lone_surrogate(key):
+                    return False
+                stack.append((item, depth + 1))
+        elif isinstance(value, list | tuple):
+            if depth >= MAX_DEPTH and value:
+                return False
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            return False
+        elif isinstance(value, str) and _has_lone_surrogate(value):
+            return False
+    return True
 
 
 def _has_lone_surrogate(text: str) -> bool:
