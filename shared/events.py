@@ -673,9 +673,8 @@ def _values_fine(obj: Mapping[str, Any]) -> bool:
             if depth >= MAX_DEPTH and value:
                 return False
             stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            return False
-        elif isinstance(value, str) and _has_lone_surrogate(value):
+        elif (isinstance(value, float) and not math.isfinite(value)) or (
+                isinstance(value, str) and _has_lone_surrogate(value)):
             return False
     return True
 
