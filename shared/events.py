@@ -660,15 +660,20 @@ def _check_values(obj: Mapping[str, Any]) -> None:
 
 def _values_fine(obj: Mapping[str, Any]) -> bool:
     stack: list[tuple[Any, int]] = [(obj, 0)]
+    pop, push = stack.pop, stack.append
     while stack:
-        value, depth = stack.pop()
-        if isinstance(value, Mapping):
+        value, depth = pop()
+        if type(value) is str:  # the common case first: most values are plain ASCII strings
+            if not value.isascii() and _has_lone_surrogate(value):
+                return False
+        elif isinstance(value, Mapping):
             if depth >= MAX_DEPTH and value:
                 return False
             for key, item in value.items():
-                if isinstance(key, str) and _has_lone_surrogate(key):
+                if isinstance(key, str) and not key.isascii() and _has_lone_surrogate(key):
                     return False
-                stack.append((item, depth + 1))
+                if isinstance(item, Mapping | list | tuple | str | float):
+                    push((item, depth + 1))
         elif isinstance(value, list | tuple):
             if depth >= MAX_DEPTH and value:
                 return False
