@@ -83,6 +83,7 @@ bench: $(STAMP) node_modules/.installed
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/ledger_tables.py
+	$(BIN)/python benchmarks/rules_load.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .venv-checkov node_modules .mlreactor .pytest_cache .mypy_cache .ruff_cache

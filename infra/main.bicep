@@ -47,6 +47,12 @@ param devopsOrganizationUrl string = ''
 @description('Key Vault secret holding the Azure DevOps PAT (MLREACTOR_DEVOPS_PAT).')
 param devopsPatSecretName string = 'devops-pat'
 
+@description('Key Vault secret holding the shared secret of the Azure DevOps service hooks (MLREACTOR_RELEASE_HOOK_SECRET).')
+param releaseHookSecretName string = 'release-hook-secret'
+
+@description('Key Vault secret holding the GitHub webhook secret (MLREACTOR_GITHUB_WEBHOOK_SECRET).')
+param githubWebhookSecretName string = 'github-webhook-secret'
+
 @description('Key Vault secret holding the ops-teams channel webhook URL (MLREACTOR_TEAMS_OPS_URL, named by reactions.yaml).')
 param teamsOpsUrlSecretName string = 'teams-ops-url'
 
@@ -172,6 +178,8 @@ var appSettings = {
   MLREACTOR_SUBSCRIBED_WORKSPACES: join(workspaceIds, ',')
   // Secrets: Key Vault references, resolved by the platform with the app's identity (Key Vault Secrets User).
   MLREACTOR_DEVOPS_PAT: '${keyVaultReference}${devopsPatSecretName})'
+  MLREACTOR_RELEASE_HOOK_SECRET: '${keyVaultReference}${releaseHookSecretName})'
+  MLREACTOR_GITHUB_WEBHOOK_SECRET: '${keyVaultReference}${githubWebhookSecretName})'
   MLREACTOR_TEAMS_OPS_URL: '${keyVaultReference}${teamsOpsUrlSecretName})'
   MLREACTOR_SLACK_OPS_URL: '${keyVaultReference}${slackOpsUrlSecretName})'
 }

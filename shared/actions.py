@@ -13,13 +13,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared import templates
-from shared.clock import parse_duration
+from shared.clock import bounded_duration
 from shared.events import AzureMLEvent, Registry, as_text
 from shared.gate import MetricRule
 
@@ -75,13 +76,13 @@ class Params(BaseModel):
     #: adding a destination parameter (a GitHub repository ...) names it here.
     destinations: ClassVar[tuple[str, ...]] = ()
 
-    @field_validator("workspace", "organization", "project", "channels", check_fields=False)
+    @field_validator("workspace", "organization", "project", "repository", "workflow", "channels", check_fields=False)
     @classmethod
     def _literal_destination(cls, value: object, info: ValidationInfo) -> object:
         rendered = bool(info.context and info.context.get("rendered"))
         if rendered or info.field_name not in cls.destinations:
             return value
-        for text in _strings(value):
+        for _, text in strings_at(value, ""):
             if "{{" in text or "{%" in text:
                 raise ValueError(
                     f"{info.field_name} decides where the request and its credential go, so it must be literal or "
@@ -93,9 +94,11 @@ class Params(BaseModel):
     def _templates_well_formed(self, info: ValidationInfo) -> Params:
         if info.context and info.context.get("rendered"):
             return self  # rendered values are event data: "{{ 7*7 }}" in a model name is not a template
-        problems = [p for s in _strings(self.model_dump()) for p in templates.check(s)]
-        if problems:
-            raise ValueError("; ".join(problems))
+        problems = [
+            f"{where}: {p}" for where, s in strings_at(self.model_dump(by_alias=True), "") for p in templates.check(s)
+        ]
+        if problems:  # one line per problem, each led by its field (rules check turns that into a line and column)
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -211,25 +214,35 @@ TextMap = Annotated[dict[str, str], BeforeValidator(_text_map)]
 #: Template parameters mlreactor passes to every release pipeline run; the pipeline must declare them (all of type
 #: string). ``releaseKey`` is how a resumed attempt recognises a run it may already have queued.
 RELEASE_PARAMETERS = ("modelName", "modelVersion", "correlationId", "sourceEvent", "releaseKey")
+#: Inputs mlreactor passes to every GitHub Actions release workflow (``workflow_dispatch``, all strings); the
+#: workflow's ``run-name`` must carry ``release_key`` (GitHub's runs list returns the run name, not the inputs).
+GITHUB_INPUTS = ("model", "version", "correlation_id", "release_key")
 
 
 class QueueReleaseParams(Params):
-    """Queue a gated Azure DevOps release; production waits for a person. The app never approves.
+    """Queue a gated release; production waits for a person, verified before every queue. The app never approves.
+
+    ``flavour``: ``pipeline`` (Azure DevOps YAML run), ``classic`` (Azure DevOps release definition) or ``github``
+    (a GitHub Actions ``workflow_dispatch``). ``environment`` names what holds the release — the YAML pipeline's or
+    the workflow job's environment, the classic definition's stage — and is required: mlreactor reads its approvals
+    before it queues anything.
 
     ``model``/``version`` name what is released: a release is queued at most once per model version and rule, however
     many events ask for it.
     """
 
-    destinations = ("organization", "project")
+    destinations = ("organization", "project", "repository", "workflow")
 
-    flavour: Literal["pipeline", "classic"] = "pipeline"
+    flavour: Literal["pipeline", "classic", "github"] = "pipeline"
     organization: str | None = Field(default=None, description="https://dev.azure.com/ORG; default: a setting.")
-    project: str
+    project: str | None = None
     pipeline_id: int | None = None
     definition_id: int | None = None
+    repository: str | None = Field(default=None, description="GitHub: OWNER/REPO.")
+    workflow: str | None = Field(default=None, description="GitHub: the workflow file name (release.yml) or id.")
     model: str = "{{ model.name }}"
     version: str = "{{ model.version }}"
-    branch: str | None = None
+    branch: str | None = Field(default=None, description="The ref to run (GitHub: required, e.g. main).")
     parameters: TextMap = Field(default_factory=dict)
     variables: TextMap = Field(default_factory=dict)
     stages_to_skip: list[str] = Field(default_factory=list)
@@ -237,15 +250,25 @@ class QueueReleaseParams(Params):
         default_factory=list, description="Classic: [{alias, version_id, version_name?}] of the build artifacts."
     )
     description: str | None = None
-    environment: str = Field(default="production", description="The environment (stage) whose approval holds it.")
+    environment: str = Field(description="The environment (classic: stage) whose approval holds the release.")
 
     @model_validator(mode="after")
     def _target(self) -> QueueReleaseParams:
-        if self.flavour == "pipeline" and self.pipeline_id is None:
-            raise ValueError("flavour 'pipeline' needs pipeline_id")
-        if self.flavour == "classic" and self.definition_id is None:
-            raise ValueError("flavour 'classic' needs definition_id")
-        reserved = sorted(set(self.parameters) & set(RELEASE_PARAMETERS))
+        needs = {"pipeline": ("project", "pipeline_id"), "classic": ("project", "definition_id"),
+                 "github": ("repository", "workflow", "branch")}[self.flavour]
+        missing = [n for n in needs if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"flavour {self.flavour!r} needs {' and '.join(missing)}")
+        unused = {"github": ("project", "pipeline_id", "definition_id", "variables", "stages_to_skip", "artifacts"),
+                  "pipeline": ("repository", "workflow", "definition_id", "artifacts"),
+                  "classic": ("repository", "workflow", "pipeline_id", "stages_to_skip")}[self.flavour]
+        given = [n for n in unused if getattr(self, n)]
+        if given:
+            raise ValueError(f"flavour {self.flavour!r} does not use {', '.join(given)}")
+        if self.flavour == "github" and self.repository and not re.fullmatch(r"[\w.-]+/[\w.-]+|\{\{.*\}\}",
+                                                                               self.repository):
+            raise ValueError(f"repository {self.repository!r} is not OWNER/REPO")
+        reserved = sorted(set(self.parameters) & set(GITHUB_INPUTS if self.flavour == "github" else RELEASE_PARAMETERS))
         if reserved:
             raise ValueError(f"parameters {reserved} are set by mlreactor itself (use model/version)")
         for artifact in self.artifacts:
@@ -287,7 +310,7 @@ class NotifyParams(Params):
     @field_validator("throttle_window")
     @classmethod
     def _window(cls, value: str) -> str:
-        parse_duration(value)
+        bounded_duration(value, timedelta(seconds=1), timedelta(days=31))
         return value
 
 
@@ -325,7 +348,7 @@ class QualityGateParams(Params):
     @field_validator("wait_for_candidate")
     @classmethod
     def _duration(cls, value: str) -> str:
-        parse_duration(value)
+        bounded_duration(value, timedelta(0), timedelta(days=7))
         return value
 
 
@@ -339,14 +362,56 @@ PARAMS: dict[ActionKind, type[Params]] = {
     ActionKind.QUALITY_GATE: QualityGateParams,
 }
 
+#: What each action kind's result holds for the rule's later actions, under the action's ``id`` (``if: release.url``,
+#: ``{{ gate.summary }}``): the keys of ``ActionResult.data`` its live adapter returns. ``.*`` marks a mapping with
+#: free keys; the first field is the one that says the action happened (``if: retrain.job``). ``rules check`` checks
+#: paths against this; tests compare it with what the adapters return.
+RESULT_FIELDS: dict[ActionKind, tuple[str, ...]] = {
+    ActionKind.RUN_PIPELINE: ("job", "workspace", "experiment", "endpoint"),
+    ActionKind.TAG_MODEL: ("model", "workspace", "tags.*", "writes", "demoted"),
+    ActionKind.TAG_RUN: ("run", "workspace", "experiment"),
+    ActionKind.QUEUE_RELEASE: (
+        "id", "url", "target", "environment", "model", "version", "release_key", "status", "auth", "gate",
+        # Azure DevOps only
+        "name", "flavour", "organization", "project", "pipeline_id", "definition_id",
+        # GitHub Actions only
+        "repository", "workflow", "ref",
+    ),
+    ActionKind.NOTIFY: ("channels.*", "digest"),
+    ActionKind.PUBLISH_EVENT: ("id", "source", "type"),
+    ActionKind.QUALITY_GATE: (
+        "passed", "verdict", "summary", "reasons", "champion_version", "table", "metrics.*", "tags.*", "model",
+        "version", "notes",
+    ),
+}
 
-def _strings(value: Any) -> list[str]:
+
+def stand_in_result(kind: ActionKind, rendered: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """What a live adapter's result would hold, for actions that are recorded instead of sent (dry-run, rule tests).
+
+    A field the rendered parameters also have takes their value (``model``, ``environment``); any other is
+    ``"<prefix>:<kind>.<field>"`` (truthy, so ``if: release.id`` runs the actions that follow a release as live);
+    a free-keyed mapping is empty.
+    """
+    return {
+        name.removesuffix(".*"): {} if name.endswith(".*") else rendered.get(name) or f"{prefix}:{kind.value}.{name}"
+        for name in RESULT_FIELDS[kind]
+    }
+
+
+def strings_at(value: Any, where: str) -> list[tuple[str, str]]:
+    """Every string inside a parameter value with its dotted path (``inputs.monitor``); keys count as strings."""
     if isinstance(value, str):
-        return [value]
+        return [(where, value)]
     if isinstance(value, Mapping):
-        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+        found = []
+        for k, v in value.items():
+            path = f"{where}.{k}" if where else str(k)
+            found.extend([(path, k)] if isinstance(k, str) else [])
+            found.extend(strings_at(v, path))
+        return found
     if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
+        return [s for i, v in enumerate(value) for s in strings_at(v, f"{where}[{i}]")]
     return []
 
 

@@ -42,5 +42,9 @@ class RulesError(MlreactorError):
         super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  - {e}" for e in errors))
 
 
+class RulesUnreadable(RulesError):
+    """The rules file is missing or cannot be read: an operational error (exit 2), not a mistake in the rules."""
+
+
 class ConfigError(MlreactorError):
     """A setting is missing or invalid; names the setting."""

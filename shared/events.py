@@ -45,6 +45,13 @@ class EventKind(StrEnum):
     RUN_STATUS_CHANGED = "RunStatusChanged"
     DATASET_DRIFT_DETECTED = "DatasetDriftDetected"
     MODEL_MONITOR_SIGNAL = "ModelMonitorSignal"
+    # What a release target (Azure DevOps, GitHub Actions) says about a release mlreactor queued (shared/releases/).
+    RELEASE_AWAITING_APPROVAL = "ReleaseAwaitingApproval"
+    RELEASE_APPROVED = "ReleaseApproved"
+    RELEASE_REJECTED = "ReleaseRejected"
+    RELEASE_DEPLOYED = "ReleaseDeployed"
+    RELEASE_FAILED = "ReleaseFailed"
+    RELEASE_EXPIRED = "ReleaseExpired"
     UNKNOWN = "Unknown"
 
 
@@ -476,6 +483,103 @@ class DatasetDriftDetected(AzureMLEvent):
         return ctx
 
 
+class ReleaseEvent(AzureMLEvent):
+    """A release mlreactor queued changed state, as its target (Azure DevOps, GitHub Actions) reported it.
+
+    Built by ``shared/releases/intake.py`` from a verified hook or the reconciler's read, with the model, version,
+    correlation id and workspace taken from what mlreactor recorded when it queued the release — never from the
+    target's payload. ``source`` is that workspace, so the allowlist and model actions work as for Azure ML events.
+    """
+
+    target: Text = Field(alias="data.target")
+    scope: Text = Field(alias="data.scope")
+    project: OptionalText = Field(default=None, alias="data.project")
+    release_id: Text = Field(alias="data.releaseid")
+    model_name: Text = Field(alias="data.model")
+    model_version: Version = Field(alias="data.version")
+    correlation: Text = Field(alias="data.correlationid")
+    environment: OptionalText = Field(default=None, alias="data.environment")
+    url: OptionalText = Field(default=None, alias="data.url")
+    approval_url: OptionalText = Field(default=None, alias="data.approvalurl")
+    actor: OptionalText = Field(default=None, alias="data.actor")
+    comment: OptionalText = Field(default=None, alias="data.comment")
+    status: OptionalText = Field(default=None, alias="data.status")
+    via: OptionalText = Field(default=None, alias="data.via")
+    reminder: int = Field(default=0, ge=0, alias="data.reminder")
+    waiting_since: Timestamp = Field(default=None, alias="data.waitingsince")
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Each release kind is selected by its own name only."""
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.kinds = frozenset({cls.kind})
+
+    @property
+    def model(self) -> ModelRef:
+        return ModelRef(name=self.model_name, version=self.model_version)
+
+    @property
+    def tags(self) -> Mapping[str, str]:
+        return {CORRELATION_TAG: self.correlation}
+
+    def context(self) -> dict[str, Any]:
+        """``model`` as for ModelRegistered (``tag_model`` defaults work) and ``release`` (README, per-kind table)."""
+        ctx = super().context()
+        ctx["model"] = _model_context(self.model, {}, {})
+        waited = (self.time - self.waiting_since) if self.time and self.waiting_since else None
+        ctx["release"] = {
+            "target": self.target,
+            "scope": self.scope,
+            "project": self.project or "",
+            "id": self.release_id,
+            "url": self.url or "",
+            "approval_url": self.approval_url or self.url or "",
+            "environment": self.environment or "",
+            "transition": self.kind.value,
+            "actor": self.actor or "",
+            "comment": self.comment or "",
+            "status": self.status or "",
+            "via": self.via or "",
+            "reminder": self.reminder,
+            "waiting_since": self.waiting_since.isoformat() if self.waiting_since else "",
+            "waiting_hours": round(waited.total_seconds() / 3600, 1) if waited else 0,
+        }
+        return ctx
+
+
+class ReleaseAwaitingApproval(ReleaseEvent):
+    """The release waits for a person (``release.reminder`` > 0: still waiting, past the reminder time)."""
+
+    kind: ClassVar[EventKind] = EventKind.RELEASE_AWAITING_APPROVAL
+
+
+class ReleaseApproved(ReleaseEvent):
+    kind: ClassVar[EventKind] = EventKind.RELEASE_APPROVED
+
+
+class ReleaseRejected(ReleaseEvent):
+    kind: ClassVar[EventKind] = EventKind.RELEASE_REJECTED
+
+
+class ReleaseDeployed(ReleaseEvent):
+    kind: ClassVar[EventKind] = EventKind.RELEASE_DEPLOYED
+
+
+class ReleaseFailed(ReleaseEvent):
+    kind: ClassVar[EventKind] = EventKind.RELEASE_FAILED
+
+
+class ReleaseExpired(ReleaseEvent):
+    kind: ClassVar[EventKind] = EventKind.RELEASE_EXPIRED
+
+
+RELEASE_EVENTS: dict[EventKind, type[ReleaseEvent]] = {
+    cls.kind: cls
+    for cls in (ReleaseAwaitingApproval, ReleaseApproved, ReleaseRejected, ReleaseDeployed, ReleaseFailed,
+                ReleaseExpired)
+}
+
+
 def _model_context(model: ModelRef, tags: Mapping[str, str], properties: Mapping[str, str]) -> dict[str, Any]:
     return {
         "name": model.name,
@@ -494,6 +598,7 @@ _MODELS: dict[str, type[AzureMLEvent]] = {
     EventKind.RUN_STATUS_CHANGED.value.lower(): RunStatusChanged,
     EventKind.DATASET_DRIFT_DETECTED.value.lower(): DatasetDriftDetected,
 }
+_RELEASE_MODELS: dict[str, type[AzureMLEvent]] = {kind.value.lower(): cls for kind, cls in RELEASE_EVENTS.items()}
 
 
 _DOCUMENTED_KEYS = {
@@ -502,7 +607,9 @@ _DOCUMENTED_KEYS = {
         "modelName", "modelVersion", "modelTags", "modelProperties", "serviceName", "serviceComputeType",
         "modelIds", "serviceTags", "serviceProperties", "experimentId", "experimentName", "runId", "runType",
         "runTags", "runProperties", "runStatus", "dataDriftId", "dataDriftName", "baseDatasetId",
-        "targetDatasetId", "driftCoefficient", "startTime", "endTime",
+        "targetDatasetId", "driftCoefficient", "startTime", "endTime", "target", "scope", "project", "releaseId",
+        "model", "version", "correlationId", "environment", "url", "approvalUrl", "actor", "comment", "status", "via",
+        "reminder", "waitingSince",
     )
 }
 
@@ -584,6 +691,8 @@ def parse_event(obj: object) -> AzureMLEvent:
     model: type[AzureMLEvent] = UnknownEvent
     if isinstance(event_type, str) and event_type.lower().startswith(EVENT_TYPE_PREFIX.lower()):
         model = _MODELS.get(event_type[len(EVENT_TYPE_PREFIX) :].lower(), UnknownEvent)
+    elif isinstance(event_type, str):  # mlreactor's own release events: the type is the kind (``ReleaseDeployed``)
+        model = _RELEASE_MODELS.get(event_type.lower(), UnknownEvent)
 
     data_keys: _Keys | None = None
     if model is not UnknownEvent:

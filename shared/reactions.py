@@ -1,5 +1,8 @@
 """The rules file (``reactions.yaml``): its model, loading with every error listed, matching and explanation.
 
+The YAML is read by ``shared/rules_yaml.py`` (strict and bounded), so every error carries ``file:line:column``;
+what loads but would break at run time is for ``shared/rules_check.py`` (``mlreactor rules check``).
+
 ```yaml
 version: 1
 allowed_workspaces: [/subscriptions/.../workspaces/mlw-prod]
@@ -26,22 +29,26 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared import templates
 from shared.actions import PARAMS, ActionKind, Params
 from shared.channels import Channel
-from shared.clock import parse_duration
-from shared.errors import RulesError
+from shared.clock import bounded_duration
+from shared.errors import RulesError, RulesUnreadable
+from shared.event_fields import CONTEXT_FIELDS
 from shared.events import AzureMLEvent, EventKind, Workspace
+from shared.rules_yaml import MAX_BYTES, Document, YamlProblem
+from shared.rules_yaml import load as load_yaml
 from shared.workspaces import resolve_allowed
 
 _RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 #: The top-level names of an event's template context (see ``AzureMLEvent.context``).
-CONTEXT_ROOTS = ("event", "workspace", "correlation_id", "tags", "model", "deployment", "run", "monitor", "drift")
+CONTEXT_ROOTS = tuple(dict.fromkeys(name.split(".")[0] for row in CONTEXT_FIELDS for name in row.names()))
 #: ``once_per`` is a throttle window that does not end within any retention anyone configures.
 ONCE_WINDOW = timedelta(days=36500)
+#: A throttle window: from a second to a year (a longer one is a typo, and overflows date arithmetic).
+THROTTLE_RANGE = (timedelta(seconds=1), timedelta(days=366))
 
 
 class _Strict(BaseModel):
@@ -94,7 +101,7 @@ class Throttle(_Strict):
     @field_validator("once_within", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
-        return parse_duration(value)
+        return bounded_duration(value, *THROTTLE_RANGE)
 
 
 class Action(_Strict):
@@ -132,7 +139,7 @@ class Rule(_Strict):
         for item in values:
             text = str(item).removeprefix("Microsoft.MachineLearningServices.")
             if text.lower() not in known:
-                raise ValueError(f"unknown event kind {item!r}{_suggest(text, known.values())}")
+                raise ValueError(f"unknown event kind {item!r}{suggest(text, known.values())}")
             out.append(known[text.lower()])
         return out
 
@@ -148,7 +155,7 @@ class Rule(_Strict):
                 continue
             ((kind, params),) = item.items()
             if kind not in PARAMS:
-                suggestion = _suggest(str(kind), [k.value for k in PARAMS])
+                suggestion = suggest(str(kind), [k.value for k in PARAMS])
                 problems.append(f"do[{position}]: unknown action {kind!r}{suggestion}")
                 continue
             model = PARAMS[ActionKind(kind)]
@@ -199,7 +206,7 @@ class RulesFile(_Strict):
         for name in self.on_quarantine.channels if self.on_quarantine else []:
             if name not in self.channels:
                 raise ValueError(
-                    f"on_quarantine.channels: unknown channel {name!r}{_suggest(name, self.channels)}"
+                    f"on_quarantine.channels: unknown channel {name!r}{suggest(name, self.channels)}"
                     " (declare it under channels:)"
                 )
         return self
@@ -227,6 +234,8 @@ class Rules:
 
     spec: RulesFile
     path: Path | None
+    #: Where each value stands in the file (for ``rules check``); None for rules not read from YAML text.
+    document: Document | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -237,7 +246,8 @@ class Rules:
         return any(source == ws.lower() for ws in self.spec.allowed_workspaces)
 
 
-def _suggest(value: str, candidates: Any) -> str:
+def suggest(value: str, candidates: Any) -> str:
+    """`` — did you mean 'x'?`` for the closest candidate, or nothing."""
     close = difflib.get_close_matches(value, list(candidates), n=1, cutoff=0.6)
     return f" — did you mean {close[0]!r}?" if close else ""
 
@@ -245,11 +255,16 @@ def _suggest(value: str, candidates: Any) -> str:
 def _describe(error: Mapping[str, Any], model: type[BaseModel], prefix: str = "") -> str:
     """One pydantic error as ``prefix.field: problem (got value) — did you mean ...``."""
     loc = [str(p) for p in error["loc"]]
-    where = ".".join([prefix, *loc] if prefix else loc) or "(top)"
+    where = ".".join([prefix, *loc] if prefix else loc)
     message = str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
+    if not loc:  # a whole-model validator: each line of its message says where itself, or is about the whole
+        return "\n".join(
+            f"{prefix}.{line}" if prefix and message_path(line) else f"{prefix}: {line}" if prefix else line
+            for line in message.split("\n")
+        )
     if error["type"] == "extra_forbidden":
-        return f"{where}: unknown field{_suggest(loc[-1], _field_names(model, loc[:-1]))}"
+        return f"{where}: unknown field{suggest(loc[-1], _field_names(model, loc[:-1]))}"
     if error["type"] == "missing":
         return f"{where}: is required"
     if message.startswith(f"{where}["):  # our own validators already say where (do[2].notify...)
@@ -283,40 +298,70 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def parse_rules(document: object, source: str, path: Path | None = None) -> Rules:
-    """Validate a parsed rules document; raise ``RulesError`` listing every problem, rule by rule."""
+def parse_rules(
+    document: object, source: str, path: Path | None = None, positions: Document | None = None
+) -> Rules:
+    """Validate a parsed rules document; raise ``RulesError`` listing every problem, rule by rule.
+
+    With ``positions`` (the document as read from YAML) every problem starts with ``file:line:column``.
+    """
     if not isinstance(document, Mapping):
         raise RulesError(source, ["the rules file must be a mapping with allowed_workspaces and rules"])
     errors: list[str] = []
+
+    def problem(base: tuple[str | int, ...], label: str, message: str) -> None:
+        at = positions.locate((*base, *message_path(message)), key=True) if positions else None
+        where = f"{source}:{at}: error: " if at else ""
+        errors.append(f"{where}{label}{message}")
+
     top = {k: v for k, v in document.items() if k != "rules"}
     raw_rules = document.get("rules") or []
     if not isinstance(raw_rules, list):
-        errors.append(f"rules: must be a list (got {type(raw_rules).__name__})")
+        problem((), "", f"rules: must be a list (got {type(raw_rules).__name__})")
         raw_rules = []
     try:
         spec = RulesFile.model_validate({**top, "rules": []})
     except ValidationError as exc:
-        errors.extend(_describe(e, RulesFile) for e in exc.errors())
+        for e in exc.errors():
+            problem((), "", _describe(e, RulesFile))
         spec = None
 
     rules: list[Rule] = []
     seen: set[str] = set()
     for position, raw in enumerate(raw_rules):
-        label = f"rule {raw.get('name')!r}" if isinstance(raw, Mapping) and raw.get("name") else f"rules[{position}]"
+        named = isinstance(raw, Mapping) and raw.get("name")
+        label = f"rule {raw.get('name')!r}: " if named else f"rules[{position}]: "
         try:
             rule = Rule.model_validate(raw)
         except ValidationError as exc:
-            errors.extend(f"{label}: {line}" for e in exc.errors() for line in _describe(e, Rule).split("\n"))
+            for e in exc.errors():
+                for line in _describe(e, Rule).split("\n"):
+                    problem(("rules", position), label, line)
             continue
         if rule.name in seen:
-            errors.append(f"{label}: name is used by another rule; names must be unique")
+            problem(("rules", position), label, "name: is used by another rule; names must be unique")
         seen.add(rule.name)
         if spec is not None:
-            errors.extend(f"{label}: {p}" for p in _unknown_channels(rule, spec))
+            for line in _unknown_channels(rule, spec):
+                problem(("rules", position), label, line)
         rules.append(rule)
     if errors or spec is None:
         raise RulesError(source, errors)
-    return Rules(spec=spec.model_copy(update={"rules": rules}), path=path)
+    return Rules(spec=spec.model_copy(update={"rules": rules}), path=path, document=positions)
+
+
+def message_path(message: str) -> tuple[str | int, ...]:
+    """``do[2].notify.channels: unknown channel`` → ``("do", 2, "notify", "channels")``; () without such a prefix."""
+    prefix, colon, _ = message.partition(": ")
+    if not colon or not prefix or " " in prefix:
+        return ()
+    return dotted_path(prefix)
+
+
+def dotted_path(text: str) -> tuple[str | int, ...]:
+    """``do[2].notify.channels`` → ``("do", 2, "notify", "channels")``."""
+    pieces = text.replace("[", ".").replace("]", "").split(".")
+    return tuple(int(piece) if piece.isdigit() else piece for piece in pieces if piece)
 
 
 def _unknown_channels(rule: Rule, spec: RulesFile) -> list[str]:
@@ -325,41 +370,34 @@ def _unknown_channels(rule: Rule, spec: RulesFile) -> list[str]:
         for name in getattr(action.params, "channels", []):
             if name not in spec.channels:
                 problems.append(
-                    f"do[{position}].notify.channels: unknown channel {name!r}{_suggest(name, spec.channels)}"
+                    f"do[{position}].notify.channels: unknown channel {name!r}{suggest(name, spec.channels)}"
                     f" (declare it under channels:)"
                 )
     return problems
 
 
-class _RulesLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. YAML 1.1 would read the key ``on:`` as the boolean True."""
-
-
-_RulesLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_RulesLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
 def load_rules(path: Path) -> Rules:
-    """Read and validate a rules file; errors name the file."""
+    """Read and validate a rules file; errors name the file. A missing or unreadable file is ``RulesUnreadable``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:  # at most one byte past the limit: a huge file is refused, not read
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise RulesError(str(path), [f"cannot read the rules file: {exc.strerror or exc}"]) from None
+        raise RulesUnreadable(str(path), [f"cannot read the rules file: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RulesError(str(path), [f"{path}: not UTF-8 text (byte {exc.start})"]) from None
     return read_rules(text, str(path), path)
 
 
 def read_rules(text: str, source: str, path: Path | None = None) -> Rules:
-    """Parse and validate rules YAML text; ``source`` names it in errors."""
+    """Parse and validate rules YAML text; ``source`` names it in errors (``source:line:column: ...``)."""
     try:
-        document = yaml.load(text, Loader=_RulesLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise RulesError(source, [f"not valid YAML: {exc}"]) from None
-    return parse_rules(document, source, path)
+        document = load_yaml(text)
+    except YamlProblem as exc:
+        where = f"{source}:{exc.position}" if exc.position else source
+        raise RulesError(source, [f"{where}: error: {exc.message}"]) from None
+    return parse_rules(document.data, source, path, document)
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,64 @@ class Settings(BaseSettings):
         "(Event Grid redelivers for up to 24 h).",
     )
 
+    # Release signals in (shared/releases/) --------------------------------------------------------------------
+    release_hook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret of the Azure DevOps service hooks: the basic-auth password or the "
+        "X-Mlreactor-Hook-Secret header (Key Vault reference in Azure). Unset: every Azure DevOps hook gets 401.",
+    )
+    github_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret of the GitHub webhook (X-Hub-Signature-256 HMAC). Unset: every GitHub hook gets 401.",
+    )
+    release_hook_max_bytes: int = Field(
+        default=1_048_576, gt=0, description="Largest hook body accepted; a larger one is answered 413."
+    )
+    release_reconcile_max: int = Field(
+        default=50, gt=0, description="Releases the reconciler reads per run (one GET each), least recently first."
+    )
+    release_reminder_after: timedelta = Field(
+        default=timedelta(hours=48),
+        description="A release still waiting for approval this long gets a reminder, and one more each time "
+        "this much longer passes.",
+    )
+
+    # Release gates (every target) ---------------------------------------------------------------------------
+    release_gate_cache_seconds: float = Field(
+        default=600.0, ge=0,
+        description="How long a verified approval gate is trusted before it is read again (a missing one never is).",
+    )
+
+    # GitHub Actions ------------------------------------------------------------------------------------------
+    github_api_url: str = Field(
+        default="https://api.github.com", description="GitHub's REST API; GitHub Enterprise Server: https://HOST/api/v3."
+    )
+    github_app_id: str | None = Field(default=None, description="GitHub App id (or client id): the JWT's issuer.")
+    github_app_private_key: SecretStr | None = Field(
+        default=None, description="The App's private key, PEM (Key Vault reference in Azure)."
+    )
+    github_app_installation_id: int | None = Field(
+        default=None, description="The App's installation id; unset: looked up per repository (one request)."
+    )
+    github_token: SecretStr | None = Field(
+        default=None, description="Fallback fine-grained token (Actions: read and write; Metadata: read)."
+    )
+    github_timeout_seconds: float = Field(default=8.0, gt=0, description="Connect/read timeout per GitHub call.")
+    github_retry_attempts: int = Field(
+        default=3, ge=0, description="Retries of a rate-limited (429, 403) or failed (5xx, reset) GitHub call."
+    )
+    github_retry_budget_seconds: float = Field(
+        default=12.0, gt=0, description="Time one dispatch may spend waiting between retries (Event Grid: 30 s)."
+    )
+    github_run_settle_seconds: float = Field(
+        default=4.0, ge=0,
+        description="How long a dispatch whose answer was lost (or had no run details) waits for its run to be "
+        "listed before concluding there is none.",
+    )
+    github_lookup_hours: float = Field(
+        default=26.0, gt=0, description="How far back the runs list is searched for an earlier dispatch's run."
+    )
+
     # Notifications and events out ----------------------------------------------------------------------------
     allow_http_webhooks: bool = Field(
         default=False, description="Tests only: accept http:// webhook URLs on loopback addresses."
@@ -193,7 +251,7 @@ class Settings(BaseSettings):
             return {k: v for k, v in values.items() if not is_key_vault_reference(v)}
         return values
 
-    @field_validator("notify_state_window", mode="before")
+    @field_validator("notify_state_window", "release_reminder_after", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
@@ -236,6 +294,11 @@ class Settings(BaseSettings):
         """
         value = app_setting(name)
         return SecretStr(value) if value else None
+
+    @property
+    def github_is_configured(self) -> bool:
+        """A GitHub App (id and key) or a fine-grained token is set."""
+        return bool(self.github_app_id and self.github_app_private_key) or self.github_token is not None
 
     @property
     def subscribed_workspace_ids(self) -> list[str]:

@@ -12,15 +12,27 @@ anything else renders to a string. A path the event lacks fails the action, unle
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import PermanentError
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(?P<path>[A-Za-z_][\w\-]*(?:\.[\w\-.]+?)*)\s*(?:\|\s*(?P<filter>\w+)\s*)?\}\}")
-_ANY_BRACES = re.compile(r"\{\{.*?\}\}")
+#: A dotted path. Linear to match: every repetition starts with the one character its predecessor cannot hold (".").
+_PATH = re.compile(r"[A-Za-z_][\w-]*(?:\.[\w-]+)*")
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """One ``{{ path | filter }}`` inside a template; ``start`` is its offset in the template."""
+
+    path: str
+    filter: str | None
+    start: int
 
 
 def _slug(value: object) -> str:
@@ -43,14 +55,53 @@ class TemplateError(PermanentError):
 
 def check(template: str) -> list[str]:
     """Problems with a template's syntax (for rules validation); empty when it is well formed."""
-    problems = []
-    for braces in _ANY_BRACES.findall(template):
-        match = _PLACEHOLDER.fullmatch(braces)
-        if match is None:
+    return list(_scan(template)[1])
+
+
+def placeholders(template: str) -> list[Placeholder]:
+    """The well-formed placeholders of a template, in order (for the static checks of ``rules check``)."""
+    return [piece for piece in _scan(template)[0] if isinstance(piece, Placeholder)]
+
+
+@functools.lru_cache(maxsize=4096)  # templates come from the rules file: a bounded set, scanned once each
+def _scan(template: str) -> tuple[tuple[str | Placeholder, ...], tuple[str, ...]]:
+    """Split a template into text and placeholders with ``str.find`` — no regex that could backtrack.
+
+    Returns the pieces and the problems: an unclosed ``{{``, a stray ``}}``, a placeholder that is not a path,
+    an unknown filter. Single braces are text (JSON in a message is fine).
+    """
+    pieces: list[str | Placeholder] = []
+    problems: list[str] = []
+    i = 0
+    while i < len(template):
+        opening, closing = template.find("{{", i), template.find("}}", i)
+        if closing != -1 and (opening == -1 or closing < opening):
+            problems.append(f"stray '}}}}' in {template[max(0, closing - 30):closing + 2]!r}: no '{{{{' opens it")
+            pieces.append(template[i:closing + 2])
+            i = closing + 2
+            continue
+        if opening == -1:
+            pieces.append(template[i:])
+            break
+        pieces.append(template[i:opening])
+        end = template.find("}}", opening + 2)
+        nested = template.find("{{", opening + 2)
+        if end == -1 or (nested != -1 and nested < end):
+            snippet = template[opening:opening + 40]
+            problems.append(f"unclosed placeholder {snippet!r}: close it with '}}}}'")
+            pieces.append(template[opening:])
+            break
+        braces = template[opening:end + 2]
+        path, bar, name = (part.strip() for part in template[opening + 2:end].partition("|"))
+        if not _PATH.fullmatch(path) or (bar and not name.isidentifier()):
             problems.append(f"{braces!r} is not a placeholder: use {{{{ path.to.value }}}} or {{{{ path | filter }}}}")
-        elif match["filter"] and match["filter"] not in FILTERS:
-            problems.append(f"unknown filter {match['filter']!r} in {braces!r} (filters: {', '.join(FILTERS)})")
-    return problems
+        elif bar and name not in FILTERS:
+            close = difflib.get_close_matches(name, list(FILTERS), n=1)
+            hint = f" — did you mean {close[0]!r}?" if close else f" (filters: {', '.join(FILTERS)})"
+            problems.append(f"unknown filter {name!r} in {braces!r}{hint}")
+        pieces.append(Placeholder(path, name or None, opening))
+        i = end + 2
+    return tuple(pieces), tuple(problems)
 
 
 def lookup(context: Mapping[str, Any], path: str) -> Any:
@@ -75,15 +126,20 @@ def lookup(context: Mapping[str, Any], path: str) -> Any:
 
 def render(template: str, context: Mapping[str, Any]) -> Any:
     """Render one template string against an event context."""
-    whole = _PLACEHOLDER.fullmatch(template.strip())
-    if whole is not None:
-        return _value(whole, context)
-
-    def substitute(match: re.Match[str]) -> str:
-        value = _value(match, context)
-        return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-
-    return _PLACEHOLDER.sub(substitute, template)
+    pieces, problems = _scan(template)
+    if problems:
+        raise TemplateError(f"{template!r}: {problems[0]}")
+    parts = [piece for piece in pieces if not (isinstance(piece, str) and not piece.strip())]
+    if len(parts) == 1 and isinstance(parts[0], Placeholder):
+        return _value(parts[0], context)
+    out = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            out.append(piece)
+        else:
+            value = _value(piece, context)
+            out.append(value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str))
+    return "".join(out)
 
 
 def render_tree(value: Any, context: Mapping[str, Any]) -> Any:
@@ -97,8 +153,8 @@ def render_tree(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
-def _value(match: re.Match[str], context: Mapping[str, Any]) -> Any:
-    path, name = match["path"], match["filter"]
+def _value(placeholder: Placeholder, context: Mapping[str, Any]) -> Any:
+    path, name = placeholder.path, placeholder.filter
     try:
         value = lookup(context, path)
     except KeyError:
@@ -108,6 +164,4 @@ def _value(match: re.Match[str], context: Mapping[str, Any]) -> Any:
         raise TemplateError(f"{{{{ {path} }}}} is not available for this event (available: {available})") from None
     if name is None:
         return value
-    if name not in FILTERS:
-        raise TemplateError(f"unknown filter {name!r} (filters: {', '.join(FILTERS)})")
     return FILTERS[name](value)

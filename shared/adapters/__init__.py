@@ -10,9 +10,11 @@ from shared.adapters.devops import DevOpsReleaseAdapter
 from shared.adapters.dryrun import DryRunAdapter
 from shared.adapters.eventgrid_out import EventGridPublisher
 from shared.adapters.gate import GateAdapter, UnknownState
+from shared.adapters.releases.router import ReleaseRouter
 from shared.clock import Clock
 from shared.ledger.port import Ledger
 from shared.reactions import Rules
+from shared.releases.tracking import TrackedReleases
 from shared.settings import Settings
 
 Adapters = Mapping[ActionKind, ActionAdapter]
@@ -35,8 +37,17 @@ def build_adapters(
         azureml = AzureMLAdapter(WorkspaceClients(settings), rules.base_dir)
         adapters.update(dict.fromkeys(KINDS, azureml))
         adapters[ActionKind.QUALITY_GATE] = GateAdapter(AzureMLState(azureml.clients), clock)
+    devops: ActionAdapter = adapters[ActionKind.QUEUE_RELEASE]
+    github: ActionAdapter = adapters[ActionKind.QUEUE_RELEASE]
     if settings.devops_organization_url:
-        adapters[ActionKind.QUEUE_RELEASE] = DevOpsReleaseAdapter(settings, ledger)
+        # Every queued release is recorded, so its hooks and the reconciler can tie it back (shared/releases/).
+        devops = TrackedReleases(DevOpsReleaseAdapter(settings, ledger, clock=clock), ledger,
+                                 default_organization=settings.devops_organization_url, clock=clock)
+    if settings.github_is_configured:
+        from shared.adapters.github import GitHubReleaseAdapter  # noqa: PLC0415 - only when configured
+
+        github = TrackedReleases(GitHubReleaseAdapter(settings, ledger, clock=clock), ledger, clock=clock)
+    adapters[ActionKind.QUEUE_RELEASE] = ReleaseRouter(devops, github)
     if settings.eventgrid_topic_endpoint:
         adapters[ActionKind.PUBLISH_EVENT] = EventGridPublisher(settings)
     if settings.dry_run is False or settings.notify_live:

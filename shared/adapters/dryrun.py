@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from shared.actions import ActionKind, ActionResult, PlannedAction
+from shared.actions import ActionKind, ActionResult, PlannedAction, stand_in_result
 
 
 class DryRunAdapter:
@@ -28,6 +28,8 @@ class DryRunAdapter:
         return ActionResult(
             external_id=f"dryrun-{action.short_key}",
             detail=f"dry-run: would {action.kind.value} {_summary(rendered)}",
+            # The fields a live result holds, so what follows "if: release.id" shows as it would run live.
+            data=stand_in_result(action.kind, action.params.model_dump(mode="json"), "dryrun"),
         )
 
 

@@ -131,6 +131,74 @@ class AuditEntry:
         }
 
 
+class ReleaseState(StrEnum):
+    """Where a release mlreactor queued stands, as far as its target has told (hooks) or shown (reconciler).
+
+    States only move forward (``rank``); a terminal state never changes — a late or replayed signal for an earlier
+    state is ignored, so one release ends once, however its signals arrive.
+    """
+
+    QUEUED = "queued"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    DEPLOYED = "deployed"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+    @property
+    def rank(self) -> int:
+        return {"queued": 0, "awaiting_approval": 1, "approved": 2}.get(self.value, 3)
+
+    @property
+    def terminal(self) -> bool:
+        return self.rank == 3
+
+    def may_become(self, other: ReleaseState) -> bool:
+        """Forward only, and a terminal state is final (the same state again is a no-op, not a move)."""
+        return not self.terminal and other.rank > self.rank
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """A release mlreactor queued, found again by what its target calls it: ``(target, scope, release_id)``.
+
+    ``target`` is the kind (``azure-devops-pipeline``, ``azure-devops-release``, ``github-actions``), ``scope`` the
+    organization (Azure DevOps, lower case) or ``owner/repo`` (GitHub), ``release_id`` the run or release id. The
+    rest is what mlreactor knew when it queued it — the only source of model, version, correlation and workspace for
+    the release's events.
+    """
+
+    target: str
+    scope: str
+    release_id: str
+    model: str
+    version: str
+    correlation_id: str
+    workspace: str
+    queued_at: datetime
+    project: str = ""
+    #: The pipeline id / release definition id / workflow: what the reconciler needs to read the state.
+    definition: str = ""
+    environment: str = ""
+    url: str = ""
+    release_key: str = ""
+    state: ReleaseState = ReleaseState.QUEUED
+    #: When the release was first seen waiting for an approval (reminders count from here).
+    waiting_since: datetime | None = None
+    #: Last time the reconciler (or a signal) looked at it; the reconciler reads the least recently checked first.
+    checked_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return release_lookup_key(self.target, self.scope, self.release_id)
+
+
+def release_lookup_key(target: str, scope: str, release_id: str) -> str:
+    return f"{target}|{scope.lower()}|{release_id}"
+
+
 @dataclass(frozen=True)
 class QuarantineRecord:
     at: datetime
@@ -224,6 +292,25 @@ class Ledger(Protocol):
 
     def purge(self, before: datetime) -> int:
         """Delete every record last touched before ``before``; returns how many."""
+        ...
+
+    def track_release(self, record: ReleaseRecord) -> bool:
+        """Remember a queued release (insert-if-absent: a redelivered queue_release changes nothing). True if new."""
+        ...
+
+    def find_release(self, target: str, scope: str, release_id: str) -> ReleaseRecord | None:
+        """The release mlreactor queued under that target and id, or None (a run mlreactor did not queue)."""
+        ...
+
+    def advance_release(
+        self, key: str, state: ReleaseState, now: datetime, *, waiting_since: datetime | None = None
+    ) -> bool:
+        """Move a release to ``state`` if ``ReleaseState.may_become`` allows it (a compare-and-swap on the stored
+        state); either way its ``checked_at`` becomes ``now``. True if the state moved."""
+        ...
+
+    def pending_releases(self, limit: int) -> list[ReleaseRecord]:
+        """Releases not yet in a terminal state, least recently checked first, at most ``limit``."""
         ...
 
     def close(self) -> None: ...

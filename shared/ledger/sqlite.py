@@ -26,7 +26,10 @@ from shared.ledger.port import (
     EventRecord,
     EventStatus,
     QuarantineRecord,
+    ReleaseRecord,
+    ReleaseState,
     ThrottleDecision,
+    release_lookup_key,
 )
 
 _SCHEMA = """
@@ -51,6 +54,12 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 CREATE TABLE IF NOT EXISTS quarantine (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_key TEXT, event_id TEXT, reason TEXT NOT NULL,
     raw TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS releases (
+    key TEXT PRIMARY KEY, target TEXT NOT NULL, scope TEXT NOT NULL, release_id TEXT NOT NULL, model TEXT NOT NULL,
+    version TEXT NOT NULL, correlation_id TEXT NOT NULL, workspace TEXT NOT NULL, queued_at TEXT NOT NULL,
+    project TEXT NOT NULL, definition TEXT NOT NULL, environment TEXT NOT NULL, url TEXT NOT NULL,
+    release_key TEXT NOT NULL, state TEXT NOT NULL, waiting_since TEXT, checked_at TEXT, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS releases_pending ON releases(state, checked_at);
 """
 
 
@@ -311,13 +320,72 @@ class SqliteLedger:
             "DELETE FROM throttles WHERE window_end < ?",
             "DELETE FROM audit WHERE at < ?",
             "DELETE FROM quarantine WHERE at < ?",
+            "DELETE FROM releases WHERE updated_at < ?",
         )
         with self._tx() as db:
             return sum(db.execute(sql, (cutoff,)).rowcount for sql in statements)
 
+    # releases -------------------------------------------------------------------------------------------------
+    def track_release(self, record: ReleaseRecord) -> bool:
+        r = record
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO NOTHING",
+                (r.key, r.target, r.scope.lower(), r.release_id, r.model, r.version, r.correlation_id, r.workspace,
+                 _ts(r.queued_at), r.project, r.definition, r.environment, r.url, r.release_key, r.state.value,
+                 _ts(r.waiting_since) if r.waiting_since else None, _ts(r.checked_at) if r.checked_at else None,
+                 _ts(r.updated_at or r.queued_at)),
+            )
+            return cursor.rowcount == 1
+
+    def find_release(self, target: str, scope: str, release_id: str) -> ReleaseRecord | None:
+        key = release_lookup_key(target, scope, release_id)
+        rows = self._read("SELECT * FROM releases WHERE key = ?", (key,))
+        return _release_record(rows[0]) if rows else None
+
+    def advance_release(
+        self, key: str, state: ReleaseState, now: datetime, *, waiting_since: datetime | None = None
+    ) -> bool:
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM releases WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return False
+            moved = ReleaseState(row[0]).may_become(state)
+            if moved:
+                db.execute(
+                    "UPDATE releases SET state = ?, waiting_since = COALESCE(waiting_since, ?), checked_at = ?, "
+                    "updated_at = ? WHERE key = ?",
+                    (state.value, _ts(waiting_since) if waiting_since else None, _ts(now), _ts(now), key),
+                )
+            else:
+                db.execute(
+                    "UPDATE releases SET checked_at = ?, updated_at = ? WHERE key = ?", (_ts(now), _ts(now), key)
+                )
+            return moved
+
+    def pending_releases(self, limit: int) -> list[ReleaseRecord]:
+        rows = self._read(
+            "SELECT * FROM releases WHERE state IN (?, ?, ?) ORDER BY COALESCE(checked_at, ''), queued_at LIMIT ?",
+            (*(s.value for s in ReleaseState if not s.terminal), limit),
+        )
+        return [_release_record(row) for row in rows]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _release_record(row: tuple[Any, ...]) -> ReleaseRecord:
+    """A row of ``releases``, columns in schema order."""
+    queued = _dt(row[8])
+    assert queued is not None
+    return ReleaseRecord(
+        target=row[1], scope=row[2], release_id=row[3], model=row[4], version=row[5], correlation_id=row[6],
+        workspace=row[7], queued_at=queued, project=row[9], definition=row[10], environment=row[11], url=row[12],
+        release_key=row[13], state=ReleaseState(row[14]), waiting_since=_dt(row[15]), checked_at=_dt(row[16]),
+        updated_at=_dt(row[17]),
+    )
 
 
 def _event_record(row: tuple[Any, ...]) -> EventRecord:

@@ -9,6 +9,8 @@ Layout — one table ``{prefix}ledger``; ids are hashed into keys because they m
     c<h(correlation id)>   z|<newest first>|<seq>|<n>  the same audit entry (``audit --correlation``: one partition)
     t<h(throttle key)>     t                           a throttle window
     q<YYYYMMDD>            <oldest first>|<n>          a quarantine record; the raw payload is a blob
+    r                      <h(target|scope|id)>        a release mlreactor queued (all in one partition: releases
+                                                       are few, and the reconciler lists the pending ones at once)
 
 An event, its action results and its audit entries share one partition, so settling an event (last action result +
 outcome + audit entry) is one entity-group transaction: atomic, one round-trip. Happy path of an event with N actions:
@@ -51,7 +53,10 @@ from shared.ledger.port import (
     EventRecord,
     EventStatus,
     QuarantineRecord,
+    ReleaseRecord,
+    ReleaseState,
     ThrottleDecision,
+    release_lookup_key,
 )
 from shared.settings import Settings
 from shared.storage import blob_service, managed_identity
@@ -522,6 +527,44 @@ class TablesLedger:
                     raise
         return deleted
 
+    # releases -------------------------------------------------------------------------------------------------
+    def track_release(self, record: ReleaseRecord) -> bool:
+        with _storage(f"track release {record.key}"):
+            return self._insert(_release_entity(record)) is not None
+
+    def find_release(self, target: str, scope: str, release_id: str) -> ReleaseRecord | None:
+        with _storage(f"find release {target} {release_id}"):
+            row = self._get(_RELEASES, _h(release_lookup_key(target, scope, release_id)))
+        return _release_record(row) if row is not None else None
+
+    def advance_release(
+        self, key: str, state: ReleaseState, now: datetime, *, waiting_since: datetime | None = None
+    ) -> bool:
+        """Read, check ``may_become``, update If-Match the ETag read; a 412 (someone moved first) reads again."""
+        with _storage(f"advance release {key}"):
+            for _ in range(_CAS_ROUNDS):
+                row = self._get(_RELEASES, _h(key))
+                if row is None:
+                    return False
+                moved = ReleaseState(row["state"]).may_become(state)
+                change: dict[str, Any] = {"PartitionKey": _RELEASES, "RowKey": _h(key), "checked_at": now,
+                                          "touched": now}
+                if moved:
+                    change["state"] = state.value
+                    if waiting_since is not None and not row.get("waiting_since"):
+                        change["waiting_since"] = waiting_since
+                if self._update(change, row.metadata["etag"]) is not None:
+                    return moved
+        raise TransientError(f"ledger: advance release {key}: contended by other instances; try again")
+
+    def pending_releases(self, limit: int) -> list[ReleaseRecord]:
+        clauses = " and ".join(f"state ne '{s.value}'" for s in ReleaseState if s.terminal)
+        with _storage("list pending releases"):
+            rows = self._table.query_entities(f"PartitionKey eq '{_RELEASES}' and {clauses}")
+            records = [_release_record(row) for row in rows]
+        records.sort(key=lambda r: (r.checked_at or _EPOCH, r.queued_at))
+        return records[:limit]
+
     def close(self) -> None:
         self._table.close()
         self._service.close()
@@ -604,6 +647,31 @@ def _event_record(row: Mapping[str, Any], metadata: Mapping[str, Any], holder: s
         key=row["key"], event_id=row["event_id"], status=EventStatus(row["status"]), outcome=_opt(row.get("outcome")),
         lease_until=_opt(row.get("lease_until")), attempts=row["attempts"], updated_at=row["touched"],
         version=_version(holder, metadata["etag"]),
+    )
+
+
+_RELEASES = "r"
+
+
+def _release_entity(r: ReleaseRecord) -> dict[str, Any]:
+    return {
+        "PartitionKey": _RELEASES, "RowKey": _h(r.key), "record": "release", "key": r.key, "target": r.target,
+        "scope": r.scope.lower(), "release_id": r.release_id, "model": r.model, "version": r.version,
+        "correlation_id": r.correlation_id, "workspace": r.workspace, "queued_at": r.queued_at, "project": r.project,
+        "definition": r.definition, "environment": r.environment, "url": r.url, "release_key": r.release_key,
+        "state": r.state.value, "waiting_since": r.waiting_since, "checked_at": r.checked_at,
+        "touched": r.updated_at or r.queued_at,
+    }
+
+
+def _release_record(row: Mapping[str, Any]) -> ReleaseRecord:
+    return ReleaseRecord(
+        target=row["target"], scope=row["scope"], release_id=row["release_id"], model=row["model"],
+        version=row["version"], correlation_id=row["correlation_id"], workspace=row["workspace"],
+        queued_at=row["queued_at"], project=row.get("project", ""), definition=row.get("definition", ""),
+        environment=row.get("environment", ""), url=row.get("url", ""), release_key=row.get("release_key", ""),
+        state=ReleaseState(row["state"]), waiting_since=_opt(row.get("waiting_since")),
+        checked_at=_opt(row.get("checked_at")), updated_at=row.get("touched"),
     )
 
 

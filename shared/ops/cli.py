@@ -1,8 +1,10 @@
 """``mlreactor``: replay event files through the engine, explain rules, check them, read the audit trail.
 
 Readable tables by default, ``--json`` (JSON Lines) for machines. Exit status: 0 when the command did its job
-(every replayed event got an outcome), 1 when ``rules check`` finds errors, 2 for operational errors (rules file
-invalid or missing, ledger cannot be opened) with a message on stderr.
+(every replayed event got an outcome), 1 when ``rules check`` finds errors, ``rules test`` a failing case,
+``explain --expect`` a rule that would not fire or ``gates check`` a release target that no person gates, 2 for
+operational errors (rules file invalid or missing, ledger cannot be opened) with a message on stderr. The rules
+commands live in ``rules_cli.py``.
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ from typing import Any, TextIO
 from shared.adapters import describe
 from shared.clock import SystemClock, parse_duration
 from shared.engine import Engine, Plan
-from shared.errors import ConfigError, EventParseError, MlreactorError, RulesError
+from shared.errors import EventParseError, MlreactorError, RulesError
 from shared.events import ParseFailure, parse_delivery
 from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry
 from shared.ledger.sqlite import SqliteLedger
+from shared.ops import rules_cli
+from shared.ops.gates import check_release_gates
 from shared.ops.redrive import DeadLettered, from_blobs, redrive, transient
 from shared.ops.simulate import Options, simulate
 from shared.outcomes import EventOutcome
-from shared.reactions import Rule, evaluate, load_rules, throttle_key
-from shared.runtime import build_engine, report_configuration
+from shared.reactions import Rule, evaluate, load_rules, suggest, throttle_key
+from shared.runtime import build_engine
 from shared.settings import Settings
 from shared.storage import blob_container
 
@@ -74,13 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     common(explain, state=False)
     explain.add_argument("path", metavar="EVENT_FILE")
     explain.add_argument("--json", action="store_true")
+    explain.add_argument("--expect", metavar="RULE", help="exit 1 unless RULE would fire for the event(s)")
     explain.set_defaults(run=cmd_explain)
 
     rules = sub.add_parser("rules", help="work with the rules file")
-    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
-    check = rules_sub.add_parser("check", help="validate a rules file; exit 1 with every error listed")
-    check.add_argument("file", nargs="?", type=Path)
-    check.set_defaults(run=cmd_rules_check)
+    rules_cli.register(rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND"))
 
     audit = sub.add_parser("audit", help="what happened, newest first")
     common(audit)
@@ -89,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 30m, 6h, 7d)")
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true")
-    audit.set_defaults(run=cmd_audit)
+    audit.set_defaults(run=cmd_audit, loads_rules=False)
 
     deadletter = sub.add_parser("deadletter", help="dead-lettered and quarantined events")
     dl_sub = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="SUBCOMMAND")
@@ -104,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     redrive_p.add_argument("--json", action="store_true", help="one JSON object per event")
     redrive_p.set_defaults(run=cmd_redrive)
 
+    gates = sub.add_parser("gates", help="release gates: is every release held by a person?")
+    gates_sub = gates.add_subparsers(dest="gates_command", required=True, metavar="SUBCOMMAND")
+    gates_check = gates_sub.add_parser(
+        "check", help="read every release rule's approvals now (read-only); exit 1 if any target is not gated"
+    )
+    common(gates_check, state=False)
+    gates_check.add_argument("--json", action="store_true", help="one JSON object per release action")
+    gates_check.set_defaults(run=cmd_gates_check)
+
     sim = sub.add_parser("simulate", help="run the retrain → test → release chain against a simulated workspace")
     common(sim)
     sim.add_argument("--fail-gate", action="store_true", help="the candidate's offline test misses the thresholds")
@@ -113,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--faults", type=float, default=0.0, metavar="RATE",
                      help="share of simulated Azure calls that fail transiently (e.g. 0.2)")
     sim.add_argument("--seed", type=int, default=7, help="seed of --shuffle and --faults")
+    sim.add_argument("--reject", action="store_true", help="the reviewer rejects the release")
+    sim.add_argument("--expire-approval", action="store_true",
+                     help="nobody approves: a reminder after 48 h, then the approval times out")
+    sim.add_argument("--lose-hooks", action="store_true",
+                     help="Azure DevOps' service hooks never arrive: the reconciler closes the chain")
+    sim.add_argument("--ungated", action="store_true",
+                     help="the release environment was never set up (no approval): the release is refused")
     sim.add_argument("--json", action="store_true", help="the outcome of every delivery as JSON Lines")
     sim.set_defaults(run=cmd_simulate)
     return parser
@@ -120,8 +138,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(overrides)
-    if getattr(args, "config", None):
-        values["rules_path"] = args.config
+    if getattr(args, "loads_rules", True):
+        chosen = rules_cli.resolve(getattr(args, "config", None))
+        chosen.announce()
+        values["rules_path"] = chosen.path
     if getattr(args, "state", None):
         values["state_dir"] = args.state
     return Settings(**values)
@@ -155,7 +175,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             for outcome in engine.handle_delivery(_read(path)):
                 outcomes.append(outcome)
                 if args.json:
-                    print(json.dumps(outcome.as_dict(), default=str), flush=True)
+                    print(json.dumps({**outcome.as_dict(), "rules_file": str(settings.rules_path)}, default=str),
+                          flush=True)
             progress.step()
     finally:
         progress.done()
@@ -209,6 +230,10 @@ def _print_outcomes(outcomes: list[EventOutcome], out: TextIO) -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rules = load_rules(settings.rules_path)
+    names = [rule.name for rule in rules.spec.rules]
+    if args.expect and args.expect not in names:
+        raise CliError(f"--expect: no rule {args.expect!r} in {settings.rules_path}{suggest(args.expect, names)}")
+    fired, why_not = False, ""
     engine = Engine(rules, _NoLedger(), {})
     try:
         items = parse_delivery(_read(args.path))
@@ -220,6 +245,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         else:
             plan = engine.plan(item)
             report = {
+                "rules_file": str(settings.rules_path),
                 "event_id": item.id,
                 "event_type": item.event_type,
                 "kind": item.kind.value,
@@ -235,10 +261,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     for v in (evaluate(r, item) for r in rules.spec.rules)
                 ],
             }
+            expected = next((r for r in report["rules"] if r["rule"] == args.expect), None)
+            fired = fired or bool(expected and expected["matched"])
+            why_not = why_not or (expected["reason"] if expected and not expected["matched"] else "")
         if args.json:
             print(json.dumps(report, default=str))
         else:
             _print_explanation(report, sys.stdout)
+    if args.expect and not fired:
+        print(f"mlreactor: expected rule {args.expect!r} to fire; it would not: {why_not or 'no event parsed'}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -291,28 +324,6 @@ class _NoLedger:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"explain must not use the ledger ({name})")
-
-
-# rules check --------------------------------------------------------------------------------------------------
-def cmd_rules_check(args: argparse.Namespace) -> int:
-    path = args.file or Settings().rules_path
-    try:
-        rules = load_rules(path)
-    except RulesError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    spec = rules.spec
-    try:
-        report_configuration(Settings(), rules)  # subscribed workspaces not allowed → ConfigError; the rest → stderr
-    except ConfigError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
-        return 1
-    enabled = sum(r.enabled for r in spec.rules)
-    print(
-        f"{path}: OK — {len(spec.rules)} rule(s) ({enabled} enabled), "
-        f"{len(spec.allowed_workspaces)} allowed workspace(s), {len(spec.channels)} channel(s)"
-    )
-    return 0
 
 
 # audit --------------------------------------------------------------------------------------------------------
@@ -384,7 +395,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         ledger.close()
     if args.json:
         for result in results:
-            print(json.dumps(result.as_dict()))
+            print(json.dumps({**result.as_dict(), "rules_file": str(settings.rules_path)}))
         return 0
     _table(["ORIGIN", "EVENT", "DEAD-LETTER REASON", "OUTCOME", "REASON"],
            [[r.origin, r.event_id or "-", r.dead_letter_reason or "-", r.outcome, r.reason] for r in results],
@@ -414,12 +425,29 @@ def _since(text: str | None) -> datetime | None:
         raise CliError(f"--since: {exc}") from None
 
 
+# gates check --------------------------------------------------------------------------------------------------
+def cmd_gates_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    results = check_release_gates(settings, load_rules(settings.rules_path))
+    if args.json:
+        for result in results:
+            print(json.dumps(result.as_dict()))
+    else:
+        _table(["RULE", "TARGET", "ENVIRONMENT", "GATED", "WHY"],
+               [[f"{r.rule}[{r.index}]", r.target, r.environment, "yes" if r.gated else "NO", r.why]
+                for r in results], sys.stdout)
+        if not results:
+            print("(no queue_release action in the rules)")
+    return 0 if all(r.gated for r in results) else 1
+
+
 # simulate -----------------------------------------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rules = load_rules(settings.rules_path)
     options = Options(fail_gate=args.fail_gate, fail_run=args.fail_run, duplicates=args.twice,
-                      shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults)
+                      shuffle=args.shuffle, seed=args.seed, fault_rate=args.faults, reject=args.reject,
+                      expire=args.expire_approval, lose_hooks=args.lose_hooks, ungated=args.ungated)
     with tempfile.TemporaryDirectory(prefix="mlreactor-sim-") as scratch:
         ledger = SqliteLedger((args.state or Path(scratch)) / "ledger.sqlite3")
         try:
@@ -429,7 +457,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             ledger.close()
     if args.json:
         for kind, outcome in result.outcomes:
-            print(json.dumps({"kind": kind, **outcome.as_dict()}, default=str))
+            print(json.dumps({"kind": kind, **outcome.as_dict(), "rules_file": str(settings.rules_path)}, default=str))
         return 0
     out = sys.stdout
     print("== deliveries (every event through the real engine, rules and ledger)", file=out)
@@ -445,6 +473,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(tags.items()) if k.startswith("mlreactor.") and
                           not k.startswith("mlreactor.metric."))
         print(f"model {name}:{version}: {shown}", file=out)
+    for check in world.gate_checks:
+        print(f"release gate {check.environment} ({check.where}): {check.summary}", file=out)
     for release in world.releases:
         print(f"release {release.id}: {release.status} (environment {release.environment})", file=out)
     for message in world.notifications:

@@ -16,6 +16,7 @@ from shared.clock import SystemClock, parse_duration
 from shared.engine import Engine
 from shared.errors import RulesError
 from shared.ledger.port import AuditEntry
+from shared.ops.gates import cached_gates
 from shared.reactions import load_rules
 from shared.settings import Settings, unresolved_key_vault_references
 from shared.workspaces import check as check_workspaces
@@ -27,7 +28,7 @@ class BadQuery(ValueError):
 
 def health(settings: Settings, engine: Engine | None, startup_error: str | None = None) -> dict[str, Any]:
     """Rules valid? Subscribed workspaces allowed? Key Vault references resolved? Ledger reachable? Which adapters
-    are live? — never a secret or a setting's value (setting names only)."""
+    are live? Release gates last verified? — never a secret or a setting's value (setting names only)."""
     report: dict[str, Any] = {"status": "ok"}
     try:
         rules = load_rules(settings.rules_path)
@@ -58,6 +59,8 @@ def health(settings: Settings, engine: Engine | None, startup_error: str | None 
         report["status"] = "unhealthy"
     report["adapters"] = describe(engine.adapters)
     report["dry_run"] = "live" not in report["adapters"].values()
+    # What this process last verified about its release targets' approvals (``mlreactor gates check`` reads live).
+    report["release_gates"] = cached_gates(engine.adapters.values())
     return report
 
 

@@ -92,7 +92,7 @@ def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_rules_check_ok_and_failing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "rules", "check", str(ROOT / "reactions.yaml"))
-    assert code == 0 and "OK — 6 rule(s)" in out
+    assert code == 0 and "OK — 12 rule(s)" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("allowed_workspaces: [x]\nrules: [{name: Bad Name, on: Nope, do: []}]\n")
     code, _, err = run(capsys, "rules", "check", str(bad))
@@ -148,7 +148,7 @@ def test_audit_by_correlation_prints_the_chain_as_a_timeline(
     code, out, _ = run(capsys, "audit", "--state", str(tmp_path), "--correlation", "sim-0001")
     assert code == 0 and out.startswith("chain sim-0001: ")
     steps = [line.split()[2] for line in out.splitlines()[1:] if line[:4].isdigit()]
-    assert steps[0] == "RunStatusChanged" and steps[-1] == "ModelDeployed"
+    assert steps[0] == "RunStatusChanged" and steps[-1] == "ReleaseDeployed"  # the release target says so
 
 
 def test_explain_lists_a_rules_actions_in_order_with_conditions_and_deferred_steps(

@@ -22,6 +22,9 @@ from shared.settings import Settings
 from tests.conftest import FakeClock, ScriptedAdapter, event, rules_from
 from tests.fakes.azure_devops import FakeAzureDevOps
 
+# The secret grep (test_secrets.py) runs GitHub's failure paths too.
+from tests.github.conftest import app_key, fake_github, github_settings, make_github_release  # noqa: F401
+
 #: Recognisable secrets: the leak tests grep every captured line for them.
 PAT = "patSECRETdo-not-log-7f3a9c"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJTECRET-entra-token-do-not-log"
@@ -101,7 +104,11 @@ class Release:
 
 @pytest.fixture
 def fake_devops(clock: FakeClock) -> Iterator[FakeAzureDevOps]:
+    """A project set up as the README asks: ``production`` has an Approval check, the classic ``Production`` stage a
+    person's pre-deployment approval. Tests about ungated targets take these away."""
     fake = FakeAzureDevOps(accepted_auth=(BASIC, BEARER), clock=clock.now).start()
+    fake.add_environment("production", approvers=("ML Release Board",))
+    fake.set_stage_approval(7, "Production", "ML Release Board")
     yield fake
     fake.stop()
 

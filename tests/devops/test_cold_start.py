@@ -21,13 +21,14 @@ from shared.settings import Settings
 from shared.reactions import load_rules
 from tests.fakes.azure_devops import FakeAzureDevOps
 fake = FakeAzureDevOps(accepted_auth=("Basic OmNvbGQtc3RhcnQtcGF0",)).start()
+fake.add_environment("production")
 cache = Path(sys.argv[1]) / "devops-cache"
 settings = Settings(devops_organization_url=fake.organization_url, devops_pat="cold-start-pat", devops_auth="pat",
                     devops_cache_dir=cache, state_dir=Path(sys.argv[1]))
 from shared.runtime import build_engine
 engine = build_engine(settings.model_copy(update={"rules_path": Path(sys.argv[2])}))
 ready = time.perf_counter()
-before = "azure.devops" in sys.modules
+before = "azure.devops" in sys.modules or "jwt" in sys.modules
 cache_before = cache.exists()
 from tests.conftest import event
 t1 = time.perf_counter()
@@ -51,7 +52,7 @@ rules:
   - name: release
     on: ModelRegistered
     do:
-      - queue_release: {{project: mlops, pipeline_id: 42}}
+      - queue_release: {{project: mlops, pipeline_id: 42, environment: production}}
 """
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from tests.devops.conftest import Release
 from tests.fakes.azure_devops import FakeAzureDevOps, wrapped_exception
 
@@ -82,6 +84,22 @@ def test_given_a_reset_after_the_run_was_created_then_the_lookup_finds_it_and_no
     [run] = fake_devops.runs.values()
     assert len(fake_devops.calls("POST")) == 1
     assert outcome.actions[0].external_id == str(run["id"])
+    assert len(fake_devops.calls("GET", RUNS)) == 1, "one runs-list call: the run's name carries the key"
+    assert not fake_devops.calls("GET", f"{RUNS}/{run['id']}")
+
+
+def test_given_a_pipeline_that_does_not_name_its_runs_with_the_key_then_the_lookup_reads_the_runs_one_by_one(
+    make_release: Callable[..., Release], fake_devops: FakeAzureDevOps
+) -> None:
+    fake_devops.run_names_carry_key = False
+    release = make_release()
+    fake_devops.reset_next("POST", RUNS, after_processing=True)
+
+    outcome = release.deliver()
+
+    assert outcome.outcome.value == "acted", outcome.reason
+    [run] = fake_devops.runs.values()
+    assert len(fake_devops.calls("POST")) == 1
     assert fake_devops.calls("GET", f"{RUNS}/{run['id']}"), "the run was fetched to compare its releaseKey"
 
 
@@ -164,5 +182,31 @@ rules:
   - name: release-registered-model
     on: ModelRegistered
     do:
-      - queue_release: {project: mlops, pipeline_id: 99}
+      - queue_release: {project: mlops, pipeline_id: 99, environment: production}
 """
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_after_a_dropped_post_with_many_earlier_runs_one_list_call_decides_when_run_names_carry_the_key(
+    make_release: Callable[..., Release], fake_devops: FakeAzureDevOps, named: bool
+) -> None:
+    """60 runs of other model versions in the window: by name, one list call says "none of these"; without the key
+    in the names it would take 60 reads, more than the 50 a release may spend — it refuses rather than guess."""
+    fake_devops.run_names_carry_key = named
+    release = make_release()
+    for n in range(60):
+        release.deliver(id=f"earlier-{n}", data={"ModelName": f"model-{n}", "ModelVersion": 1})
+    fake_devops.reset_next("POST", RUNS)
+    lists_before = len(fake_devops.calls("GET", RUNS))
+
+    outcome = release.deliver(id="dropped")
+
+    lookups = fake_devops.calls("GET", RUNS)[lists_before:]
+    if named:
+        assert outcome.outcome.value == "acted", outcome.reason
+        assert [r.path for r in lookups] == ["/contoso/mlops/_apis/pipelines/42/runs"]
+        assert len(fake_devops.runs) == 61
+    else:
+        assert outcome.outcome.value == "quarantined"
+        assert "60 runs in the last 26 h whose name carries no release key" in outcome.reason
+        assert len(lookups) == 1 and len(fake_devops.runs) == 60

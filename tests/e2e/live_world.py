@@ -11,6 +11,11 @@ With ``Chaos`` every fake — and a ``FaultyProxy`` in front of Azurite's Tables
 passes — answers a share of requests with a fault chosen by a seeded generator: half refused before any effect (503),
 half lost after the effect (the connection is reset, or an error is returned, after the request was applied).
 Deliveries that fail are redelivered, as Event Grid does, until they are acted on or recognised as duplicates.
+
+How the release's end is told (``signals``): ``model_deployed`` — Azure ML's ModelDeployed event, as before;
+``hooks`` — the fake Azure DevOps' service-hook notifications (the documented payloads, tests/events/hooks/)
+POSTed to the hook endpoint's logic with the shared secret; ``reconciler`` — no hook at all: the reconciler reads the
+run from the fake Azure DevOps through the SDK and closes the chain.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -37,7 +42,9 @@ from shared.engine import Engine
 from shared.ledger.tables import TablesLedger
 from shared.outcomes import EventOutcome, Outcome
 from shared.reactions import Rules
+from shared.releases import hooks, reconciler
 from shared.settings import Settings
+from tests.conftest import EVENTS
 from tests.fakes import azure_devops, azureml, eventgrid_topic, faulty_proxy
 from tests.fakes.azure_devops import FakeAzureDevOps
 from tests.fakes.azureml import FakeAzureML, FakeCredential
@@ -57,6 +64,7 @@ CHAMPION_TAGS = {"mlreactor.stage": "champion", "mlreactor.metric.auc": "0.88", 
 #: What the offline test writes on its run (the shipped gate: auc ≥ 0.80 and no worse, latency ≤ 50 ms, +5 at most).
 TEST_METRICS = {"mlreactor.metric.auc": "0.91", "mlreactor.metric.latency_ms": "32"}
 PAT = "e2e-pat-never-logged"
+HOOK_SECRET = "e2e-hook-secret"
 TOPIC_KEY = "e2e-topic-key-0123456789abcdef"
 
 
@@ -122,6 +130,9 @@ class LiveChain:
     seed: int = 0
     #: Settings to change, e.g. no in-process retries so that every fault reaches the engine.
     overrides: dict[str, Any] = field(default_factory=dict)
+    signals: Literal["model_deployed", "hooks", "reconciler"] = "model_deployed"
+    hook_bodies: list[dict[str, Any]] = field(default_factory=list)
+    reconcile_due: bool = False
     pending: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[tuple[str, EventOutcome]] = field(default_factory=list)
     correlation_id: str = ""
@@ -133,6 +144,7 @@ class LiveChain:
         self.aml = FakeAzureML(self.folder / "tls").start()
         self.devops = FakeAzureDevOps(accepted_auth=("Basic " + base64.b64encode(f":{PAT}".encode()).decode(),))
         self.devops.start()
+        self.devops.add_environment("production")  # the release environment, set up with its Approval check
         self.topic = FakeEventGridTopic(self.aml.cert, key=TOPIC_KEY).start()  # one certificate for both HTTPS fakes
         self.tables = FaultyProxy(self.azurite.table_endpoint).start()  # the ledger's table traffic passes here
         self.teams = self._receiver()
@@ -149,6 +161,7 @@ class LiveChain:
                 try:
                     self.adapters = build_adapters(settings, self.rules, self.ledger)
                     self.engine = Engine(self.rules, self.ledger, self.adapters)
+                    self.settings = settings
                     yield self
                 finally:
                     self.ledger.close()
@@ -192,6 +205,7 @@ class LiveChain:
             "devops_cache_dir": self.devops_cache_dir, "devops_timeout_seconds": 3.0, "devops_retry_attempts": 1,
             "allow_http_webhooks": True, "notify_retries": 1, "notify_timeout_seconds": 2.0,
             "eventgrid_topic_endpoint": self.topic.endpoint, "eventgrid_topic_key": TOPIC_KEY,
+            "release_hook_secret": HOOK_SECRET,
             **self.overrides,
         })
 
@@ -270,6 +284,17 @@ class LiveChain:
         """A person approves the production stage of the run the fake DevOps received; the model is deployed."""
         run["state"], run["result"] = "completed", "succeeded"
         params = run["templateParameters"]
+        if self.signals == "hooks":
+            approval = _documented("approval_completed")
+            approval["resource"]["run"] = {"id": run["id"], "_links": run["_links"]}
+            approval["resource"]["approval"]["steps"][0]["actualApprover"] = {"displayName": "Dana Reviewer"}
+            completed = _documented("run_state_changed")
+            completed["resource"]["run"].update(id=run["id"], name=run["name"], _links=run["_links"])
+            self.hook_bodies += [approval, completed]
+            return
+        if self.signals == "reconciler":
+            self.reconcile_due = True
+            return
         self.emit("ModelDeployed", "endpoints/credit-fraud-online", {
             "serviceName": "credit-fraud-online", "serviceComputeType": "Managed",
             "modelIds": f"{params['modelName']}:{params['modelVersion']}",
@@ -295,6 +320,10 @@ class LiveChain:
         rng = random.Random(self.seed)  # delivery order, not security
         deliveries = 0
         while deliveries < self.max_deliveries:
+            if not self.pending and (self.hook_bodies or self.reconcile_due):
+                deliveries += 1
+                self.release_signals()
+                continue
             if not self.pending:
                 if not self.advance():
                     return
@@ -311,6 +340,25 @@ class LiveChain:
                 if outcome.outcome is Outcome.FAILED:  # Event Grid redelivers later
                     self.pending.append(raw)
         raise AssertionError(f"the chain did not settle within {self.max_deliveries} deliveries")
+
+    def release_signals(self) -> None:
+        """The service hooks Azure DevOps POSTs (a 5xx answer: it sends again), or one reconciler pass."""
+        now = datetime.now(UTC)
+        if self.reconcile_due:
+            self.reconcile_due = False
+            report = reconciler.reconcile(self.engine, reconciler.readers(self.settings, self.ledger), self.settings,
+                                          now)
+            self.outcomes += [("reconciler", o) for o in report.outcomes]
+            return
+        batch, self.hook_bodies = self.hook_bodies, []
+        for body in batch:
+            answer = hooks.azure_devops(self.engine, self.settings, {"X-Mlreactor-Hook-Secret": HOOK_SECRET},
+                                        json.dumps(body).encode(), self.devops.org, now)
+            if answer.status >= 500:
+                self.hook_bodies.append(body)
+            self.outcomes.append(("hook " + body["eventType"], EventOutcome(
+                answer.body.get("event_id"), answer.body.get("event_type"), answer.body.get("subject"), None,
+                answer.body.get("correlation_id"), Outcome(answer.body["outcome"]), answer.body.get("reason", ""))))
 
     # what came of it -----------------------------------------------------------------------------------------
     def end_state(self) -> dict[str, Any]:
@@ -346,6 +394,11 @@ class LiveChain:
         entries = reversed(self.ledger.audit(correlation_id=self.correlation_id))
         return [(e.event_type.removeprefix(EVENT_TYPE), e.event_id or "", tuple(e.reactions))
                 for e in entries if e.outcome == Outcome.ACTED]
+
+
+def _documented(name: str) -> dict[str, Any]:
+    """A documented service-hooks payload (Microsoft's "Service hooks events" page), to be pointed at a real run."""
+    return copy.deepcopy(json.loads((EVENTS / "hooks" / "azure_devops" / f"{name}.json").read_text()))
 
 
 def _text(payload: Any) -> str:

@@ -61,7 +61,9 @@ def test_drift_becomes_a_tested_release_waiting_for_approval_then_a_champion(
     assert world.models[(MODEL, "2")]["mlreactor.metric.auc"] == "0.91"
     assert world.models[(MODEL, "1")]["mlreactor.stage"] == "former-champion"
     assert [m.split(":")[0] for m in world.notifications] == [
-        "drift_detected", "offline_test", "release_queued", "model_deployed"]
+        "drift_detected", "offline_test", "release_queued", "generic", "generic"]
+    assert world.notifications[3:] == ["generic: credit-fraud:2 awaits approval in production",
+                                       "generic: credit-fraud:2 deployed: new champion"]
     assert "challenger" in world.notifications[1] and "vs champion 1" in world.notifications[1]
     assert world.published == ["mlreactor.RetrainStarted", "mlreactor.ReleaseQueued"]
 
@@ -69,8 +71,9 @@ def test_drift_becomes_a_tested_release_waiting_for_approval_then_a_champion(
 def test_one_correlation_id_links_every_step_of_the_chain(rules: Rules, ledger: SqliteLedger) -> None:
     result = simulate(rules, ledger, Options())
     timeline = list(reversed(ledger.audit(correlation_id=result.correlation_id)))
-    kinds = [e.event_type.rsplit(".", 1)[1] for e in timeline if e.outcome == "acted"]
-    assert kinds == ["RunStatusChanged", "ModelRegistered", "RunCompleted", "ModelDeployed"]
+    kinds = [e.event_type.rsplit(".", 1)[-1] for e in timeline if e.outcome == "acted"]
+    assert kinds == ["RunStatusChanged", "ModelRegistered", "RunCompleted", "ReleaseAwaitingApproval",
+                     "ReleaseApproved", "ReleaseDeployed"]  # told by Azure DevOps' hooks: no ModelDeployed at all
     jobs = result.world.jobs.values()
     assert {j.tags["mlreactor.correlation"] for j in jobs} == {result.correlation_id}
     assert result.world.releases[0].parameters["correlationId"] == result.correlation_id
@@ -225,3 +228,66 @@ def test_a_stale_drift_signal_after_retraining_started_starts_no_second_retrain(
     (outcome,) = engine.handle_delivery(json.dumps(world.pending))
     assert outcome.outcome is Outcome.IGNORED and "retrain-on-drift (once within 6h)" in outcome.reason
     assert world.jobs == first
+
+
+# the release end of the chain, told by the release target (shared/releases/) --------------------------------------
+def acted_kinds(ledger: SqliteLedger, correlation_id: str) -> list[str]:
+    timeline = list(reversed(ledger.audit(correlation_id=correlation_id)))
+    return [e.event_type.rsplit(".", 1)[-1] for e in timeline if e.outcome == "acted"]
+
+
+def test_the_chain_reaches_a_champion_through_release_deployed_without_any_model_deployed(
+    rules: Rules, ledger: SqliteLedger
+) -> None:
+    result = simulate(rules, ledger, Options())
+    kinds = acted_kinds(ledger, result.correlation_id)
+    assert kinds[-1] == "ReleaseDeployed" and "ModelDeployed" not in {e.event_type.rsplit(".", 1)[-1]
+                                                                      for e in ledger.audit(limit=1000)}
+    assert result.world.models[(MODEL, "2")]["mlreactor.stage"] == "champion"
+    assert result.world.models[(MODEL, "1")]["mlreactor.stage"] == "former-champion"
+    assert result.world.models[(MODEL, "2")]["mlreactor.approved_by"] == "Dana Reviewer"
+    hooks = [(kind, o.outcome) for kind, o in result.outcomes if kind.startswith("hook ")]
+    assert [k for k, _ in hooks] == ["hook approval-pending", "hook approval-completed", "hook run-state-changed-event"]
+
+
+def test_a_reviewer_rejects_the_release(rules: Rules, ledger: SqliteLedger) -> None:
+    result = simulate(rules, ledger, Options(reject=True))
+    tags = result.world.models[(MODEL, "2")]
+    assert (tags["mlreactor.stage"], tags["mlreactor.verdict"]) == ("rejected", "rejected-by-reviewer")
+    assert (tags["mlreactor.reviewer"], tags["mlreactor.review_comment"]) == (
+        "Dana Reviewer", "AUC gain too small for a Friday release")
+    assert result.world.models[(MODEL, "1")]["mlreactor.stage"] == "champion"  # the champion stays
+    assert acted_kinds(ledger, result.correlation_id)[-1] == "ReleaseRejected"
+    assert result.world.notifications[-1] == "generic: Release of credit-fraud:2 rejected by Dana Reviewer"
+    # the run then fails too; the release already ended, so that is no second ending
+    (late,) = [o for kind, o in result.outcomes if kind == "hook run-state-changed-event"]
+    assert (late.outcome, late.reason) == (Outcome.IGNORED, "run completed: failed: the release is already rejected")
+
+
+def test_the_approval_expires_after_one_reminder(rules: Rules, ledger: SqliteLedger) -> None:
+    result = simulate(rules, ledger, Options(expire=True))
+    assert acted_kinds(ledger, result.correlation_id)[-3:] == [
+        "ReleaseAwaitingApproval", "ReleaseAwaitingApproval", "ReleaseExpired"]  # the second is the 48 h reminder
+    tags = result.world.models[(MODEL, "2")]
+    assert (tags["mlreactor.stage"], tags["mlreactor.verdict"]) == ("release-expired", "approval-expired")
+    assert result.world.notifications[-2:] == ["generic: Reminder: credit-fraud:2 still awaits approval",
+                                               "generic: Approval of credit-fraud:2 expired"]
+
+
+def test_hooks_lost_the_reconciler_closes_the_chain(rules: Rules, ledger: SqliteLedger) -> None:
+    result = simulate(rules, ledger, Options(lose_hooks=True))
+    assert [kind for kind, _ in result.outcomes if kind.startswith("hook")] == []
+    (closing,) = [o for kind, o in result.outcomes if kind == "reconciler"]
+    assert (closing.event_type, closing.outcome) == ("ReleaseDeployed", Outcome.ACTED)
+    assert result.world.models[(MODEL, "2")]["mlreactor.stage"] == "champion"
+    assert result.world.models[(MODEL, "1")]["mlreactor.stage"] == "former-champion"
+
+
+def test_hooks_twice_shuffled_with_faults_still_end_the_release_once(rules: Rules, tmp_path: Path) -> None:
+    for seed in range(3):
+        ledger = SqliteLedger(tmp_path / f"storm{seed}.sqlite3")
+        result = simulate(rules, ledger, Options(duplicates=True, shuffle=True, fault_rate=0.2, seed=seed))
+        ended = [e for e in ledger.audit(limit=1000) if e.event_type == "ReleaseDeployed" and e.outcome == "acted"]
+        assert len(ended) == 1, f"seed {seed}"
+        assert result.world.models[(MODEL, "2")]["mlreactor.stage"] == "champion"
+        ledger.close()

@@ -34,5 +34,6 @@ def test_given_the_tables_ledger_when_the_chain_runs_calm_and_stormy_then_it_end
     assert end_state(calm.world) == end_state(on_sqlite.world)
     assert end_state(stormy.world) == end_state(on_sqlite.world)
     timeline = list(reversed(calm_ledger.audit(correlation_id=calm.correlation_id)))
-    kinds = [e.event_type.rsplit(".", 1)[1] for e in timeline if e.outcome == "acted"]
-    assert kinds == ["RunStatusChanged", "ModelRegistered", "RunCompleted", "ModelDeployed"]
+    kinds = [e.event_type.rsplit(".", 1)[-1] for e in timeline if e.outcome == "acted"]
+    assert kinds == ["RunStatusChanged", "ModelRegistered", "RunCompleted", "ReleaseAwaitingApproval",
+                     "ReleaseApproved", "ReleaseDeployed"]

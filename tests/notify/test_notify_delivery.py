@@ -202,7 +202,7 @@ def test_given_a_release_queued_earlier_in_the_rule_then_the_card_leads_with_its
     harness = make_harness([{
         "name": "release-tested-model", "on": "RunCompleted",
         "do": [
-            {"queue_release": {"id": "release", "project": "mlops", "pipeline_id": 42,
+            {"queue_release": {"id": "release", "project": "mlops", "pipeline_id": 42, "environment": "production",
                                "model": "credit-default", "version": "7"}},
             {"notify": {"channels": "ops-teams", "message": "release_queued"}},
         ],

@@ -22,7 +22,9 @@ EVENT_GRID_FUNCTIONS = {
     "on_model_monitor_signal",
 }
 HTTP_FUNCTIONS = {"health", "audit", "timeline"}
-TIMER_FUNCTIONS = {"purge_ledger"}
+#: Release signals in (functions/release_hooks.py): POSTed by Azure DevOps service hooks and GitHub webhooks.
+HOOK_FUNCTIONS = {"azure_devops_hook": "hooks/azure-devops/{organization?}", "github_hook": "hooks/github"}
+TIMER_FUNCTIONS = {"purge_ledger", "reconcile_releases"}
 
 
 def test_worker_init_succeeds_and_announces_the_http_body_capabilities(functions_host: FunctionsHost) -> None:
@@ -36,7 +38,7 @@ def test_the_worker_indexes_every_function_of_the_app(functions_host: FunctionsH
     listing = functions_host.listing
     assert listing.result.status == functions_host.protos.StatusResult.Success
     assert listing.use_default_metadata_indexing is False  # worker indexing: the v2 model, no function.json
-    assert set(functions_host.metadata) == EVENT_GRID_FUNCTIONS | HTTP_FUNCTIONS | TIMER_FUNCTIONS
+    assert set(functions_host.metadata) == EVENT_GRID_FUNCTIONS | HTTP_FUNCTIONS | set(HOOK_FUNCTIONS) | TIMER_FUNCTIONS
     for metadata in functions_host.metadata.values():
         assert metadata.language == "python"
         assert metadata.script_file.endswith("function_app.py")
@@ -66,6 +68,14 @@ def test_http_functions_take_a_get_request_and_return_the_response(functions_hos
         assert trigger["route"] == name
         assert trigger["methods"] == ["GET"]
         assert trigger["authLevel"] == "FUNCTION"
+
+
+def test_the_release_hooks_take_a_post_with_a_function_key(functions_host: FunctionsHost) -> None:
+    for name, route in HOOK_FUNCTIONS.items():
+        (trigger,) = [b for b in binding_dicts(functions_host.metadata[name]) if b["type"] == "httpTrigger"]
+        assert (trigger["route"], trigger["methods"], trigger["authLevel"]) == (route, ["POST"], "FUNCTION")
+    (timer,) = binding_dicts(functions_host.metadata["reconcile_releases"])
+    assert (timer["type"], timer["schedule"], timer["runOnStartup"]) == ("timerTrigger", "0 */5 * * * *", False)
 
 
 def test_the_purge_runs_on_its_schedule_not_at_startup(functions_host: FunctionsHost) -> None:

@@ -1,0 +1,1 @@
+"""Release signals in: what the release targets say about the releases mlreactor queued (hooks, reconciler)."""
