@@ -76,7 +76,7 @@ class Params(BaseModel):
     #: adding a destination parameter (a GitHub repository ...) names it here.
     destinations: ClassVar[tuple[str, ...]] = ()
 
-    @field_validator("workspace", "organization", "project", "repository", "workflow", "channels", check_fields=False)
+    @field_validator("workspace", "organization", "repository", "channels", check_fields=False)
     @classmethod
     def _literal_destination(cls, value: object, info: ValidationInfo) -> object:
         rendered = bool(info.context and info.context.get("rendered"))
@@ -231,7 +231,7 @@ class QueueReleaseParams(Params):
     many events ask for it.
     """
 
-    destinations = ("organization", "project", "repository", "workflow")
+    destinations = ("organization", "repository")
 
     flavour: Literal["pipeline", "classic", "github"] = "pipeline"
     organization: str | None = Field(default=None, description="https://dev.azure.com/ORG; default: a setting.")
