@@ -10,7 +10,7 @@ Two nets, because neither alone is enough:
   webhooks and Workflows), Slack hooks, Logic Apps / Power Automate and Discord; query signatures and tokens
   (``sig=``, ``code=``, ``token=``, ``key=`` ...); ``Bearer``/``Basic`` credentials; JWTs; connection-string keys
   (``AccountKey=``, ``SharedAccessKey=``, ``AccessKey=``, ``Password=``); ``password=``-style pairs; user:password in
-  a URL; Azure DevOps PATs.
+  a URL; Azure DevOps PATs; GitHub tokens (``ghs_``, ``ghp_``, ``github_pat_``).
 
 Adapters that read a secret call ``register_secret`` with it (the GitHub adapter, the notify channels ...): one
 function, so a new adapter cannot forget a second registry. ``install_log_redaction`` makes every log record —
@@ -62,6 +62,8 @@ _SHAPES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
                 r"sharedaccesssignature|password|passwd|pwd|secret|client[-_]?secret|api[-_]?key|token|pat)"
                 r"(\"?\s*[=:]\s*\"?)[^\s;,&\"'<>]+"), r"\1\2" + MASK,
      ("key", "signature", "password", "passwd", "pwd", "secret", "token", "pat")),
+    # GitHub tokens (installation ghs_, personal ghp_/github_pat_, OAuth gho_ ...), minted per hour: by shape.
+    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"), MASK, ("gh", "github_pat")),
     # Azure DevOps personal access tokens (52 characters of base32).
     (re.compile(r"\b[a-z2-7]{52}\b"), MASK, ()),
 )

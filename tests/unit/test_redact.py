@@ -24,6 +24,8 @@ SHAPES = {
     "password pair": ("login failed: password=hunter2hunter2", "hunter2"),
     "user info": ("cannot reach https://svc:topsecretvalue@host.example/x", "topsecretvalue"),
     "function key": ("https://app.azurewebsites.net/api/x?code=abcdefghijklmnop==", "abcdefghijklmnop"),
+    "github installation token": ("Authorization: token ghs_" + "A1b2C3" * 7, "A1b2C3A1b2C3"),
+    "github fine-grained pat": ("github_pat_" + "11ABCDEFG_" * 5 + " was refused", "11ABCDEFG"),
     "devops pat": ("PAT rejected: " + "a" * 20 + "b2c3d4e5f6g7" + "z" * 20, "b2c3d4e5f6g7"),
 }
 
