@@ -12,9 +12,10 @@ Two nets, because neither alone is enough:
   (``AccountKey=``, ``SharedAccessKey=``, ``AccessKey=``, ``Password=``); ``password=``-style pairs; user:password in
   a URL; Azure DevOps PATs; GitHub tokens (``ghs_``, ``ghp_``, ``github_pat_``).
 
-Adapters that read a secret call ``register_secret`` with it (the GitHub adapter, the notify channels ...): one
-function, so a new adapter cannot forget a second registry. ``install_log_redaction`` makes every log record —
-ours and the SDKs' — go through the same step.
+Every ``SecretStr`` setting is registered when the engine is built (``register_settings``: the PAT, the GitHub App
+key and token, storage and topic keys ...); an adapter that reads a secret from elsewhere (the notify channels' named
+settings) calls ``register_secret`` with it — one function, so a new adapter cannot forget a second registry.
+``install_log_redaction`` makes every log record — ours and the SDKs' — go through the same step.
 """
 
 from __future__ import annotations
