@@ -11,7 +11,10 @@ bp = func.Blueprint()
 
 
 def _json(body: Any, status: int = 200) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body, default=str), status_code=status, mimetype="application/json")
+    """Every JSON answer passes the one redaction step (the endpoints already loaded the core)."""
+    from shared.redact import redact  # noqa: PLC0415
+
+    return func.HttpResponse(redact(json.dumps(body, default=str)), status_code=status, mimetype="application/json")
 
 
 @bp.function_name("health")
@@ -53,13 +56,14 @@ def timeline(req: func.HttpRequest) -> func.HttpResponse:
     """``/api/timeline?correlation=ID``: one chain drawn as a read-only HTML timeline."""
     from shared import runtime  # noqa: PLC0415 - the core loads on first use, not at cold start
     from shared.ops import views  # noqa: PLC0415
+    from shared.redact import redact  # noqa: PLC0415
     from shared.settings import get_settings  # noqa: PLC0415
 
     correlation = req.params.get("correlation", "")
     if not correlation:
         return _json({"error": "give correlation=ID"}, 400)
     entries = views.audit_query(runtime.engine(), {"correlation": correlation, "limit": "1000"})
-    page = views.timeline_html(correlation, entries, stall_after=get_settings().chain_stall_after)
+    page = redact(views.timeline_html(correlation, entries, stall_after=get_settings().chain_stall_after))
     return func.HttpResponse(
         page, status_code=200, mimetype="text/html", charset="utf-8",
         headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -71,6 +71,26 @@ class Params(BaseModel):
             value = False
         return value != negate
 
+    #: Parameters that decide where a request and its credential go. They are the rules' decision, never the
+    #: event's: literal (or left out: a setting, the event's own workspace), not templates — ``_literal_destination``
+    #: refuses a template on load and in ``rules check``; the engine re-checks the rendered value. An adapter
+    #: adding a destination parameter (a GitHub repository ...) names it here.
+    destinations: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("workspace", "organization", "repository", "channels", check_fields=False)
+    @classmethod
+    def _literal_destination(cls, value: object, info: ValidationInfo) -> object:
+        rendered = bool(info.context and info.context.get("rendered"))
+        if rendered or info.field_name not in cls.destinations:
+            return value
+        for _, text in strings_at(value, ""):
+            if "{{" in text or "{%" in text:
+                raise ValueError(
+                    f"{info.field_name} decides where the request and its credential go, so it must be literal or "
+                    f"come from settings, not from event data: {text!r} is a template"
+                )
+        return value
+
     @model_validator(mode="after")
     def _templates_well_formed(self, info: ValidationInfo) -> Params:
         if info.context and info.context.get("rendered"):
@@ -98,6 +118,8 @@ def _jobs_need_a_workspace(value: str | None, info: ValidationInfo) -> str | Non
 
 class RunPipelineParams(Params):
     """Launch an Azure ML pipeline (offline test, retraining) from exactly one source."""
+
+    destinations = ("workspace",)
 
     purpose: str = "pipeline"
     workspace: str | None = Field(default=None, description="Workspace resource id; default: the event's.")
@@ -138,6 +160,8 @@ class TagModelParams(Params):
     ``set`` is a mapping of templates, or one placeholder that renders to a mapping (``"{{ gate.tags }}"``).
     """
 
+    destinations = ("workspace",)
+
     workspace: str | None = None
     model: str = "{{ model.name }}"
     version: str = "{{ model.version }}"
@@ -164,6 +188,8 @@ class TagModelParams(Params):
 
 class TagRunParams(Params):
     """Merge tags into a job (run) through the run-history merge API."""
+
+    destinations = ("workspace",)
 
     workspace: str | None = None
     run: str = "{{ run.id }}"
@@ -205,6 +231,8 @@ class QueueReleaseParams(Params):
     ``model``/``version`` name what is released: a release is queued at most once per model version and rule, however
     many events ask for it.
     """
+
+    destinations = ("organization", "repository")
 
     flavour: Literal["pipeline", "classic", "github"] = "pipeline"
     organization: str | None = Field(default=None, description="https://dev.azure.com/ORG; default: a setting.")
@@ -264,6 +292,8 @@ class NotifyParams(Params):
     ``links`` add to or override it. ``throttle_key`` folds repeats inside ``throttle_window`` into one digest.
     """
 
+    destinations = ("channels",)
+
     channels: list[str] = Field(min_length=1)
     message: MessageKind = "generic"
     title: str | None = None
@@ -299,6 +329,8 @@ class QualityGateParams(Params):
     Later actions of the rule read it as ``{{ gate.passed }}``, ``{{ gate.verdict }}``, ``{{ gate.summary }}``,
     ``{{ gate.tags }}`` (verdict and metrics as model tags) — see ``shared/gate.py``.
     """
+
+    destinations = ("workspace",)
 
     id: str | None = "gate"
     workspace: str | None = None

@@ -19,6 +19,7 @@ A payload that cannot be parsed raises ``EventParseError`` naming the field and 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -468,7 +469,7 @@ class DatasetDriftDetected(AzureMLEvent):
     run_id: Text = Field(alias="data.runid")
     base_dataset_id: OptionalText = Field(default=None, alias="data.basedatasetid")
     target_dataset_id: OptionalText = Field(default=None, alias="data.targetdatasetid")
-    drift_coefficient: float = Field(alias="data.driftcoefficient")
+    drift_coefficient: float = Field(alias="data.driftcoefficient", allow_inf_nan=False)
     start_time: Timestamp = Field(default=None, alias="data.starttime")
     end_time: Timestamp = Field(default=None, alias="data.endtime")
 
@@ -678,9 +679,13 @@ def _short(value: object) -> str:
 def parse_event(obj: object) -> AzureMLEvent:
     """Turn one event object (either schema, possibly dead-lettered) into its typed model."""
     if not isinstance(obj, Mapping):
+        if isinstance(obj, list | tuple):
+            # Python 3.11's json raises RecursionError on ~1,000 levels, 3.13's reads them: name the depth on both.
+            _check_values(obj)
         raise EventParseError(
             f"an event must be a JSON object, got {type(obj).__name__} {_short(obj)}", field="$", value=obj
         )
+    _check_values(obj)
     env = _Keys(obj)
     is_cloudevent = env.get("specversion") is not None
     if is_cloudevent:
@@ -750,6 +755,76 @@ def parse_event(obj: object) -> AzureMLEvent:
         raise _field_error(event_type, values.get("id"), ".".join([field, *loc[1:]]), bad, message) from None
 
 
+#: Deeper than any Azure ML event (they nest 3-4 levels); bounds every recursive step after parsing.
+MAX_DEPTH = 32
+
+
+def _check_values(obj: object) -> None:
+    """Refuse what no Azure ML event holds and later steps cannot store or compare, naming where it is: nesting
+    deeper than ``MAX_DEPTH``, lone surrogates (invalid Unicode: no ledger can store them), NaN and ±Infinity (not
+    JSON numbers; a NaN drift coefficient must not be compared into a retrain). Iterative: a deep payload cannot
+    exhaust the stack here. A first pass without paths keeps the common case cheap; only a bad payload is walked
+    again to name the field."""
+    if _values_fine(obj):
+        return
+    stack: list[tuple[Any, tuple[str, ...]]] = [(obj, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise _value_error(path[:MAX_DEPTH], f"is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                where = (*path, str(key))
+                if isinstance(key, str) and _has_lone_surrogate(key):
+                    raise _value_error(where, "has a name that is not valid Unicode (a lone surrogate)")
+                stack.append((item, where))
+        elif isinstance(value, list | tuple):
+            stack.extend((item, (*path, f"[{i}]")) for i, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise _value_error(path, f"is {value}, which is not a number")
+        elif isinstance(value, str) and _has_lone_surrogate(value):
+            raise _value_error(path, "is not valid Unicode (a lone surrogate)")
+
+
+def _values_fine(obj: object) -> bool:
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        if type(value) is str:  # the common case first: most values are plain ASCII strings
+            if not value.isascii() and _has_lone_surrogate(value):
+                return False
+        elif isinstance(value, Mapping):
+            if depth >= MAX_DEPTH and value:
+                return False
+            for key, item in value.items():
+                if isinstance(key, str) and not key.isascii() and _has_lone_surrogate(key):
+                    return False
+                if isinstance(item, Mapping | list | tuple | str | float):
+                    push((item, depth + 1))
+        elif isinstance(value, list | tuple):
+            if depth >= MAX_DEPTH and value:
+                return False
+            stack.extend((item, depth + 1) for item in value)
+        elif (isinstance(value, float) and not math.isfinite(value)) or (
+                isinstance(value, str) and _has_lone_surrogate(value)):
+            return False
+    return True
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _value_error(path: tuple[str, ...], message: str) -> EventParseError:
+    field = ".".join(path).replace(".[", "[").encode("utf-8", "backslashreplace").decode("utf-8") or "$"
+    return EventParseError(f"field '{field}' {message}", field=field)
+
+
 def _field_error(event_type: object, event_id: object, field: str, value: object, message: str) -> EventParseError:
     what = f"{event_type} event {event_id!r}" if event_type else f"event {event_id!r}"
     shown = "" if value is None and message.endswith("missing") else f" (got {_short(value)})"
@@ -784,6 +859,8 @@ def parse_delivery(payload: str | bytes | object) -> list[AzureMLEvent | ParseFa
             payload = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise EventParseError(f"the delivery is not valid JSON: {exc}", field="$", value=None) from None
+        except RecursionError:
+            raise EventParseError("the delivery is nested too deep to be an event", field="$") from None
     if isinstance(payload, Mapping):
         items: list[Any] = [payload]
     elif isinstance(payload, list):

@@ -14,11 +14,14 @@ verdict, so a redelivery sees the same verdict even if the champion changed mean
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
+
+from shared.errors import PermanentError
 
 METRIC_TAG_PREFIX = "mlreactor.metric."
 
@@ -26,7 +29,7 @@ METRIC_TAG_PREFIX = "mlreactor.metric."
 class MetricRule(BaseModel):
     """Thresholds for one metric. Relative ones compare with the champion and apply only when there is one."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a NaN threshold judges nothing
 
     min: float | None = None
     max: float | None = None
@@ -115,7 +118,16 @@ def evaluate(
     champion: Mapping[str, float] | None,
     champion_version: str | None,
 ) -> Verdict:
-    """Apply every threshold; the verdict lists each check, passed or not, with the numbers."""
+    """Apply every threshold; the verdict lists each check, passed or not, with the numbers.
+
+    A metric that is not a number (NaN, ±inf) is a ``PermanentError``, never a verdict: ``inf >= 0.8`` would pass
+    and every comparison with NaN is false, so either way the gate would judge on nothing.
+    """
+    for whose, metrics in (("candidate", candidate), (f"champion {champion_version}", champion or {})):
+        bad = sorted(name for name, value in metrics.items() if name in rules and not math.isfinite(value))
+        if bad:
+            shown = ", ".join(f"{name}={metrics[name]}" for name in bad)
+            raise PermanentError(f"quality gate: the {whose}'s metric {shown} is not a number; nothing was judged")
     rows: list[Row] = []
     reasons: list[str] = []
     for name in required:

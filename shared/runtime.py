@@ -10,6 +10,7 @@ from shared.adapters import build_adapters, describe
 from shared.engine import Engine
 from shared.ledger import open_ledger
 from shared.reactions import Rules, load_rules
+from shared.redact import install_log_redaction, register_settings
 from shared.settings import Settings, get_settings, unresolved_key_vault_references
 from shared.telemetry import configure
 from shared.workspaces import check as check_workspaces
@@ -26,6 +27,8 @@ def build_engine(settings: Settings) -> Engine:
 
     Refuses (``ConfigError``) when a subscribed workspace is not allowed by the rules; logs what is wrong but
     not fatal (see ``report_configuration``)."""
+    install_log_redaction()
+    register_settings(settings)
     rules = load_rules(settings.rules_path)
     report_configuration(settings, rules)
     ledger = open_ledger(settings)
@@ -37,6 +40,8 @@ def build_engine(settings: Settings) -> Engine:
         telemetry=configure(connection.get_secret_value() if connection else None),
         lease=timedelta(seconds=settings.lease_seconds),
         budget=timedelta(seconds=settings.action_budget_seconds),
+        deadline=timedelta(seconds=settings.action_deadline_seconds),
+        error_deliveries=settings.error_deliveries,
     )
 
 

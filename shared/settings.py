@@ -89,6 +89,18 @@ class Settings(BaseSettings):
     action_budget_seconds: float = Field(
         default=20.0, gt=0, description="Time one event's actions may take, inside Event Grid's 30 s window."
     )
+    action_deadline_seconds: float = Field(
+        default=30.0, gt=0,
+        description="Most time one action may take, its requests, retries and waits included (each adapter cuts its "
+        "own work inside it); an action starts only while the event's lease still covers this much.",
+    )
+    function_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="host.json's functionTimeout (the host kills an invocation after it)."
+    )
+    error_deliveries: int = Field(
+        default=3, ge=1,
+        description="Deliveries an unexpected (unclassified) error is retried for before the event is quarantined.",
+    )
 
     # Azure identity ------------------------------------------------------------------------------------------
     managed_identity_client_id: str | None = Field(
@@ -147,7 +159,9 @@ class Settings(BaseSettings):
         default=3, ge=0, description="Retries of a throttled (429) or failed (5xx, reset) Azure DevOps call."
     )
     devops_retry_budget_seconds: float = Field(
-        default=12.0, gt=0, description="Time one release may spend waiting between retries (Event Grid: 30 s)."
+        default=12.0, gt=0,
+        description="Most time one release may take, its idempotency lookup, retries and waits included: no request "
+        "starts after it (each request is also bounded by MLREACTOR_DEVOPS_TIMEOUT_SECONDS).",
     )
     devops_lookup_hours: float = Field(
         default=26.0, gt=0,
@@ -220,7 +234,11 @@ class Settings(BaseSettings):
     notify_live: bool = Field(
         default=False, description="Send notifications for real (Teams, Slack, e-mail, webhooks); else dry-run."
     )
-    notify_timeout_seconds: float = Field(default=5.0, gt=0, description="Connect/read timeout per notification.")
+    notify_timeout_seconds: float = Field(
+        default=5.0, gt=0,
+        description="Most time one notification send may take, connect, TLS, request and answer together (a "
+        "receiver that drips its answer is cut).",
+    )
     notify_retries: int = Field(
         default=1, ge=0, le=3, description="In-process retries of a transient channel failure, per delivery."
     )
@@ -272,13 +290,33 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_the_work(self) -> Settings:
-        """A live instance's claim must not run out while it works, or another instance would act too. One action
-        may start just before the budget ends and take up to Event Grid's 30 s window."""
-        if self.lease_seconds < self.action_budget_seconds + 30:
-            raise ValueError(
-                f"MLREACTOR_LEASE_SECONDS ({self.lease_seconds:g}) must be at least MLREACTOR_ACTION_BUDGET_SECONDS "
-                f"({self.action_budget_seconds:g}) + 30"
+        """``action deadline < lease < functionTimeout``: a live instance's claim must not run out while it works,
+        or another instance would act too. One action may start just before the budget ends and take up to its
+        deadline; each adapter's own budget fits inside that deadline; the host's kill is the final bound."""
+        problems = []
+        if self.lease_seconds <= self.action_budget_seconds + self.action_deadline_seconds:
+            problems.append(
+                f"MLREACTOR_LEASE_SECONDS ({self.lease_seconds:g}) must be more than MLREACTOR_ACTION_BUDGET_SECONDS "
+                f"({self.action_budget_seconds:g}) + MLREACTOR_ACTION_DEADLINE_SECONDS "
+                f"({self.action_deadline_seconds:g})"
             )
+        if self.lease_seconds >= self.function_timeout_seconds:
+            problems.append(
+                f"MLREACTOR_LEASE_SECONDS ({self.lease_seconds:g}) must be less than "
+                f"MLREACTOR_FUNCTION_TIMEOUT_SECONDS ({self.function_timeout_seconds:g}, host.json functionTimeout)"
+            )
+        for name, value in (
+            ("MLREACTOR_AZUREML_ACTION_BUDGET_SECONDS", self.azureml_action_budget_seconds),
+            ("MLREACTOR_DEVOPS_RETRY_BUDGET_SECONDS", self.devops_retry_budget_seconds),
+            ("MLREACTOR_NOTIFY_TIMEOUT_SECONDS", self.notify_timeout_seconds),
+        ):
+            if value > self.action_deadline_seconds:
+                problems.append(
+                    f"{name} ({value:g}) must be at most MLREACTOR_ACTION_DEADLINE_SECONDS "
+                    f"({self.action_deadline_seconds:g})"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def secret(self, name: str) -> SecretStr | None:

@@ -10,6 +10,7 @@ Event claim timeline (one event key, two instances A and B)::
     B:      claim (after A died, after t+L) ──► RESUMED: take over; done actions are skipped
     B:      claim (after settle) ──► DONE: duplicate
     A: transient failure ── settle(None) ──► RELEASED: the next claim RESUMES at once
+    A: a long action ── renew(version) every lease/3 ──► lease pushed on; None: lost, stop before the next effect
 
 The claim is the recorded intent of every action of the event: no action runs before the claim is stored. Each
 action's result is stored before the next action starts; the last one is stored with the event's outcome and its
@@ -247,6 +248,15 @@ class Ledger(Protocol):
         """For adapters that track sub-steps (e.g. one record per notification channel): record the intent
         (insert-if-absent), count the attempt unless it is done, and return the record as it now stands (with its
         ``version``, so the result can be recorded over it in one write)."""
+        ...
+
+    def renew_event(self, claim: EventRecord, now: datetime, lease: timedelta) -> EventRecord | None:
+        """Extend a live claim's lease to ``now + lease`` (the holder's heartbeat during a long action).
+
+        Conditional on ``claim.version`` like ``settle_event``: the renewed record (its new version, to settle or
+        renew with next), or None if the claim is no longer ours — another instance took the event over, or it was
+        settled. Fast events never call it: only an action outlasting a third of the lease does.
+        """
         ...
 
     def settle_event(

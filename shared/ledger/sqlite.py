@@ -213,6 +213,14 @@ class SqliteLedger:
                 self._put_audit(db, audit)
             return cursor.rowcount == 1
 
+    def renew_event(self, claim: EventRecord, now: datetime, lease: timedelta) -> EventRecord | None:
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE events SET lease_until = ?, updated_at = ? WHERE key = ? AND attempts = ? AND status = ?",
+                (_ts(now + lease), _ts(now), claim.key, int(claim.version), EventStatus.IN_PROGRESS),
+            )
+            return self._event(db, claim.key) if cursor.rowcount == 1 else None
+
     def reopen_event(self, key: str, event_id: str, now: datetime) -> bool:
         with self._tx() as db:
             cursor = db.execute(

@@ -93,6 +93,7 @@ _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _CAS_ROUNDS = 8  # read → conditional write rounds before contention is reported as transient
 _TEXT_LIMIT = 8_000  # characters kept of one free-text value (a string property holds at most 32 K characters)
 _JSON_LIMIT = 30_000
+_PROPERTY_CHARS = 32_000  # a string property holds 64 KiB of UTF-16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR = 10**17  # microseconds; ~3 000 years after the epoch, so inverted times stay positive
 _BATCH = 100  # operations per entity-group transaction (service limit)
@@ -106,7 +107,7 @@ _PURGE_RANGES = (("c", "d"), ("e", "f"), ("q", None), ("r", "s"), ("t", "u"))
 
 
 def _h(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _micros(at: datetime) -> int:
@@ -314,6 +315,22 @@ class TablesLedger:
             self._insert(audit_row)
         return kept
 
+    def renew_event(self, claim: EventRecord, now: datetime, lease: timedelta) -> EventRecord | None:
+        """One conditional MERGE of ``lease_until``; on 412 the row is read once to tell our own retried renewal
+        (same holder, still in progress) from a takeover or a settle."""
+        pk, rk = _event_pk(claim.event_id), _event_rk(claim.key)
+        holder, etag = _split_version(claim.version)
+        change = {"PartitionKey": pk, "RowKey": rk, "lease_until": now + lease, "touched": now}
+        with _storage(f"renew the lease of event {claim.event_id}"):
+            updated = self._update(change, etag)
+            if updated is not None:
+                return replace(claim, lease_until=now + lease, updated_at=now,
+                               version=_version(holder, updated["etag"]))
+            row = self._get(pk, rk)
+        if row is None or row["holder"] != holder or row["status"] != EventStatus.IN_PROGRESS:
+            return None
+        return _event_record(row, row.metadata, holder)
+
     def reopen_event(self, key: str, event_id: str, now: datetime) -> bool:
         pk, rk = _event_pk(event_id), _event_rk(key)
         with _storage(f"reopen event {event_id}"):
@@ -468,7 +485,7 @@ class TablesLedger:
         name = uuid.uuid4().hex
         blob = f"{record.at:%Y/%m/%d}/{record.at:%H%M%S}-{name}.json"
         with _storage(f"quarantine event {record.event_id}"):
-            self._container().upload_blob(blob, record.raw.encode(), overwrite=True)
+            self._container().upload_blob(blob, record.raw.encode("utf-8", "backslashreplace"), overwrite=True)
             self._insert({
                 "PartitionKey": f"q{record.at:%Y%m%d}", "RowKey": f"{_micros(record.at):017d}|{name}",
                 "record": "quarantine", "at": record.at, "event_key": record.event_key, "event_id": record.event_id,
@@ -714,8 +731,33 @@ def _old_first_copy(row: Mapping[str, Any], correlation_id: str | None) -> bool:
 
 
 def _present(entity: Mapping[str, Any]) -> dict[str, Any]:
-    """A MERGE leaves properties it does not name: an absent value is written as an empty string instead of None."""
-    return {k: ("" if v is None else v) for k, v in entity.items()}
+    """A MERGE leaves properties it does not name: an absent value is written as an empty string instead of None.
+
+    Every string is cut to fit a property (64 KiB of UTF-16): event data can hold a 70,000-character tag value.
+    """
+    return {k: ("" if v is None else _fit(v) if isinstance(v, str) else v) for k, v in entity.items()}
+
+
+def _fit(text: str, limit: int = _PROPERTY_CHARS) -> str:
+    """``text`` if it fits a string property, else its start and the sha256 and length of the whole (the raw
+    payload of a quarantined event is kept whole in its blob). Lone surrogates cannot be sent at all: escaped."""
+    if len(text) > limit // 2 and len(text.encode("utf-16-le", "surrogatepass")) // 2 > limit:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        text = f"{text[:_TEXT_LIMIT]}…[cut: {len(text)} characters, sha256 {digest}]"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _fit_json(value: Any) -> str:
+    """JSON of a result's data, or — too large for a property — a marker naming its size and hash."""
+    text = json.dumps(value, default=str)
+    if len(text) <= _JSON_LIMIT:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return json.dumps({"cut": f"{len(text)} characters of data, sha256 {digest}, too large for Table Storage"})
 
 
 def _version(holder: str, etag: str) -> str:
@@ -769,7 +811,7 @@ def _action_entity(r: ActionRecord) -> dict[str, Any]:
         "PartitionKey": _event_pk(r.event_id), "RowKey": f"a|{r.key}", "record": "action", "key": r.key,
         "event_key": r.event_key, "event_id": r.event_id, "rule": r.rule, "action_kind": r.kind,
         "status": r.status.value, "attempts": r.attempts, "external_id": r.external_id, "detail": _clip(r.detail),
-        "url": r.url, "data": json.dumps(r.data, default=str), "touched": r.updated_at,
+        "url": r.url, "data": _fit_json(r.data), "touched": r.updated_at,
     }
 
 

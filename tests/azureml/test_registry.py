@@ -172,20 +172,18 @@ def test_job_actions_refuse_a_registry_when_the_rules_load(action: str):
 
 
 @pytest.mark.parametrize("action", ["run_pipeline", "tag_run"])
-def test_job_actions_refuse_a_registry_a_template_renders_to_naming_rule_action_and_value(
-    fake: FakeAzureML, adapter: AzureMLAdapter, action: str
+def test_job_actions_refuse_a_templated_workspace_when_the_rules_load_naming_rule_action_and_field(
+    fake: FakeAzureML, action: str
 ):
-    """GIVEN a templated workspace that renders to a registry (here from a model tag) WHEN a job action runs
-    THEN a permanent error names the rule, the action and the value, and nothing is sent."""
+    """GIVEN a workspace templated from a model tag (which could render to a registry, or anywhere) WHEN the rules
+    load THEN they are refused, naming the rule, the action and the field: where a job goes is not event data."""
     extra = {"job_yaml": "pipelines/offline-test.yml"} if action == "run_pipeline" else {"run": "run1"}
-    typed = event("model_registered")
-    typed["data"]["ModelTags"] = {"target": f"azureml://registries/{REGISTRY}"}
 
-    with pytest.raises(PermanentError) as caught:
-        adapter.execute(planned(rule(action, workspace="'{{ tags.target }}'", **extra), typed))
+    with pytest.raises(RulesError) as caught:
+        rules_from(rule(action, workspace="'{{ tags.target }}'", **extra))
 
-    assert str(caught.value).startswith(
-        f"rule 'promote' do[0].{action}: workspace 'azureml://registries/{REGISTRY}' is an Azure ML registry")
+    assert f"rule 'promote': do[0].{action}.workspace: workspace decides where the request and its credential go" \
+        in str(caught.value)
     assert fake.requests == []
 
 

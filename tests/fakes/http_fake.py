@@ -11,6 +11,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -55,6 +56,8 @@ class HttpFake:
         self.faults: list[Fault] = []
         #: Consulted for every request no queued fault matches: ``injector(method, path)`` → a fault or None.
         self.injector: Callable[[str, str], Fault | None] | None = None
+        #: Seconds to wait before answering ``latency(method, path)`` (a slow service), or None.
+        self.latency: Callable[[str, str], float] | None = None
         self._lock = threading.Lock()
         self._server: LoopbackServer | None = None
 
@@ -125,6 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
             json.loads(raw) if raw else None,
         )
         fake.requests.append(request)
+        if fake.latency is not None:
+            time.sleep(fake.latency(request.method, request.path))
         fault = fake._take_fault(request.method, request.path)
         if fault is not None and fault.reset and not fault.after_processing:
             return self._reset()

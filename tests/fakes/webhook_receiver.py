@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -42,6 +43,9 @@ class Reply:
     status: int = 200
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
+    #: Spread the whole answer over this many seconds, a byte at a time (a slow receiver that keeps every per-read
+    #: timeout happy); the request was received and recorded in full before the answer starts.
+    drip_seconds: float = 0.0
 
 
 Responder = Callable[[Recorded], Reply]
@@ -68,12 +72,27 @@ class WebhookReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 recorded = Recorded("POST", self.path, dict(self.headers.items()), self.rfile.read(length))
                 reply = receiver._record(recorded)
+                if reply.drip_seconds:
+                    return self._drip(reply)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
                 self.wfile.write(reply.body)
+
+            def _drip(self, reply: Reply) -> None:
+                """The whole answer — status line, headers, body — a byte at a time over ``drip_seconds``."""
+                head = f"HTTP/1.0 {reply.status} OK\r\nContent-Length: {len(reply.body)}\r\n\r\n".encode()
+                answer = head + reply.body
+                pause = reply.drip_seconds / len(answer)
+                for byte in answer:
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:  # the client gave up (cut us off): stop dripping
+                        return
+                    time.sleep(pause)
 
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass

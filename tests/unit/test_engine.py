@@ -136,11 +136,17 @@ def test_permanent_action_failure_quarantines_the_event_and_runs_the_other_actio
     assert again.outcome is Outcome.DUPLICATE, "a quarantined event is never retried by redelivery"
 
 
-def test_an_unexpected_adapter_bug_is_quarantined_not_retried_forever(make_engine: Build) -> None:
-    h = make_engine()
-    h.adapters[ActionKind.NOTIFY].fail_next(ZeroDivisionError("bug"))
-    (outcome,) = h.engine.handle_delivery(json.dumps(delivery("run_status_changed_failed")))
-    assert outcome.outcome is Outcome.QUARANTINED and "internal error: ZeroDivisionError" in outcome.reason
+def test_an_unexpected_adapter_bug_is_retried_a_bounded_number_of_deliveries_then_quarantined(
+    make_engine: Build,
+) -> None:
+    h = make_engine(error_deliveries=3)
+    h.adapters[ActionKind.NOTIFY].fail_next(*[ZeroDivisionError("bug")] * 3)
+    outcomes = [h.engine.handle_delivery(json.dumps(delivery("run_status_changed_failed")))[0] for _ in range(3)]
+
+    assert [o.outcome for o in outcomes] == [Outcome.FAILED, Outcome.FAILED, Outcome.QUARANTINED]
+    assert "unexpected error while executing notify-failed-runs/notify: ZeroDivisionError: bug" in outcomes[0].reason
+    assert "delivery 1 of 3" in outcomes[0].reason and "on 3 deliveries" in outcomes[2].reason
+    assert h.ledger.quarantined()[0].reason == outcomes[2].reason
 
 
 def test_a_template_that_cannot_render_fails_only_its_action(make_engine: Build) -> None:

@@ -44,6 +44,7 @@ from shared.clock import Clock, SystemClock, format_duration, parse_duration
 from shared.errors import PermanentError, TransientError
 from shared.ledger.port import ActionRecord, ActionStatus, Ledger
 from shared.reactions import Rules
+from shared.redact import redact, register_secret
 from shared.settings import Settings
 
 log = logging.getLogger("mlreactor.notify")
@@ -83,6 +84,9 @@ class NotifyAdapter:
         self.ledger = ledger
         self.clock = clock or SystemClock()
         self.backoff = backoff
+        for channel in self.channels.values():  # every channel secret joins the redaction net up front
+            register_secret(*(settings.secret(getattr(channel, f)) for f in type(channel).model_fields
+                              if f.endswith("_setting") and getattr(channel, f)))
         self.layouts: dict[str, Layout] = load_layouts(settings.notify_templates_dir)
         self.ca_file = str(settings.notify_ca_file) if settings.notify_ca_file else None
         self.transport = senders.Transport(
@@ -159,7 +163,7 @@ class NotifyAdapter:
         ``start_action`` returned (its ETag and attempt count carry over)."""
         return ActionRecord(
             key=key, event_key=action.event.key, event_id=action.event.id, rule=action.rule, kind=kind,
-            status=status, external_id=external_id, detail=detail, url=None, updated_at=self.clock.now(),
+            status=status, external_id=external_id, detail=redact(detail), url=None, updated_at=self.clock.now(),
             data=dict(data or {}), attempts=over.attempts if over else 0, version=over.version if over else "",
         )
 
@@ -266,6 +270,7 @@ class NotifyAdapter:
         value = self.settings.secret(setting)
         if value is None:
             raise PermanentError(f"channel {channel}: app setting {setting} is not set")
+        register_secret(value)  # a receiver may echo it in its error: redacted wherever it would go
         return value.get_secret_value()
 
 

@@ -11,19 +11,21 @@ or a connection string; exceptions are raised ``from None`` so no cause carries 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import json
 import smtplib
+import socket
 import ssl
-import urllib.error
-import urllib.request
+import threading
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from shared.channels import AcsEmailChannel, EmailChannel
 from shared.errors import PermanentError, TransientError
@@ -45,10 +47,14 @@ class Transport:
 
 def check_url(channel: str, setting: str, url: str, transport: Transport) -> None:
     """Only https:// — or http:// to a loopback address when the test setting allows it."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. "https://[half-an-ipv6": say which setting, never the URL (a bearer secret)
+        raise PermanentError(f"channel {channel}: the URL in app setting {setting} is malformed") from None
+    if parts.scheme == "https" and host:
         return
-    if parts.scheme == "http" and transport.allow_http_loopback and _is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and transport.allow_http_loopback and _is_loopback(host or ""):
         return
     raise PermanentError(
         f"channel {channel}: the URL in app setting {setting} must be an https:// URL"
@@ -65,41 +71,115 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a 3xx then surfaces as an HTTPError, classified permanent below
+class Cutoff:
+    """An overall deadline on one exchange: when it passes, the socket is shut down, so a receiver that drips its
+    answer (a byte every few seconds keeps every per-operation timeout happy) is cut at ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._sock = sock
+            if self.fired:
+                self._shut(sock)
+        return sock
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._sock is not None:
+                self._shut(self._sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed: nothing left to cut
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> Cutoff:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._timer.cancel()
+            self._sock = None
+
+
+@dataclass(frozen=True)
+class _Target:
+    https: bool
+    host: str
+    port: int
+    path: str
+
+
+def _target(channel: str, url: str) -> _Target:
+    """Where to connect; a URL that cannot be parsed is a permanent error that never repeats the URL (a secret)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise PermanentError(f"channel {channel}: the webhook URL is malformed (check its app setting)") from None
+    if not parts.hostname or any(c in url for c in " \r\n\t"):
+        raise PermanentError(f"channel {channel}: the webhook URL is malformed (check its app setting)")
+    https = parts.scheme == "https"
+    path = urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    return _Target(https, parts.hostname, port or (443 if https else 80), path)
+
+
+def _connect(target: _Target, transport: Transport, cut: Cutoff) -> http.client.HTTPConnection:
+    """TCP (+ TLS) with every socket under ``cut`` from its first byte, the TLS handshake included."""
+    sock = cut.watch(socket.create_connection((target.host, target.port), timeout=transport.timeout))
+    if target.https:
+        sock = cut.watch(transport.tls.wrap_socket(sock, server_hostname=target.host, do_handshake_on_connect=False))
+        assert isinstance(sock, ssl.SSLSocket)
+        sock.do_handshake()
+    connection = http.client.HTTPConnection(target.host, target.port, timeout=transport.timeout)
+    connection.sock = sock  # http.client sends over it as is (a set socket is never reconnected)
+    return connection
 
 
 def post_json(channel: str, url: str, body: bytes, transport: Transport, headers: dict[str, str] | None = None) -> str:
-    """POST a JSON body; returns ``"HTTP <status>"`` on 2xx."""
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked by check_url before any send
-        url, data=body, method="POST",
-        headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "mlreactor", **(headers or {})},
-    )
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=transport.tls), _NoRedirect())
-    try:
-        with opener.open(request, timeout=transport.timeout) as response:
-            response.read(4096)
-            return f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        said = _said(exc)
-        status = exc.code
-        exc.close()
-        if status in _TRANSIENT_STATUS or status >= 500:
-            raise TransientError(f"channel {channel}: the receiver answered HTTP {status}{said}") from None
-        raise PermanentError(f"channel {channel}: the receiver answered HTTP {status}{said}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, ssl.SSLCertVerificationError):
-            raise PermanentError(f"channel {channel}: TLS certificate not trusted: {reason.verify_message}") from None
-        raise TransientError(f"channel {channel}: cannot reach the receiver: {_reason(reason)}") from None
+    """POST a JSON body; returns ``"HTTP <status>"`` on 2xx. Redirects are not followed (a 3xx is permanent).
+
+    ``transport.timeout`` bounds the whole exchange — connect, TLS, request and answer — not each socket operation.
+    """
+    target = _target(channel, url)
+    sent = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "mlreactor", **(headers or {})}
+    connection: http.client.HTTPConnection | None = None
+    with Cutoff(transport.timeout) as cut:
+        try:
+            connection = _connect(target, transport, cut)
+            connection.request("POST", target.path, body=body, headers=sent)
+            response = connection.getresponse()
+            status = response.status
+            answer = response.read(4096) if 200 <= status < 300 else response.read(300)
+        except ssl.SSLCertVerificationError as exc:
+            raise PermanentError(f"channel {channel}: TLS certificate not trusted: {exc.verify_message}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            if cut.fired:
+                raise TransientError(f"channel {channel}: the receiver did not answer within "
+                                     f"{transport.timeout:g} s (cut)") from None
+            raise TransientError(f"channel {channel}: cannot reach the receiver: {_reason(exc)}") from None
+        finally:
+            if connection is not None:
+                connection.close()
+    if 200 <= status < 300:
+        return f"HTTP {status}"
+    said = _said(answer)
+    if status in _TRANSIENT_STATUS or status >= 500:
+        raise TransientError(f"channel {channel}: the receiver answered HTTP {status}{said}")
+    raise PermanentError(f"channel {channel}: the receiver answered HTTP {status}{said}")
 
 
-def _said(exc: urllib.error.HTTPError) -> str:
-    try:
-        text = exc.read(300).decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
+def _said(answer: bytes) -> str:
+    text = answer.decode("utf-8", "replace").strip()
     return f" ({' '.join(text.split())[:200]})" if text else ""
 
 
@@ -134,19 +214,25 @@ def send_smtp(
     channel: str, config: EmailChannel, password: str | None, mail: EmailMessage, transport: Transport
 ) -> str:
     """Submit over STARTTLS (or implicit TLS), authenticating when a username is configured."""
+    cut = Cutoff(transport.timeout)  # the whole session, not each SMTP command
     try:
-        if config.security == "tls":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                config.smtp_host, config.smtp_port, timeout=transport.timeout, context=transport.tls
-            )
-        else:
-            client = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=transport.timeout)
-        with client:
-            if config.security == "starttls":
-                client.starttls(context=transport.tls)
-            if config.username:
-                client.login(config.username, password or "")
-            refused = client.send_message(mail)
+        with cut:
+            if config.security == "tls":  # connect (and TLS) under per-operation timeouts, then under the cut
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    config.smtp_host, config.smtp_port, timeout=transport.timeout, context=transport.tls
+                )
+            else:
+                client = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=transport.timeout)
+            with client:
+                if client.sock is not None:
+                    cut.watch(client.sock)
+                if config.security == "starttls":
+                    client.starttls(context=transport.tls)
+                    if client.sock is not None:
+                        cut.watch(client.sock)
+                if config.username:
+                    client.login(config.username, password or "")
+                refused = client.send_message(mail)
     except smtplib.SMTPRecipientsRefused as exc:
         codes = sorted({code for code, _ in exc.recipients.values()})
         error = TransientError if all(400 <= c < 500 for c in codes) else PermanentError
@@ -162,6 +248,9 @@ def send_smtp(
     except ssl.SSLCertVerificationError as exc:
         raise PermanentError(f"channel {channel}: TLS certificate not trusted: {exc.verify_message}") from None
     except (smtplib.SMTPException, OSError) as exc:
+        if cut.fired:
+            raise TransientError(f"channel {channel}: {config.smtp_host} did not finish within "
+                                 f"{transport.timeout:g} s (cut)") from None
         raise TransientError(f"channel {channel}: cannot deliver to {config.smtp_host}: {_reason(exc)}") from None
     if refused:
         return f"accepted by {config.smtp_host}; refused: {', '.join(sorted(refused))}"

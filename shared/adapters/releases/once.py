@@ -23,7 +23,9 @@ from datetime import timedelta
 from shared.actions import ActionResult, PlannedAction, QueueReleaseParams, derived_key
 from shared.clock import Clock
 from shared.errors import PermanentError, TransientError
+from shared.lease import Held
 from shared.ledger.port import ActionRecord, ActionStatus, ClaimOutcome, Ledger
+from shared.redact import redact
 
 
 def release_key(action: PlannedAction, params: QueueReleaseParams) -> str:
@@ -69,13 +71,16 @@ def queue_once(
             updated_at=clock.now(), data=dict(done.data) if done else {},
         )
 
+    # The lock is renewed while a slow lookup or queue runs (see shared/lease.py); settled with its last version.
+    held = Held(ledger, claim.record, lease, clock)
     try:
-        result = queue(claim.outcome is ClaimOutcome.RESUMED or action.resumed)
+        with held.kept():
+            result = queue(claim.outcome is ClaimOutcome.RESUMED or action.resumed)
     except PermanentError as exc:
-        ledger.settle_event(claim.record, None, clock.now(), actions=[record(ActionStatus.FAILED, str(exc))])
+        ledger.settle_event(held.record, None, clock.now(), actions=[record(ActionStatus.FAILED, redact(str(exc)))])
         raise
     except TransientError:
-        ledger.settle_event(claim.record, None, clock.now())
+        ledger.settle_event(held.record, None, clock.now())
         raise
-    ledger.settle_event(claim.record, "queued", clock.now(), actions=[record(ActionStatus.DONE, result.detail, result)])
+    ledger.settle_event(held.record, "queued", clock.now(), actions=[record(ActionStatus.DONE, result.detail, result)])
     return result

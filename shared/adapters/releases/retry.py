@@ -71,6 +71,8 @@ class Retrier:
         """``call`` until it answers; ``deadline`` is a ``time.monotonic()`` instant."""
         attempt = 0
         while True:
+            if time.monotonic() > deadline:  # the release's overall deadline, not each request's
+                raise TransientError(f"{what}: out of time for this release; Event Grid will redeliver")
             try:
                 return call()
             except Failure as failure:
