@@ -18,7 +18,10 @@ What one GET can tell (Azure DevOps):
   with its status and pre-deployment approvals: pending → awaiting approval, approved, rejected (with who and the
   comment), succeeded → deployed, canceled / partially succeeded → failed.
 
-GitHub Actions runs are not read here yet: no GitHub client is on this branch (the GitHub target brings one).
+What one GET can tell (GitHub Actions, ``GET /repos/{owner}/{repo}/actions/runs/{run}`` through the release
+adapter's client and credentials — ``shared/adapters/github/state.py``): completed success → deployed; completed
+failure / cancelled / timed_out (and the hook's other failing conclusions) → failed; ``waiting`` → awaiting approval.
+Who approved or rejected, and whether a ``timed_out`` run was an approval that expired, come from the hooks only.
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ def _reminder_number(record: ReleaseRecord | None, settings: Settings, now: date
 
 
 def readers(settings: Settings, ledger: Ledger) -> dict[str, StateReader]:
-    """The live readers the settings allow (Azure DevOps when an organization is configured)."""
+    """The live readers the settings allow (Azure DevOps when an organization is configured, GitHub Actions when
+    an App or a fine-grained token is)."""
     found: dict[str, StateReader] = {}
     if settings.devops_organization_url and settings.dry_run is not True:
         from shared.adapters.devops import DevOpsReleaseAdapter  # noqa: PLC0415 - only the timer needs it
@@ -100,4 +104,10 @@ def readers(settings: Settings, ledger: Ledger) -> dict[str, StateReader]:
 
         reader = DevOpsStateReader(DevOpsReleaseAdapter(settings, ledger), settings.devops_organization_url)
         found.update(dict.fromkeys(reader.targets, reader))
+    if settings.github_is_configured and settings.dry_run is not True:
+        from shared.adapters.github import GitHubReleaseAdapter  # noqa: PLC0415 - only the timer needs it
+        from shared.adapters.github.state import GitHubStateReader  # noqa: PLC0415
+
+        github = GitHubStateReader(GitHubReleaseAdapter(settings, ledger))
+        found.update(dict.fromkeys(github.targets, github))
     return found

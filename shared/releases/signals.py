@@ -232,7 +232,9 @@ def _classic(event_type: str, resource: Mapping[str, Any], common: dict[str, Any
 
 
 # GitHub -------------------------------------------------------------------------------------------------------
-_GITHUB_FAILED = {"failure", "cancelled", "timed_out", "startup_failure", "action_required", "stale"}
+#: The conclusions of a completed workflow run that end a release as failed — the ``workflow_run`` hook and the
+#: reconciler (``adapters/github/state.py``) read them alike, so both tell the same transition.
+GITHUB_FAILED = frozenset({"failure", "cancelled", "timed_out", "startup_failure", "action_required", "stale"})
 
 
 def parse_github(event: str, delivery: str | None, body: object) -> Signal | Ignored:
@@ -253,7 +255,7 @@ def parse_github(event: str, delivery: str | None, body: object) -> Signal | Ign
         status, conclusion = ((_text(_get(run, k)) or "").lower() for k in ("status", "conclusion"))
         if action == "completed" and conclusion == "success":
             signal = Signal(**made, kind=EventKind.RELEASE_DEPLOYED, status="workflow run completed: success")
-        elif action == "completed" and conclusion in _GITHUB_FAILED:
+        elif action == "completed" and conclusion in GITHUB_FAILED:
             signal = Signal(**made, kind=EventKind.RELEASE_FAILED, status=f"workflow run completed: {conclusion}")
         elif status == "waiting":
             signal = Signal(**made, kind=EventKind.RELEASE_AWAITING_APPROVAL, status="workflow run waiting")

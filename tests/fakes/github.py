@@ -15,6 +15,13 @@
   that many list calls (GitHub lists a new run after a short, undocumented delay).
 * ``GET /repos/{o}/{r}/actions/workflows/{workflow}/runs?event=&created=>=...&per_page=&page=`` —
   ``{total_count, workflow_runs}``, newest first.
+* ``GET /repos/{o}/{r}/actions/runs/{run_id}`` — the run, as GitHub REST "Get a workflow run" answers it
+  (https://docs.github.com/rest/actions/workflow-runs#get-a-workflow-run, OpenAPI schema ``workflow-run``):
+  ``status`` (``queued``, ``in_progress``, ``waiting``, ``requested``, ``pending``, ``completed``) and ``conclusion``
+  (null until completed, then ``success``, ``failure``, ``cancelled``, ``timed_out``, ``action_required``,
+  ``neutral``, ``skipped``, ``stale``), ``html_url``, ``display_title``, ``updated_at``; 404 ``Not Found`` for an id
+  the repository does not have. A dispatched run starts ``waiting`` (its job waits for the environment's reviewer);
+  ``set_status`` and ``finish_run`` move it on as GitHub would.
 * ``GET /repos/{o}/{r}/environments/{name}`` — ``protection_rules`` (``required_reviewers`` with ``reviewers`` and
   ``prevent_self_review``, ``wait_timer``, ``branch_policy``), ``can_admins_bypass``; 404 ``Not Found`` if missing.
 
@@ -91,6 +98,20 @@ class FakeGitHub(HttpFake):
                 "created_at": now, "updated_at": now, "can_admins_bypass": True, "protection_rules": rules,
                 "deployment_branch_policy": None}
 
+    # what happens to a run --------------------------------------------------------------------------------------
+    def set_status(self, run_id: int, status: str) -> None:
+        """The run is ``queued`` / ``in_progress`` / ``waiting`` / ... (not completed: no conclusion yet)."""
+        with self._lock:
+            run = self.runs[run_id]
+            run.update(status=status, conclusion=None, updated_at=self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def finish_run(self, run_id: int, conclusion: str) -> None:
+        """The run completed with ``conclusion`` (``success``, ``failure``, ``cancelled``, ``timed_out``, ...)."""
+        with self._lock:
+            run = self.runs[run_id]
+            run.update(status="completed", conclusion=conclusion,
+                       updated_at=self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"))
+
     # the service ------------------------------------------------------------------------------------------------
     def refuse(self, request: Recorded) -> Reply | None:
         auth = request.headers.get("authorization", "")
@@ -134,6 +155,8 @@ class FakeGitHub(HttpFake):
             return self._dispatch(request.body or {})
         if method == "GET" and path == f"{workflow}/runs":
             return 200, self._list(request.query), {}
+        if method == "GET" and path.startswith(f"{repo}/actions/runs/"):
+            return self._run(path.removeprefix(f"{repo}/actions/runs/"))
         return 404, NOT_FOUND, {}
 
     def _dispatch(self, body: dict[str, Any]) -> Reply:
@@ -153,9 +176,11 @@ class FakeGitHub(HttpFake):
             run_id = 9_000_000_000 + len(self.runs) + 1
             self.runs[run_id] = {
                 "id": run_id, "name": "Release model", "event": "workflow_dispatch", "status": "waiting",
+                "conclusion": None,
                 "display_title": f"release {inputs.get('model')}:{inputs.get('version')} [{inputs.get('release_key')}]",
                 "head_branch": str(body["ref"]).removeprefix("refs/heads/"), "inputs": dict(inputs),
                 "created_at": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "updated_at": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "url": f"{self.base}/repos/{self.repository}/actions/runs/{run_id}",
                 "html_url": f"https://github.com/{self.repository}/actions/runs/{run_id}",
             }
@@ -164,6 +189,13 @@ class FakeGitHub(HttpFake):
             run = self.runs[run_id]
             return 200, {"workflow_run_id": run_id, "run_url": run["url"], "html_url": run["html_url"]}, {}
         return 204, None, {}
+
+    def _run(self, run_id: str) -> Reply:
+        with self._lock:
+            run = self.runs.get(int(run_id)) if run_id.isdigit() else None
+            if run is None:
+                return 404, NOT_FOUND, {}
+            return 200, {k: v for k, v in run.items() if k != "inputs"}, {}
 
     def _list(self, query: dict[str, list[str]]) -> dict[str, Any]:
         created = (query.get("created") or [">=1970-01-01T00:00:00Z"])[0].removeprefix(">=")

@@ -34,3 +34,6 @@ def queued(release_id: str, target: str = "azure-devops-pipeline", scope: str = 
 
 # The fake Azure DevOps and the real release adapter, shared with the release tests (tests/devops/conftest.py).
 from tests.devops.conftest import devops_cache_dir, devops_settings, fake_devops, make_release  # noqa: E402, F401
+
+# The fake GitHub and the real GitHub release adapter, for the GitHub reconciler tests (tests/github/conftest.py).
+from tests.github.conftest import app_key, fake_github, github_settings, make_github_release  # noqa: E402, F401

@@ -134,6 +134,16 @@ class GitHubReleaseAdapter:
         """Read the environment's protection rules now (no cache): for ``mlreactor gates``. Never dispatches."""
         return self._verify(_Target(params), self._deadline(), use_cache=False)
 
+    def read(self, repository: str, path: str, what: str) -> Any:
+        """One GET of ``path`` (under the API root) through this adapter's client, credentials for ``repository``
+        and retries; its JSON body. 429, rate-limited 403s, 5xx and lost answers past the budget raise
+        ``TransientError``, other failures (404 included) ``PermanentError`` (both name ``what``)."""
+        answer = self._retrier.run(what, self._deadline(), partial(self._get, repository, path))
+        return answer.body
+
+    def _get(self, repository: str, path: str) -> Answer:
+        return self._http.send("GET", path, authorization=self._auth.header(repository))
+
     def _deadline(self) -> float:
         return time.monotonic() + self._settings.github_retry_budget_seconds
 
