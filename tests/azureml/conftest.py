@@ -34,6 +34,19 @@ def azureml_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+#: The smallest offline-test rule: one job from pipelines/offline-test.yml on the registered model.
+OFFLINE_TEST_RULES = """
+rules:
+  - name: test-new-model
+    on: ModelRegistered
+    do:
+      - run_pipeline:
+          purpose: offline-test
+          job_yaml: pipelines/offline-test.yml
+          inputs:
+            model: "{{ model.asset }}"
+"""
+
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAzureML]:
     server = FakeAzureML(tmp_path / "tls").start()

@@ -15,30 +15,19 @@ from shared.errors import PermanentError, TransientError
 from shared.events import parse_event
 from shared.ledger.sqlite import SqliteLedger
 from shared.outcomes import Outcome
-from tests.azureml.conftest import ROOT, engine_with, planned
+from tests.azureml.conftest import OFFLINE_TEST_RULES, ROOT, engine_with, planned
 from tests.conftest import FakeClock, event, rules_from
 from tests.fakes.azureml import FakeAzureML
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
 
-RULES = """
-rules:
-  - name: test-new-model
-    on: ModelRegistered
-    do:
-      - run_pipeline:
-          purpose: offline-test
-          job_yaml: pipelines/offline-test.yml
-          inputs:
-            model: "{{ model.asset }}"
-"""
 JOB_PUT = "/jobs/mlreactor-offline-test-"
 
 
 @pytest.fixture
 def engine(adapter: AzureMLAdapter, tmp_path: Path) -> Engine:
     ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
-    yield engine_with(rules_from(RULES), adapter, ledger, FakeClock())
+    yield engine_with(rules_from(OFFLINE_TEST_RULES), adapter, ledger, FakeClock())
     ledger.close()
 
 
@@ -46,7 +35,7 @@ def test_429_with_a_short_retry_after_is_waited_for_and_retried(fake: FakeAzureM
     fake.fail("PUT", JOB_PUT, status=429, retry_after=0.5)
     started = time.monotonic()
 
-    adapter.execute(planned(RULES, event("model_registered")))
+    adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered")))
 
     puts = fake.calls("PUT")
     assert len(puts) == 2
@@ -65,7 +54,7 @@ def test_429_asking_for_longer_than_the_budget_is_not_waited_for_and_the_event_i
     later = [0.0]
     clients = make_clients(timing=Timing(clock=lambda: time.monotonic() + later[0]))
     ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
-    engine = engine_with(rules_from(RULES), AzureMLAdapter(clients, ROOT), ledger, FakeClock())
+    engine = engine_with(rules_from(OFFLINE_TEST_RULES), AzureMLAdapter(clients, ROOT), ledger, FakeClock())
     fake.fail("PUT", JOB_PUT, status=429, retry_after=60)
     typed = parse_event(event("model_registered"))
     started = time.monotonic()
@@ -94,7 +83,7 @@ def test_503_is_retried_within_the_budget_then_transient(fake: FakeAzureML, adap
     fake.fail("PUT", JOB_PUT, status=503, times=10, message="The service is busy")
 
     with pytest.raises(TransientError, match=r"PUT pipeline job .*HTTP 503 ServiceError: The service is busy"):
-        adapter.execute(planned(RULES, event("model_registered")))
+        adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered")))
 
     assert len(fake.calls("PUT")) == 3  # azureml_retry_total=2
 
@@ -102,7 +91,7 @@ def test_503_is_retried_within_the_budget_then_transient(fake: FakeAzureML, adap
 def test_a_503_then_success_is_one_job(fake: FakeAzureML, adapter: AzureMLAdapter):
     fake.fail("PUT", JOB_PUT, status=503)
 
-    adapter.execute(planned(RULES, event("model_registered")))
+    adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered")))
 
     assert len(fake.calls("PUT")) == 2
     assert len(fake.jobs()) == 1
@@ -111,7 +100,7 @@ def test_a_503_then_success_is_one_job(fake: FakeAzureML, adapter: AzureMLAdapte
 def test_a_reset_connection_is_retried(fake: FakeAzureML, adapter: AzureMLAdapter):
     fake.fail("PUT", JOB_PUT, reset=True)
 
-    adapter.execute(planned(RULES, event("model_registered")))
+    adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered")))
 
     assert len(fake.calls("PUT")) == 2
     assert len(fake.jobs()) == 1
@@ -121,7 +110,7 @@ def test_a_connection_that_keeps_resetting_is_transient(fake: FakeAzureML, adapt
     fake.fail("PUT", JOB_PUT, reset=True, times=10)
 
     with pytest.raises(TransientError, match="no answer in time"):
-        adapter.execute(planned(RULES, event("model_registered")))
+        adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered")))
 
 
 def test_a_slow_answer_past_the_timeout_is_retried_and_the_job_is_still_one(
@@ -132,7 +121,7 @@ def test_a_slow_answer_past_the_timeout_is_retried_and_the_job_is_still_one(
     adapter = AzureMLAdapter(make_clients(azureml_timeout_seconds=0.5), ROOT)
     fake.fail("PUT", JOB_PUT, status=0, delay=1.0)
 
-    adapter.execute(planned(RULES, event("model_registered")))
+    adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered")))
 
     assert len(fake.calls("PUT")) == 2
     time.sleep(0.7)  # let the slow first PUT finish on the server
@@ -147,7 +136,7 @@ def test_answers_that_never_come_in_time_are_transient_within_the_budget(
     started = time.monotonic()
 
     with pytest.raises(TransientError, match="no answer in time"):
-        adapter.execute(planned(RULES, event("model_registered")))
+        adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered")))
 
     assert time.monotonic() - started < 3
 
@@ -170,7 +159,7 @@ def test_403_is_quarantined_with_the_workspace_the_asset_and_what_the_service_sa
 
 
 def test_404_on_a_component_is_permanent_and_names_it(fake: FakeAzureML, adapter: AzureMLAdapter):
-    rules = RULES.replace("job_yaml: pipelines/offline-test.yml", "component: offline_test:7")
+    rules = OFFLINE_TEST_RULES.replace("job_yaml: pipelines/offline-test.yml", "component: offline_test:7")
 
     with pytest.raises(PermanentError, match=r"GET pipeline component offline_test:7: HTTP 404 .*not found"):
         adapter.execute(planned(rules, event("model_registered")))
@@ -186,7 +175,7 @@ def test_one_action_never_outlives_its_budget_even_when_each_request_is_in_time(
     adapter = AzureMLAdapter(make_clients(azureml_timeout_seconds=1.0, azureml_action_budget_seconds=1.5), ROOT)
     fake.add_model("sklearn_regression_model", "20")
     fake.fail("POST", "/set-tag", status=0, delay=0.9, times=10)
-    rules = RULES.replace("""      - run_pipeline:
+    rules = OFFLINE_TEST_RULES.replace("""      - run_pipeline:
           purpose: offline-test
           job_yaml: pipelines/offline-test.yml
           inputs:
@@ -209,7 +198,7 @@ def test_other_transient_statuses_are_retried_then_transient(fake: FakeAzureML, 
     fake.fail("PUT", JOB_PUT, status=status, times=10)
 
     with pytest.raises(TransientError, match=f"HTTP {status}"):
-        adapter.execute(planned(RULES, event("model_registered")))
+        adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered")))
     assert len(fake.calls("PUT")) == 3
 
 
@@ -218,5 +207,5 @@ def test_client_errors_are_permanent_at_once(fake: FakeAzureML, adapter: AzureML
     fake.fail("PUT", JOB_PUT, status=status, message="the service's own words")
 
     with pytest.raises(PermanentError, match=f"HTTP {status} .*: the service's own words"):
-        adapter.execute(planned(RULES, event("model_registered")))
+        adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered")))
     assert len(fake.calls("PUT")) == 1

@@ -14,24 +14,13 @@ from shared.adapters.azureml.throttle import ThrottledError, WriteBudget
 from shared.adapters.azureml.timing import Timing
 from shared.errors import TransientError
 from shared.settings import Settings
-from tests.azureml.conftest import ROOT, planned
+from tests.azureml.conftest import OFFLINE_TEST_RULES, ROOT, planned
 from tests.conftest import event
 from tests.fakes.azureml import FakeAzureML, TokenBucket
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
 
 SUB = "00000000-0000-0000-0000-000000000000"
-RULES = """
-rules:
-  - name: test-new-model
-    on: ModelRegistered
-    do:
-      - run_pipeline:
-          purpose: offline-test
-          job_yaml: pipelines/offline-test.yml
-          inputs:
-            model: "{{ model.asset }}"
-"""
 
 
 @dataclass
@@ -145,7 +134,7 @@ def test_the_fakes_arm_bucket_throttles_the_real_sdk_and_the_adapter_waits_out_a
     adapter = AzureMLAdapter(make_clients(timing=time.timing, azureml_throttle_wait_seconds=5.0), ROOT)
 
     for n in range(3):
-        adapter.execute(planned(RULES, event("model_registered", id=f"e{n}")))
+        adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered", id=f"e{n}")))
 
     puts = fake.calls("PUT", "/jobs/")
     assert len(puts) == 4 and len(fake.jobs()) == 3
@@ -158,12 +147,12 @@ def test_a_long_retry_after_fails_the_event_fast_and_the_next_event_sends_nothin
     time = ManualTime()
     fake.writes = TokenBucket(1, 0.01, time.clock)  # one token, then one per 100 s
     adapter = AzureMLAdapter(make_clients(timing=time.timing), ROOT)
-    adapter.execute(planned(RULES, event("model_registered", id="e0")))
+    adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered", id="e0")))
 
     with pytest.raises(TransientError, match=r"HTTP 429 TooManyRequests.*\(Retry-After 100 s\)"):
-        adapter.execute(planned(RULES, event("model_registered", id="e1")))
+        adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered", id="e1")))
     puts = len(fake.calls("PUT", "/jobs/"))
     with pytest.raises(ThrottledError, match=r"Retry-After 100\.0 s"):
-        adapter.execute(planned(RULES, event("model_registered", id="e2")))
+        adapter.execute(planned(OFFLINE_TEST_RULES, event("model_registered", id="e2")))
     assert len(fake.calls("PUT", "/jobs/")) == puts  # the instance remembered the Retry-After: nothing sent
     assert time.slept == []
