@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 MASK = "[redacted]"
 _MIN_SECRET = 6  # shorter values would mask ordinary words ("true", a port): such a value is no secret anyway
+_PAT_LENGTH = 52  # an Azure DevOps personal access token: 52 characters of base32
 _URL_PART = 16  # a path segment or query value this long in a secret URL is a credential ("/hook" is not)
 
 _lock = threading.Lock()
@@ -66,7 +67,13 @@ _SHAPES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     # GitHub tokens (installation ghs_, personal ghp_/github_pat_, OAuth gho_ ...), minted per hour: by shape.
     (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"), MASK, ("gh", "github_pat")),
     # Azure DevOps personal access tokens (52 characters of base32).
-    (re.compile(r"\b[a-z2-7]{52}\b"), MASK, ()),
+    (re.compile(rf"\b[a-z2-7]{{{_PAT_LENGTH}}}\b"), MASK, ()),
+)
+#: The same shapes with their triggers as one regex each (a C-level search instead of a substring test per
+#: trigger); the shape without triggers runs only on text long enough to hold a PAT.
+_GUARDED = tuple(
+    (shape, replacement, re.compile("|".join(map(re.escape, triggers))) if triggers else None)
+    for shape, replacement, triggers in _SHAPES
 )
 
 
@@ -115,8 +122,8 @@ def redact(text: str) -> str:
     if pattern is not None:
         text = pattern.sub(MASK, text)
     lowered = text.lower()
-    for shape, replacement, triggers in _SHAPES:
-        if not triggers or any(t in lowered for t in triggers):
+    for shape, replacement, triggers in _GUARDED:
+        if triggers.search(lowered) if triggers is not None else len(text) >= _PAT_LENGTH:
             text = shape.sub(replacement, text)
     return text
 
