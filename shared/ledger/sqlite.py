@@ -35,27 +35,32 @@ from shared.ledger.port import (
     release_lookup_key,
 )
 
+#: Every commit writes each page it dirtied to the WAL, so the tables written per event keep few b-trees: the keyed
+#: ones are WITHOUT ROWID (the key is the table, not a second index beside it) and audit/quarantine number their
+#: rows without AUTOINCREMENT (no sqlite_sequence page per insert; the purge deletes the oldest rows, so a number
+#: is not reused while a newer row exists). A file made with the earlier layout works unchanged
+#: (tests/ledger/test_sqlite_schema.py).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     key TEXT PRIMARY KEY, event_id TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT,
-    lease_until TEXT, attempts INTEGER NOT NULL, updated_at TEXT NOT NULL);
+    lease_until TEXT, attempts INTEGER NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS actions (
     key TEXT PRIMARY KEY, event_key TEXT NOT NULL, event_id TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
     status TEXT NOT NULL, attempts INTEGER NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT,
-    updated_at TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
+    updated_at TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}') WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS actions_event ON actions(event_key);
 CREATE TABLE IF NOT EXISTS throttles (
     key TEXT PRIMARY KEY, holder TEXT NOT NULL, window_start TEXT NOT NULL, window_end TEXT NOT NULL,
-    suppressed INTEGER NOT NULL);
+    suppressed INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_key TEXT, event_id TEXT, event_type TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, event_key TEXT, event_id TEXT, event_type TEXT NOT NULL,
     subject TEXT NOT NULL, source TEXT NOT NULL, correlation_id TEXT NOT NULL, outcome TEXT NOT NULL,
     reason TEXT NOT NULL, reactions TEXT NOT NULL, actions TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_event ON audit(event_id);
 CREATE INDEX IF NOT EXISTS audit_correlation ON audit(correlation_id);
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 CREATE TABLE IF NOT EXISTS quarantine (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_key TEXT, event_id TEXT, reason TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, event_key TEXT, event_id TEXT, reason TEXT NOT NULL,
     raw TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS releases (
     key TEXT PRIMARY KEY, target TEXT NOT NULL, scope TEXT NOT NULL, release_id TEXT NOT NULL, model TEXT NOT NULL,
@@ -92,7 +97,7 @@ def _audit_args(entry: AuditEntry) -> tuple[Any, ...]:
 
 
 def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
+    return (value if value.tzinfo is UTC else value.astimezone(UTC)).isoformat()
 
 
 def _dt(value: str | None) -> datetime | None:

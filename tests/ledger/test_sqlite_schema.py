@@ -1,0 +1,62 @@
+"""A SQLite ledger file written before the keyed tables became WITHOUT ROWID (and audit/quarantine lost
+AUTOINCREMENT) keeps working: ``CREATE TABLE IF NOT EXISTS`` leaves its tables as they are, and every statement the
+ledger runs names its columns or reads them in the same order from either layout."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+from shared.ledger.port import ActionStatus, ClaimOutcome
+from shared.ledger.sqlite import SqliteLedger
+from tests.ledger.test_conformance import LEASE, T0, entry, key, result
+
+#: The tables as the ledger created them up to 2026-12-01.
+BEFORE = """
+CREATE TABLE events (
+    key TEXT PRIMARY KEY, event_id TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT,
+    lease_until TEXT, attempts INTEGER NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE actions (
+    key TEXT PRIMARY KEY, event_key TEXT NOT NULL, event_id TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT,
+    updated_at TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE throttles (
+    key TEXT PRIMARY KEY, holder TEXT NOT NULL, window_start TEXT NOT NULL, window_end TEXT NOT NULL,
+    suppressed INTEGER NOT NULL);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_key TEXT, event_id TEXT, event_type TEXT NOT NULL,
+    subject TEXT NOT NULL, source TEXT NOT NULL, correlation_id TEXT NOT NULL, outcome TEXT NOT NULL,
+    reason TEXT NOT NULL, reactions TEXT NOT NULL, actions TEXT NOT NULL);
+CREATE TABLE quarantine (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_key TEXT, event_id TEXT, reason TEXT NOT NULL,
+    raw TEXT NOT NULL);
+"""
+
+
+def test_a_ledger_file_with_the_earlier_layout_claims_records_settles_and_audits(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(BEFORE)
+    ledger = SqliteLedger(path)
+
+    claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)
+    ledger.record_action(result("a1", "e1"))
+    assert ledger.acquire_throttle("w", key("e1"), timedelta(hours=1), T0).allowed
+    assert ledger.settle_event(claim.record, "acted", T0, actions=[result("a2", "e1")], audit=entry("e1"))
+
+    again = ledger.claim_event(key("e1"), "e1", T0, LEASE)
+    assert again.outcome is ClaimOutcome.DONE
+    assert {k: a.status for k, a in again.actions.items()} == {"a1": ActionStatus.DONE, "a2": ActionStatus.DONE}
+    assert [e.event_id for e in ledger.audit(event_id="e1")] == ["e1"]
+    ledger.close()
+
+
+def test_a_new_ledger_file_keys_its_keyed_tables_without_a_rowid(tmp_path: Path) -> None:
+    """One b-tree per keyed table instead of two: an insert dirties half the pages (benchmarks/throughput.py)."""
+    SqliteLedger(tmp_path / "ledger.sqlite3").close()
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+        sql = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+
+    assert all("WITHOUT ROWID" in sql[name] for name in ("events", "actions", "throttles"))
+    assert "AUTOINCREMENT" not in sql["audit"] + sql["quarantine"]
