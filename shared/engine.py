@@ -326,7 +326,8 @@ class Engine:
         Decided only when this event first fires the rule: once an earlier delivery of it recorded one of the rule's
         actions, a redelivery (or redrive) finishes the rule whatever happened to the window since.
         """
-        if any(idempotency_key(rule.name, i, spec.kind, event) in claim.actions for i, spec in enumerate(rule.do)):
+        if claim.actions and any(
+                idempotency_key(rule.name, i, spec.kind, event) in claim.actions for i, spec in enumerate(rule.do)):
             return None
         now = self.clock.now()
         key = throttle_key(rule, event, context)

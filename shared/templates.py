@@ -126,6 +126,8 @@ def lookup(context: Mapping[str, Any], path: str) -> Any:
 
 def render(template: str, context: Mapping[str, Any]) -> Any:
     """Render one template string against an event context."""
+    if "{{" not in template and "}}" not in template:  # plain text, most parameters: nothing to scan
+        return template
     pieces, problems = _scan(template)
     if problems:
         raise TemplateError(f"{template!r}: {problems[0]}")
