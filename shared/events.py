@@ -247,7 +247,7 @@ class DeadLetter(BaseModel):
 class AzureMLEvent(BaseModel):
     """The envelope every event shares. Subclasses add the typed ``data`` fields of one event type."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     kind: ClassVar[EventKind] = EventKind.UNKNOWN
     #: Every kind a rule's ``on`` may name to select this event (a monitor signal is also a RunStatusChanged).

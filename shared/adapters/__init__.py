@@ -33,8 +33,10 @@ def build_adapters(
     adapters: dict[ActionKind, ActionAdapter] = {kind: DryRunAdapter(kind) for kind in ActionKind}
     # The gate only reads and judges; without a workspace to read it judges the event's own numbers.
     adapters[ActionKind.QUALITY_GATE] = GateAdapter(UnknownState())
-    # Dry-run notify still applies flapping, throttles and digests: a dry run shows what Ops would receive.
-    adapters[ActionKind.NOTIFY] = NotifyAdapter(settings, rules, ledger, clock=clock, send=False)
+    # Dry-run notify still applies flapping, throttles and digests: a dry run shows what Ops would receive. Built
+    # once, live or not (its TLS context and layouts are a noticeable part of a cold start).
+    send = not settings.dry_run and (settings.dry_run is False or settings.notify_live)
+    adapters[ActionKind.NOTIFY] = NotifyAdapter(settings, rules, ledger, clock=clock, send=send)
     if settings.dry_run:
         return adapters
     if settings.azureml_is_live:
@@ -54,8 +56,6 @@ def build_adapters(
     adapters[ActionKind.QUEUE_RELEASE] = ReleaseRouter(devops, github)
     if settings.eventgrid_topic_endpoint:
         adapters[ActionKind.PUBLISH_EVENT] = EventGridPublisher(settings)
-    if settings.dry_run is False or settings.notify_live:
-        adapters[ActionKind.NOTIFY] = NotifyAdapter(settings, rules, ledger, clock=clock)
     return adapters
 
 
