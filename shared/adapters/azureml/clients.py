@@ -19,6 +19,7 @@ own back-off starts at 10 s).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,7 @@ class WorkspaceClients:
         """``MLClient(registry_name=…)``: one discovery call; a resource id's subscription and group must match it."""
         from azure.ai.ml import MLClient  # noqa: PLC0415 - the SDK loads on first use
 
+        _cheap_experimental_check()
         with calling(registry, "GET registry discovery"):
             client = MLClient(self._credential_for_clients(), registry_name=registry.name, **self._client_kwargs())
         found = (str(client.subscription_id).lower(), str(client.resource_group_name).lower())
@@ -98,6 +100,7 @@ class WorkspaceClients:
     def _build(self, workspace: Workspace) -> MLClient:
         from azure.ai.ml import MLClient  # noqa: PLC0415 - the SDK loads on first use
 
+        _cheap_experimental_check()
         return MLClient(
             self._credential_for_clients(),
             subscription_id=workspace.subscription_id,
@@ -155,6 +158,33 @@ class CachingCredential:
             if token is None or token.expires_on - self.REFRESH_BEFORE <= time.time():
                 token = self._tokens[scopes] = self._inner.get_token(*scopes, **kwargs)
             return token
+
+
+def _cheap_experimental_check() -> None:
+    """Every SDK call goes through a client built here, so this runs before azure-ai-ml builds any entity.
+
+    Constructing one of azure-ai-ml's experimental classes (a pipeline job loaded from YAML builds several) asks
+    ``azure.ai.ml._utils._experimental._should_skip_warning`` whether a ``_from_rest_object`` frame is on the stack,
+    and it answers with ``inspect.stack()``, which reads the source of every frame: ~65 ms on the first ``load_job``
+    of a cold start, 4x the whole rest of that call (``benchmarks/first_invocation.py``). The same question is
+    answered here from the frames' code names alone, without their source; which warnings are logged is unchanged.
+    If a later SDK version no longer has the function, nothing is replaced.
+    """
+    from azure.ai.ml._utils import _experimental  # noqa: PLC0415 - the SDK loads on first use
+
+    if getattr(_experimental, "_should_skip_warning", None) in (None, _skip_warning):
+        return
+    _experimental._should_skip_warning = _skip_warning
+
+
+def _skip_warning() -> bool:
+    """True when called (at any depth) from a ``_from_rest_object``: the SDK converting a service answer."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_from_rest_object":
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def target_workspace(named: str | None, event: AzureMLEvent) -> Target:
