@@ -1,15 +1,18 @@
-"""A SQLite ledger file written before the keyed tables became WITHOUT ROWID (and audit/quarantine lost
+"""The SQLite ledger's file: its layout, and the checkpoints that copy its WAL into it.
+
+A SQLite ledger file written before the keyed tables became WITHOUT ROWID (and audit/quarantine lost
 AUTOINCREMENT) keeps working: ``CREATE TABLE IF NOT EXISTS`` leaves its tables as they are, and every statement the
 ledger runs names its columns or reads them in the same order from either layout."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import timedelta
 from pathlib import Path
 
 from shared.ledger.port import ActionStatus, ClaimOutcome
-from shared.ledger.sqlite import SqliteLedger
+from shared.ledger.sqlite import _CHECKPOINT_EVERY, SqliteLedger
 from tests.ledger.test_conformance import LEASE, T0, entry, key, result
 
 #: The tables as the ledger created them up to 2026-12-01.
@@ -60,3 +63,32 @@ def test_a_new_ledger_file_keys_its_keyed_tables_without_a_rowid(tmp_path: Path)
 
     assert all("WITHOUT ROWID" in sql[name] for name in ("events", "actions", "throttles"))
     assert "AUTOINCREMENT" not in sql["audit"] + sql["quarantine"]
+
+
+def test_the_wal_is_copied_into_the_file_in_the_background_and_close_stops_that(tmp_path: Path) -> None:
+    """Without the background pass the file would stay at its first pages until the backstop (16,000 WAL pages)."""
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path)
+    start = path.stat().st_size
+    for n in range(2 * _CHECKPOINT_EVERY):
+        ledger.claim_event(key(f"e{n}"), f"e{n}", T0, LEASE)
+
+    deadline = time.monotonic() + 10
+    while path.stat().st_size <= start and time.monotonic() < deadline:
+        time.sleep(0.05)
+    thread = ledger._checkpointer._thread
+    ledger.close()
+
+    assert path.stat().st_size > start
+    assert thread is not None and not thread.is_alive()
+    reopened = SqliteLedger(path)
+    assert reopened.claim_event(key("e0"), "e0", T0, LEASE).outcome is ClaimOutcome.BUSY
+    reopened.close()
+
+
+def test_a_short_lived_ledger_starts_no_checkpoint_thread(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    ledger.claim_event(key("e1"), "e1", T0, LEASE)
+
+    assert ledger._checkpointer._thread is None
+    ledger.close()
