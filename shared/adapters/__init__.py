@@ -6,9 +6,7 @@ from collections.abc import Mapping
 
 from shared.actions import ActionAdapter, ActionKind
 from shared.adapters.azureml import KINDS, AzureMLAdapter, AzureMLState, WorkspaceClients
-from shared.adapters.devops import DevOpsReleaseAdapter
 from shared.adapters.dryrun import DryRunAdapter
-from shared.adapters.eventgrid_out import EventGridPublisher
 from shared.adapters.gate import GateAdapter, UnknownState
 from shared.adapters.releases.router import ReleaseRouter
 from shared.clock import Clock
@@ -46,6 +44,8 @@ def build_adapters(
     devops: ActionAdapter = adapters[ActionKind.QUEUE_RELEASE]
     github: ActionAdapter = adapters[ActionKind.QUEUE_RELEASE]
     if settings.devops_organization_url:
+        from shared.adapters.devops import DevOpsReleaseAdapter  # noqa: PLC0415 - only when configured
+
         # Every queued release is recorded, so its hooks and the reconciler can tie it back (shared/releases/).
         devops = TrackedReleases(DevOpsReleaseAdapter(settings, ledger, clock=clock), ledger,
                                  default_organization=settings.devops_organization_url, clock=clock)
@@ -55,6 +55,8 @@ def build_adapters(
         github = TrackedReleases(GitHubReleaseAdapter(settings, ledger, clock=clock), ledger, clock=clock)
     adapters[ActionKind.QUEUE_RELEASE] = ReleaseRouter(devops, github)
     if settings.eventgrid_topic_endpoint:
+        from shared.adapters.eventgrid_out import EventGridPublisher  # noqa: PLC0415 - only when configured
+
         adapters[ActionKind.PUBLISH_EVENT] = EventGridPublisher(settings)
     return adapters
 
