@@ -505,7 +505,13 @@ class Engine:
         """Store a payload that cannot be parsed, once: a batch redelivered after another event's failure brings
         the same poison payload back, and it is claimed by its content like any event by its id.
 
-        If the ledger cannot take it, the delivery fails (Event Grid brings the payload back later)."""
+        If the ledger cannot take it, the delivery fails (Event Grid brings the payload back later). Counted in the
+        telemetry like any event's outcome, so the quarantine alert sees it."""
+        outcome = self._store_unparsed(event_id, reason, raw)
+        self.telemetry.unparsed(outcome)
+        return outcome
+
+    def _store_unparsed(self, event_id: str | None, reason: str, raw: str) -> EventOutcome:
         now = self.clock.now()
         reason = _safe_text(redact(reason)) or ""
         try:

@@ -27,6 +27,10 @@ class Telemetry(Protocol):
 
     def event_done(self, span: Any, outcome: EventOutcome) -> None: ...
 
+    def unparsed(self, outcome: EventOutcome) -> None:
+        """A payload that is not an event: counted, no span (nothing in it can be trusted as an attribute)."""
+        ...
+
     def action(self, action: PlannedAction) -> AbstractContextManager[Any]: ...
 
     def action_done(self, span: Any, outcome: ActionOutcome, seconds: float) -> None: ...
@@ -39,6 +43,9 @@ class NoTelemetry:
         return nullcontext()
 
     def event_done(self, span: Any, outcome: EventOutcome) -> None:
+        return None
+
+    def unparsed(self, outcome: EventOutcome) -> None:
         return None
 
     def action(self, action: PlannedAction) -> AbstractContextManager[Any]:
@@ -81,6 +88,10 @@ class OpenTelemetry:
         span.set_attribute("mlreactor.reason", outcome.reason[:512])
         if outcome.outcome.value in ("failed", "quarantined"):
             span.set_status(self._status(self._status_code.ERROR, outcome.outcome.value))
+        self.events.add(1, {"outcome": outcome.outcome.value})
+
+    def unparsed(self, outcome: EventOutcome) -> None:
+        # Counted like any event, so the quarantine alert (infra/app/alerts.bicep) sees a poison payload too.
         self.events.add(1, {"outcome": outcome.outcome.value})
 
     @contextmanager

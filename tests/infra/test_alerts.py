@@ -158,3 +158,16 @@ def test_the_v1_drift_subscription_is_created_only_when_asked_for(deploy: bool, 
 def test_maximum_instance_count_may_be_as_low_as_one() -> None:
     decorators = bicep("main.bicep")["parameters"]["maximumInstanceCount"]["decorators"]
     assert {"type": "min_value", "argument": 1} in decorators
+
+
+def test_an_unparseable_payload_is_counted_as_quarantined_too(make_engine: Callable[..., Harness]) -> None:
+    """The alert counts the metric, not the ledger: a poison payload that is quarantined must reach it, once."""
+    metrics = InMemoryMetricReader()
+    h = make_engine(telemetry=OpenTelemetry(meter_provider=MeterProvider(metric_readers=[metrics])))
+
+    first = h.engine.handle_delivery('[{"id": "x", "eventType": 7}]')
+    again = h.engine.handle_delivery('[{"id": "x", "eventType": 7}]')
+
+    assert [o.outcome.value for o in first + again] == ["quarantined", "duplicate"]
+    counted = {k: p.value for k, p in points(metrics, "mlreactor.events").items()}
+    assert counted == {(("outcome", "quarantined"),): 1, (("outcome", "duplicate"),): 1}
