@@ -42,7 +42,7 @@ log = logging.getLogger("mlreactor.ledger")
 #: ones are WITHOUT ROWID (the key is the table, not a second index beside it) and audit/quarantine number their
 #: rows without AUTOINCREMENT (no sqlite_sequence page per insert; the purge deletes the oldest rows, so a number
 #: is not reused while a newer row exists). A file made with the earlier layout works unchanged
-#: (tests/ledger/test_sqlite_schema.py).
+#: (tests/ledger/test_sqlite_file.py).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     key TEXT PRIMARY KEY, event_id TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.azureml.errors import calling
@@ -179,11 +180,11 @@ def _cheap_experimental_check() -> None:
 
 def _skip_warning() -> bool:
     """True when called (at any depth) from a ``_from_rest_object``: the SDK converting a service answer."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "_from_rest_object":
             return True
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return False
 
 
