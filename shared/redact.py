@@ -75,6 +75,8 @@ _GUARDED = tuple(
     (shape, replacement, re.compile("|".join(map(re.escape, triggers))) if triggers else None)
     for shape, replacement, triggers in _SHAPES
 )
+#: Every trigger at once: most texts hold none and are shorter than a PAT, and one search clears them.
+_ANY_TRIGGER = re.compile("|".join(re.escape(t) for _, _, triggers in _SHAPES for t in triggers))
 
 
 def register_secret(*values: str | SecretStr | None) -> None:
@@ -122,6 +124,8 @@ def redact(text: str) -> str:
     if pattern is not None:
         text = pattern.sub(MASK, text)
     lowered = text.lower()
+    if len(text) < _PAT_LENGTH and _ANY_TRIGGER.search(lowered) is None:
+        return text
     for shape, replacement, triggers in _GUARDED:
         if triggers.search(lowered) if triggers is not None else len(text) >= _PAT_LENGTH:
             text = shape.sub(replacement, text)
@@ -138,7 +142,7 @@ def redact_tree(value: Any) -> Any:
         return redact(value)
     if isinstance(value, dict):
         return {k: redact_tree(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [redact_tree(v) for v in value]
     return value
 

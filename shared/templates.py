@@ -148,9 +148,9 @@ def render_tree(value: Any, context: Mapping[str, Any]) -> Any:
     """Render every string inside nested dicts and lists (keys included); other values pass through."""
     if isinstance(value, str):
         return render(value, context)
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # the ABC check costs more than rendering a dict
         return {str(render(str(k), context)): render_tree(v, context) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [render_tree(v, context) for v in value]
     return value
 

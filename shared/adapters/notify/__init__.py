@@ -38,7 +38,7 @@ from datetime import timedelta
 
 from shared.actions import ActionResult, NotifyParams, PlannedAction
 from shared.adapters.notify import render, senders
-from shared.adapters.notify.messages import Layout, Message, compose, load_layouts
+from shared.adapters.notify.messages import Layout, Message, compose, load_layouts, title
 from shared.channels import AcsEmailChannel, EmailChannel, SlackChannel, TeamsChannel, WebhookChannel
 from shared.clock import Clock, SystemClock, format_duration, parse_duration
 from shared.errors import PermanentError, TransientError
@@ -103,16 +103,17 @@ class NotifyAdapter:
         gate, records = self._gate(action, params, window)
         if not gate.send:
             return ActionResult(detail=f"held back: {gate.reason}", records=tuple(records))
+        if not self.live:  # what a dry run shows of the message is its title
+            note = f" ({gate.reason})" if gate.digest else ""
+            shown = title(action, self.layouts[params.message])
+            return ActionResult(
+                detail=f"dry-run: would notify {', '.join(params.channels)}: {shown}{note}",
+                data={"channels": dict.fromkeys(params.channels, "dry-run"), "digest": gate.digest},
+            )
         message = compose(
             action, self.layouts[params.message], digest=gate.digest, digest_key=params.throttle_key or "",
             window=format_duration(window),
         )
-        if not self.live:
-            note = f" ({gate.reason})" if gate.digest else ""
-            return ActionResult(
-                detail=f"dry-run: would notify {', '.join(params.channels)}: {message.title}{note}",
-                data={"channels": dict.fromkeys(params.channels, "dry-run"), "digest": gate.digest},
-            )
         parent = action.earlier.get(action.key)
         redrive = parent is not None and parent.status is ActionStatus.FAILED
         # Event Grid waits 30 s: past the budget, channels not yet tried wait for the redelivery (at least one

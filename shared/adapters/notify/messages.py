@@ -163,6 +163,7 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 _PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
+_UNSAFE_IN_URL = re.compile(r"[\s<>\"'`]")
 _VERDICTS = {"passed": "passed", "challenger": "passed", "failed": "failed", "rejected": "failed"}
 _SEVERITIES = {"good", "warning", "attention", "accent"}
 
@@ -213,11 +214,7 @@ def compose(
     """The message for one notify action; ``digest`` counts repeats held back in the previous throttle window."""
     params = action.params
     assert isinstance(params, NotifyParams)
-    # Earlier results of the rule are visible as in parameter templates ({{ gate.summary }}, {{ release.url }}).
-    ctx = {**action.event.context(), **action.steps}
-    gate = _step(action.steps, "table", "passed")  # the quality gate's recorded verdict
-    release = _step(action.steps, "url", "environment", "status")  # the queued release, awaiting approval
-    ctx["notify"] = _extras(ctx, action.rule, gate, release)
+    ctx, gate = _context(action)
 
     def text(template: str) -> str:
         return _render(template, ctx)
@@ -232,7 +229,7 @@ def compose(
     return Message(
         kind=params.message,
         severity=severity if severity in _SEVERITIES else "accent",
-        title=_one_line(params.title or text(layout.title)),
+        title=title(action, layout, ctx),
         text=params.text or text(layout.text),
         facts=tuple((k, v) for k, v in facts.items() if v.strip()),
         links=tuple(Link(k, v) for k, v in links.items() if _is_https(v)),
@@ -246,6 +243,23 @@ def compose(
         correlation_id=action.correlation_id,
         rule=action.rule,
     )
+
+
+def title(action: PlannedAction, layout: Layout, ctx: Mapping[str, Any] | None = None) -> str:
+    """The message's title alone (all a dry run shows of it), without building the rest of the message."""
+    params = action.params
+    assert isinstance(params, NotifyParams)
+    return _one_line(params.title or _render(layout.title, ctx if ctx is not None else _context(action)[0]))
+
+
+def _context(action: PlannedAction) -> tuple[dict[str, Any], Mapping[str, Any]]:
+    """What a layout's templates see, and the quality gate's recorded verdict (empty if the rule has none)."""
+    # Earlier results of the rule are visible as in parameter templates ({{ gate.summary }}, {{ release.url }}).
+    ctx = {**action.event.context(), **action.steps}
+    gate = _step(action.steps, "table", "passed")  # the quality gate's recorded verdict
+    release = _step(action.steps, "url", "environment", "status")  # the queued release, awaiting approval
+    ctx["notify"] = _extras(ctx, action.rule, gate, release)
+    return ctx, gate
 
 
 def _render(template: str, ctx: Mapping[str, Any]) -> str:
@@ -267,7 +281,7 @@ def _one_line(value: str) -> str:
 
 def _is_https(url: str) -> bool:
     """Buttons open only https:// links: an event value can never become a ``javascript:`` or http link."""
-    return url.startswith("https://") and not any(c.isspace() or c in "<>\"'`" for c in url)
+    return url.startswith("https://") and _UNSAFE_IN_URL.search(url) is None
 
 
 def _step(steps: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
