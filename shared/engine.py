@@ -482,12 +482,13 @@ class Engine:
         """
         now = self.clock.now()
         try:
+            stored = None
             if outcome.outcome is Outcome.QUARANTINED:
-                raw = _raw_text(event.raw())
-                self.ledger.quarantine(QuarantineRecord(now, event.key, event.id, redact(outcome.reason), raw))
+                stored = QuarantineRecord(now, event.key, event.id, redact(outcome.reason), _raw_text(event.raw()))
             final = None if outcome.outcome is Outcome.FAILED else outcome.outcome.value
             kept = self.ledger.settle_event(
-                held.record, final, now, actions=pending, audit=self._audit_entry(event, outcome, now)
+                held.record, final, now, actions=pending, audit=self._audit_entry(event, outcome, now),
+                quarantine=stored,
             )
         except Exception as exc:
             if outcome.outcome is Outcome.FAILED:
@@ -519,10 +520,10 @@ class Engine:
             claim = self.ledger.claim_event(f"unparsed|{digest}", digest, now, self.lease)
             if claim.outcome in (ClaimOutcome.DONE, ClaimOutcome.BUSY):
                 return EventOutcome(event_id, None, None, None, None, Outcome.DUPLICATE, "already quarantined")
-            self.ledger.quarantine(QuarantineRecord(now, None, event_id, reason, raw))
             outcome = EventOutcome(event_id, None, None, None, None, Outcome.QUARANTINED, reason)
             audit = AuditEntry(now, None, event_id, "", "", "", "", outcome.outcome.value, reason)
-            self.ledger.settle_event(claim.record, outcome.outcome.value, now, audit=audit)
+            self.ledger.settle_event(claim.record, outcome.outcome.value, now, audit=audit,
+                                     quarantine=QuarantineRecord(now, None, event_id, reason, raw))
         except Exception as exc:
             if not isinstance(exc, TransientError):
                 log.error("cannot quarantine an unparseable event %.200s", event_id, exc_info=exc)

@@ -267,9 +267,11 @@ class Ledger(Protocol):
         *,
         actions: Sequence[ActionRecord] = (),
         audit: AuditEntry | None = None,
+        quarantine: QuarantineRecord | None = None,
     ) -> bool:
         """Finish the claimed event with ``outcome`` (None: release it for a redelivery), in one atomic write with
-        the last action results and the audit entry.
+        the last action results and the audit entry — and the ``quarantine`` record of an event stored for a
+        person (in the same transaction on SQLite; first, with its payload blob, on Table Storage).
 
         Conditional on ``claim.version``: if another instance took the event over meanwhile (our lease ran out),
         its state is left alone — the action results and the audit entry are still stored — and False is returned.

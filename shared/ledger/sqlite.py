@@ -85,6 +85,8 @@ _INSERT_AUDIT = (
     " reason, reactions, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+_INSERT_QUARANTINE = "INSERT INTO quarantine (at, event_key, event_id, reason, raw) VALUES (?, ?, ?, ?, ?)"
+
 
 def _action_args(r: ActionRecord) -> tuple[Any, ...]:
     return (r.key, r.event_key, r.event_id, r.rule, r.kind, r.status, r.attempts, r.external_id, r.detail, r.url,
@@ -97,6 +99,10 @@ def _audit_args(entry: AuditEntry) -> tuple[Any, ...]:
         entry.correlation_id, entry.outcome, entry.reason, json.dumps(entry.reactions),
         json.dumps(entry.actions, default=str),
     )
+
+
+def _quarantine_args(record: QuarantineRecord) -> tuple[Any, ...]:
+    return _ts(record.at), record.event_key, record.event_id, record.reason, record.raw
 
 
 def _ts(value: datetime) -> str:
@@ -176,6 +182,10 @@ class SqliteLedger:
         fresh = (key, event_id, EventStatus.IN_PROGRESS.value, None, _ts(now + lease), 1, _ts(now))
         if self._one(_INSERT_EVENT, fresh):
             return ClaimResult(ClaimOutcome.CLAIMED, _event_record(fresh))
+        rows = self._read("SELECT * FROM events WHERE key = ?", (key,))
+        if rows and rows[0][2] == EventStatus.DONE:  # a finished event's redelivery: read, no write transaction
+            actions = self._read("SELECT * FROM actions WHERE event_key = ?", (key,))
+            return ClaimResult(ClaimOutcome.DONE, _event_record(rows[0]), {r[0]: _action_record(r) for r in actions})
         with self._tx() as db:
             row = db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone()
             if row is None:  # purged since the insert met it
@@ -209,10 +219,13 @@ class SqliteLedger:
         *,
         actions: Sequence[ActionRecord] = (),
         audit: AuditEntry | None = None,
+        quarantine: QuarantineRecord | None = None,
     ) -> bool:
         # ``attempts`` counts claims, so (key, attempts) is this claim's version: a takeover bumps it.
         status = EventStatus.RELEASED if outcome is None else EventStatus.DONE
         with self._tx() as db:
+            if quarantine is not None:
+                db.execute(_INSERT_QUARANTINE, _quarantine_args(quarantine))
             for record in actions:
                 self._put_action(db, record)
             cursor = db.execute(
@@ -298,10 +311,7 @@ class SqliteLedger:
 
     # quarantine and audit -------------------------------------------------------------------------------------
     def quarantine(self, record: QuarantineRecord) -> None:
-        self._one(
-            "INSERT INTO quarantine (at, event_key, event_id, reason, raw) VALUES (?, ?, ?, ?, ?)",
-            (_ts(record.at), record.event_key, record.event_id, record.reason, record.raw),
-        )
+        self._one(_INSERT_QUARANTINE, _quarantine_args(record))
 
     def quarantined(self, since: datetime | None = None) -> list[QuarantineRecord]:
         rows = self._read(

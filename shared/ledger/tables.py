@@ -258,7 +258,10 @@ class TablesLedger:
         *,
         actions: Sequence[ActionRecord] = (),
         audit: AuditEntry | None = None,
+        quarantine: QuarantineRecord | None = None,
     ) -> bool:
+        if quarantine is not None:  # its own partition (by day) and a blob: before the event is finished
+            self.quarantine(quarantine)
         pk, rk = _event_pk(claim.event_id), _event_rk(claim.key)
         holder, etag = _split_version(claim.version)
         change: dict[str, Any] = {

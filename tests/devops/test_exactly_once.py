@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.ledger.port import ActionRecord, ActionStatus, AuditEntry, EventRecord
+from shared.ledger.port import ActionRecord, ActionStatus, AuditEntry, EventRecord, QuarantineRecord
 from shared.ledger.sqlite import SqliteLedger
 from tests.devops.conftest import CLASSIC_RULES, PIPELINE_RULES, Release
 from tests.fakes.azure_devops import FakeAzureDevOps
@@ -30,10 +30,11 @@ class CrashAfterPost(SqliteLedger):
         *,
         actions: Sequence[ActionRecord] = (),
         audit: AuditEntry | None = None,
+        quarantine: QuarantineRecord | None = None,
     ) -> bool:
         if any(a.status is ActionStatus.DONE and a.external_id for a in actions):
             raise Crash
-        return super().settle_event(claim, outcome, now, actions=actions, audit=audit)
+        return super().settle_event(claim, outcome, now, actions=actions, audit=audit, quarantine=quarantine)
 
 
 def test_a_redelivered_event_is_a_duplicate_and_queues_nothing(

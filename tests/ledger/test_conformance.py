@@ -297,6 +297,16 @@ def test_given_quarantined_payloads_when_listed_then_raw_payloads_come_back_olde
     assert listed[1].at == T0 + timedelta(days=1)
 
 
+
+def test_given_an_event_settled_as_quarantined_with_its_record_then_both_are_stored(ledger: Ledger) -> None:
+    claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)
+
+    assert ledger.settle_event(claim.record, "quarantined", T0, audit=entry("e1", "quarantined"),
+                               quarantine=QuarantineRecord(T0, key("e1"), "e1", "gate missing", '{"id": "e1"}'))
+
+    assert [(q.event_id, q.reason, q.raw) for q in ledger.quarantined()] == [("e1", "gate missing", '{"id": "e1"}')]
+    assert ledger.claim_event(key("e1"), "e1", T0, LEASE).record.outcome == "quarantined"
+
 # audit ------------------------------------------------------------------------------------------------------------
 def test_given_audit_entries_when_read_by_event_or_correlation_then_only_theirs_newest_first(ledger: Ledger) -> None:
     ledger.record_audit(entry("e1", "failed", T0, "chain-1"))

@@ -1,4 +1,4 @@
-"""The SQLite ledger's file: its layout, and the checkpoints that copy its WAL into it.
+"""The SQLite ledger's file: its layout, what one transaction holds, and the checkpoints that copy its WAL into it.
 
 A SQLite ledger file written before the keyed tables became WITHOUT ROWID (and audit/quarantine lost
 AUTOINCREMENT) keeps working: ``CREATE TABLE IF NOT EXISTS`` leaves its tables as they are, and every statement the
@@ -11,7 +11,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from shared.ledger.port import ActionStatus, ClaimOutcome
+import pytest
+
+from shared.ledger.port import ActionStatus, ClaimOutcome, QuarantineRecord
 from shared.ledger.sqlite import _CHECKPOINT_EVERY, SqliteLedger
 from tests.ledger.test_conformance import LEASE, T0, entry, key, result
 
@@ -92,3 +94,23 @@ def test_a_short_lived_ledger_starts_no_checkpoint_thread(tmp_path: Path) -> Non
 
     assert ledger._checkpointer._thread is None
     ledger.close()
+
+
+def test_a_quarantine_record_and_the_events_outcome_are_one_transaction(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)
+
+    class Broken(Exception):
+        pass
+
+    def broken_audit(*_: object) -> None:
+        raise Broken
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SqliteLedger, "_put_audit", staticmethod(broken_audit))
+        with pytest.raises(Broken):
+            ledger.settle_event(claim.record, "quarantined", T0, audit=entry("e1"),
+                                quarantine=QuarantineRecord(T0, key("e1"), "e1", "why", "{}"))
+
+    assert ledger.quarantined() == []  # rolled back with the outcome: the redelivery quarantines it once
+    assert ledger.claim_event(key("e1"), "e1", T0 + LEASE, LEASE).outcome is ClaimOutcome.RESUMED
