@@ -38,11 +38,13 @@ from shared.ledger.port import (
 
 log = logging.getLogger("mlreactor.ledger")
 
-#: Every commit writes each page it dirtied to the WAL, so the tables written per event keep few b-trees: the keyed
-#: ones are WITHOUT ROWID (the key is the table, not a second index beside it) and audit/quarantine number their
-#: rows without AUTOINCREMENT (no sqlite_sequence page per insert; the purge deletes the oldest rows, so a number
-#: is not reused while a newer row exists). A file made with the earlier layout works unchanged
-#: (tests/ledger/test_sqlite_file.py).
+#: Every commit writes each page it dirtied to the WAL, so the tables written per event dirty few pages: events and
+#: throttles (small rows) are WITHOUT ROWID (the key is the table, not a second index beside it); actions are not —
+#: a result (detail and data, ~0.5-1 KB) is too large to sit in a key's b-tree (SQLite's guidance: rows under ~1/20
+#: of a page), where it split leaves and spilled into overflow pages: 6.7 WAL pages per result write, 5.5 appended
+#: to a rowid table (benchmarks/throughput.py: ~13 % less time an event). audit/quarantine number their rows without
+#: AUTOINCREMENT (no sqlite_sequence page per insert; the purge deletes the oldest rows, so a number is not reused
+#: while a newer row exists). A file made with an earlier layout works unchanged (tests/ledger/test_sqlite_file.py).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     key TEXT PRIMARY KEY, event_id TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT,
@@ -50,7 +52,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS actions (
     key TEXT PRIMARY KEY, event_key TEXT NOT NULL, event_id TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
     status TEXT NOT NULL, attempts INTEGER NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT,
-    updated_at TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}') WITHOUT ROWID;
+    updated_at TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS actions_event ON actions(event_key);
 CREATE TABLE IF NOT EXISTS throttles (
     key TEXT PRIMARY KEY, holder TEXT NOT NULL, window_start TEXT NOT NULL, window_end TEXT NOT NULL,

@@ -1,11 +1,13 @@
 """The SQLite ledger's file: its layout, what one transaction holds, and the checkpoints that copy its WAL into it.
 
-A SQLite ledger file written before the keyed tables became WITHOUT ROWID (and audit/quarantine lost
-AUTOINCREMENT) keeps working: ``CREATE TABLE IF NOT EXISTS`` leaves its tables as they are, and every statement the
-ledger runs names its columns or reads them in the same order from either layout."""
+A SQLite ledger file written with an earlier layout (keyed tables with a rowid and audit/quarantine with
+AUTOINCREMENT, up to 2026-12-01; every keyed table WITHOUT ROWID, 2026-12-02) keeps working: ``CREATE TABLE IF NOT
+EXISTS`` leaves its tables as they are, and every statement the ledger runs names its columns or reads them in the
+same order from any of the layouts."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from datetime import timedelta
@@ -37,12 +39,16 @@ CREATE TABLE quarantine (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_key TEXT, event_id TEXT, reason TEXT NOT NULL,
     raw TEXT NOT NULL);
 """
+#: 2026-12-02's: every keyed table WITHOUT ROWID, actions included (rows too large for that: see the schema).
+ALL_WITHOUT_ROWID = re.sub(r"\);\n(?=CREATE TABLE (actions|throttles|audit))", ") WITHOUT ROWID;\n", BEFORE)
+assert ALL_WITHOUT_ROWID.count("WITHOUT ROWID") == 3
 
 
-def test_a_ledger_file_with_the_earlier_layout_claims_records_settles_and_audits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", [BEFORE, ALL_WITHOUT_ROWID], ids=["2026-12-01", "2026-12-02"])
+def test_a_ledger_file_with_an_earlier_layout_claims_records_settles_and_audits(tmp_path: Path, layout: str) -> None:
     path = tmp_path / "ledger.sqlite3"
     with sqlite3.connect(path) as db:
-        db.executescript(BEFORE)
+        db.executescript(layout)
     ledger = SqliteLedger(path)
 
     claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)
@@ -57,13 +63,15 @@ def test_a_ledger_file_with_the_earlier_layout_claims_records_settles_and_audits
     ledger.close()
 
 
-def test_a_new_ledger_file_keys_its_keyed_tables_without_a_rowid(tmp_path: Path) -> None:
-    """One b-tree per keyed table instead of two: an insert dirties half the pages (benchmarks/throughput.py)."""
+def test_a_new_ledger_file_keys_its_small_keyed_tables_without_a_rowid_and_its_actions_with_one(tmp_path: Path) -> None:
+    """One b-tree per keyed table of small rows instead of two; action results, too large for that, are appended to
+    a rowid table beside their key's index (fewer pages per commit both ways: benchmarks/throughput.py)."""
     SqliteLedger(tmp_path / "ledger.sqlite3").close()
     with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
         sql = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
 
-    assert all("WITHOUT ROWID" in sql[name] for name in ("events", "actions", "throttles"))
+    assert all("WITHOUT ROWID" in sql[name] for name in ("events", "throttles"))
+    assert "WITHOUT ROWID" not in sql["actions"]
     assert "AUTOINCREMENT" not in sql["audit"] + sql["quarantine"]
 
 
