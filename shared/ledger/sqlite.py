@@ -184,10 +184,10 @@ class SqliteLedger:
         fresh = (key, event_id, EventStatus.IN_PROGRESS.value, None, _ts(now + lease), 1, _ts(now))
         if self._one(_INSERT_EVENT, fresh):
             return ClaimResult(ClaimOutcome.CLAIMED, _event_record(fresh))
-        rows = self._read("SELECT * FROM events WHERE key = ?", (key,))
-        if rows and rows[0][2] == EventStatus.DONE:  # a finished event's redelivery: read, no write transaction
-            actions = self._read("SELECT * FROM actions WHERE event_key = ?", (key,))
-            return ClaimResult(ClaimOutcome.DONE, _event_record(rows[0]), {r[0]: _action_record(r) for r in actions})
+        with self._lock:  # a finished event's redelivery: read, no write transaction
+            row = self._db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[2] == EventStatus.DONE:
+                return ClaimResult(ClaimOutcome.DONE, _event_record(row), self._actions(self._db, key))
         with self._tx() as db:
             row = db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone()
             if row is None:  # purged since the insert met it

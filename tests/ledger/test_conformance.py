@@ -297,7 +297,6 @@ def test_given_quarantined_payloads_when_listed_then_raw_payloads_come_back_olde
     assert listed[1].at == T0 + timedelta(days=1)
 
 
-
 def test_given_an_event_settled_as_quarantined_with_its_record_then_both_are_stored(ledger: Ledger) -> None:
     claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)
 
@@ -306,6 +305,7 @@ def test_given_an_event_settled_as_quarantined_with_its_record_then_both_are_sto
 
     assert [(q.event_id, q.reason, q.raw) for q in ledger.quarantined()] == [("e1", "gate missing", '{"id": "e1"}')]
     assert ledger.claim_event(key("e1"), "e1", T0, LEASE).record.outcome == "quarantined"
+
 
 # audit ------------------------------------------------------------------------------------------------------------
 def test_given_audit_entries_when_read_by_event_or_correlation_then_only_theirs_newest_first(ledger: Ledger) -> None:
