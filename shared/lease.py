@@ -13,7 +13,10 @@ So the holder of a claim (the engine's event claim, the Azure DevOps adapter's r
   renews at once; if the claim was taken over or settled meanwhile, or cannot be renewed (ledger down) before it
   runs out, ``LeaseLost`` is raised — the holder stops and says so, and the event comes back on redelivery.
 
-``record`` is the claim's current version (renewing changes it on Tables): settle with it.
+``record`` is the claim's current version (renewing changes it on Tables): settle with it once ``kept`` has ended.
+Ending ``kept`` waits for a heartbeat renewal in flight and stops any later one: a renewal landing after ``record`` was
+read would change the version the settle is conditional on, and the holder would take its own renewal for a takeover
+(its outcome unstored, the event held for another lease).
 """
 
 from __future__ import annotations
@@ -49,25 +52,34 @@ class Held:
         self.every = every if every is not None else lease / 3
         self.lost: str | None = None
         self.renewals = 0
-        self._lock = threading.Lock()
+        self._beating = False  # True while ``kept`` runs: the heartbeat renews only then
+        self._lock = threading.Lock()  # one renewal at a time; ``record`` changes only under it
 
     def renew(self) -> bool:
         """Push the lease on now; False (and ``lost`` says why) if the claim is no longer ours."""
         with self._lock:
-            if self.lost:
-                return False
-            try:
-                renewed = self.ledger.renew_event(self.record, self.clock.now(), self.lease)
-            except TransientError as exc:
-                log.warning("cannot renew the lease of %s: %s", self.record.key[:40], exc)
-                return False
-            if renewed is None:
-                self.lost = "another instance took the event over, or it was settled, while this one worked"
-                log.warning("lost the claim of %s: %s", self.record.key[:40], self.lost)
-                return False
-            self.record = renewed
-            self.renewals += 1
-            return True
+            return self._renew()
+
+    def beat(self) -> bool:
+        """The heartbeat's renewal: none once ``kept`` has ended (the holder is settling with ``record``)."""
+        with self._lock:
+            return self._beating and self._renew()
+
+    def _renew(self) -> bool:
+        if self.lost:
+            return False
+        try:
+            renewed = self.ledger.renew_event(self.record, self.clock.now(), self.lease)
+        except TransientError as exc:
+            log.warning("cannot renew the lease of %s: %s", self.record.key[:40], exc)
+            return False
+        if renewed is None:
+            self.lost = "another instance took the event over, or it was settled, while this one worked"
+            log.warning("lost the claim of %s: %s", self.record.key[:40], self.lost)
+            return False
+        self.record = renewed
+        self.renewals += 1
+        return True
 
     def check(self, need: timedelta = timedelta(0)) -> None:
         """Raise ``LeaseLost`` unless the claim is ours and its lease covers ``need`` from now (renewing if not)."""
@@ -85,12 +97,16 @@ class Held:
 
     @contextmanager
     def kept(self) -> Iterator[Held]:
-        """Renew in the background for as long as the block runs (one shared thread beats every held claim)."""
+        """Renew in the background for as long as the block runs (one shared thread beats every held claim); on
+        leaving, wait for a renewal in flight, so ``record`` is the claim's last version."""
+        self._beating = True
         _BEATER.add(self)
         try:
             yield self
         finally:
             _BEATER.remove(self)
+            with self._lock:
+                self._beating = False
 
 
 class _Beater:
@@ -129,7 +145,7 @@ class _Beater:
                     self._due[held] = now + held.every.total_seconds()
                 pause = min([due - now for due in self._due.values()] + [self._tick])
             for held in ready:  # outside the lock: a renewal is a ledger round-trip
-                if not held.renew() and held.lost:
+                if not held.beat() and held.lost:
                     self.remove(held)
             if not ready:
                 self._shorter.wait(max(pause, 0.001))

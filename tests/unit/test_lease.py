@@ -4,6 +4,7 @@ next effect and says so (real SQLite ledger; the adapters are dry-run)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.actions import ActionKind, ActionResult, PlannedAction
+from shared.lease import Held
+from shared.ledger.port import EventRecord
 from shared.ledger.sqlite import SqliteLedger
 from shared.outcomes import Outcome
 from tests.conftest import FakeClock, Harness, ScriptedAdapter, delivery
@@ -34,6 +37,23 @@ class SlowAdapter(ScriptedAdapter):
     def execute(self, action: PlannedAction) -> ActionResult:
         time.sleep(self.seconds)
         return super().execute(action)
+
+
+class GatedRenewals(SqliteLedger):
+    """Holds its first renewal open until the test lets it through, and records every renewal's answer."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.entered, self.let_through = threading.Event(), threading.Event()
+        self.answers: list[EventRecord | None] = []
+
+    def renew_event(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.answers:
+            self.entered.set()
+            assert self.let_through.wait(10)
+        renewed = super().renew_event(*args, **kwargs)
+        self.answers.append(renewed)
+        return renewed
 
 
 def counting_harness(make_engine: Build, tmp_path: Path, **kwargs: Any) -> tuple[Harness, CountingLedger]:
@@ -88,3 +108,25 @@ def test_a_holder_that_lost_its_claim_stops_before_its_next_effect_and_says_so_i
     (audited,) = h.ledger.audit(event_id=outcome.event_id)
     assert "lost the claim" in audited.reason
     other.close()
+
+
+def test_leaving_kept_waits_for_a_renewal_in_flight_and_the_heartbeat_renews_no_more(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # The settle that follows is conditional on ``record``: a renewal landing after it was read (on Tables it changes
+    # the ETag) would make the holder take its own renewal for a takeover and leave its outcome unstored.
+    ledger = GatedRenewals(tmp_path / "ledger.sqlite3")
+    claim = ledger.claim_event("event-1", "event-1", clock.now(), timedelta(minutes=2))
+    held = Held(ledger, claim.record, timedelta(minutes=2), clock, every=timedelta(seconds=0.01))
+    with held.kept():
+        assert ledger.entered.wait(10), "the heartbeat did not beat"
+        clock.advance(seconds=30)
+        threading.Timer(0.2, ledger.let_through.set).start()
+    assert len(ledger.answers) == 1, "kept returned while a renewal was still in flight"
+    assert ledger.answers[0] is not None and held.record == ledger.answers[0]
+
+    assert held.beat() is False, "a beat after kept ended renews nothing"
+    time.sleep(0.1)
+    assert len(ledger.answers) == 1
+    assert ledger.settle_event(held.record, "acted", clock.now())
+    ledger.close()
