@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.errors import ConfigError
+from shared.identity import azure_credential
 from shared.settings import Settings
 
 
@@ -42,16 +43,10 @@ def blob_service(settings: Settings, credential: Any = None, **options: Any) -> 
         return BlobServiceClient.from_connection_string(secret, **options)
     if settings.storage_account_url:
         return BlobServiceClient(
-            blob_url(settings.storage_account_url), credential=credential or managed_identity(settings), **options
+            blob_url(settings.storage_account_url),
+            credential=credential or azure_credential(settings.managed_identity_client_id), **options,
         )
     raise ConfigError("no storage account: set MLREACTOR_STORAGE_CONNECTION_STRING or MLREACTOR_STORAGE_ACCOUNT_URL")
-
-
-def managed_identity(settings: Settings) -> Any:
-    """``DefaultAzureCredential`` for the configured user-assigned identity (any identity it finds otherwise)."""
-    from azure.identity import DefaultAzureCredential  # noqa: PLC0415
-
-    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
 
 
 def blob_url(table_url: str) -> str:

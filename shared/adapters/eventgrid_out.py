@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from shared.actions import ActionResult, PlannedAction, PublishEventParams
 from shared.errors import ConfigError, PermanentError, TransientError
+from shared.identity import azure_credential
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -153,9 +154,7 @@ class EventGridPublisher:
             from azure.core.credentials import AzureKeyCredential  # noqa: PLC0415
 
             return AzureKeyCredential(key.get_secret_value())
-        from azure.identity import DefaultAzureCredential  # noqa: PLC0415
-
-        return DefaultAzureCredential(managed_identity_client_id=self._settings.managed_identity_client_id)
+        return azure_credential(self._settings.managed_identity_client_id)
 
 
 def cloud_event(action: PlannedAction, params: PublishEventParams) -> CloudEvent[Any]:

@@ -55,6 +55,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.errors import ConfigError, PermanentError, TransientError
+from shared.identity import azure_credential
 from shared.ledger.port import (
     ActionRecord,
     ActionStatus,
@@ -71,7 +72,7 @@ from shared.ledger.port import (
     release_lookup_key,
 )
 from shared.settings import Settings
-from shared.storage import blob_service, managed_identity
+from shared.storage import blob_service
 
 if TYPE_CHECKING:  # azure-storage-blob loads with the first quarantined payload, not with the ledger
     from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -188,7 +189,7 @@ class TablesLedger:
             tables = TableServiceClient.from_connection_string(secret, **options)
             credential = None
         elif settings.storage_account_url:
-            credential = managed_identity(settings)  # one credential (and token cache) for tables and blobs
+            credential = azure_credential(settings.managed_identity_client_id)
             tables = TableServiceClient(endpoint=settings.storage_account_url, credential=credential, **options)
         else:
             raise ConfigError(

@@ -30,6 +30,7 @@ from shared.adapters.azureml.throttle import REMAINING_WRITES, WriteBudget, subs
 from shared.adapters.azureml.timing import Timing
 from shared.errors import PermanentError
 from shared.events import AzureMLEvent, Registry, Workspace
+from shared.identity import azure_credential
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -126,12 +127,8 @@ class WorkspaceClients:
             if self._cached is None:
                 credential = self._credential
                 if credential is None:
-                    from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - the SDK loads on first use
-
                     # In Azure: the Function App's managed identity (user-assigned when a client id is given).
-                    credential = DefaultAzureCredential(
-                        managed_identity_client_id=self.settings.managed_identity_client_id
-                    )
+                    credential = azure_credential(self.settings.managed_identity_client_id)
                 self._cached = CachingCredential(credential)
             return self._cached
 

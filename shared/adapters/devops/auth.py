@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from shared.errors import PermanentError, TransientError
+from shared.identity import azure_credential
 from shared.settings import Settings
 
 log = logging.getLogger("mlreactor.adapters.devops")
@@ -107,10 +108,7 @@ class DevOpsAuth:
 
     def _entra(self) -> TokenCredential:
         if self._credential is None:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - cold start
-
-            client_id = self._settings.managed_identity_client_id
-            self._credential = DefaultAzureCredential(managed_identity_client_id=client_id)
+            self._credential = azure_credential(self._settings.managed_identity_client_id)
         return self._credential
 
     def _pat_header(self) -> str:
