@@ -192,12 +192,15 @@ class Engine:
             stage = "claiming"
             now = self.clock.now()
             try:
-                claim = self.ledger.claim_event(event.key, event.id, now, self.lease)
+                with self.ledger.together():  # SQLite: the claim and the windows its rules open are one commit
+                    claim = self.ledger.claim_event(event.key, event.id, now, self.lease)
+                    ours = claim.outcome in (ClaimOutcome.CLAIMED, ClaimOutcome.RESUMED)
+                    firing = self._fire(event, claim) if ours else None
             except TransientError as exc:
                 return self._record(event, result(Outcome.FAILED, f"cannot claim the event: {redact(str(exc))}"))
-            if claim.outcome is ClaimOutcome.DONE:  # logged and traced, not stored: a redelivery storm adds no rows
-                return result(Outcome.DUPLICATE, f"already handled (outcome {claim.record.outcome})")
-            if claim.outcome is ClaimOutcome.BUSY:
+            if firing is None:  # done before, or held by another instance
+                if claim.outcome is ClaimOutcome.DONE:  # logged and traced, not stored: a redelivery storm adds no rows
+                    return result(Outcome.DUPLICATE, f"already handled (outcome {claim.record.outcome})")
                 reason = "another instance holds this event's lease; Event Grid will redeliver"
                 return self._record(event, result(Outcome.FAILED, reason))
         except Exception as exc:
@@ -207,7 +210,7 @@ class Engine:
         held = Held(self.ledger, claim.record, self.lease, self.clock, every=self.renew_every)
         try:
             with held.kept():
-                outcome = self._react(event, result, claim, held, pending)
+                outcome = self._react(event, result, firing, claim, held, pending)
         except TransientError as exc:  # ledger trouble mid-way: let Event Grid come back
             outcome = result(Outcome.FAILED, f"transient failure: {redact(str(exc))}")
         except Exception as exc:
@@ -276,27 +279,44 @@ class Engine:
             log.warning("event %s is quarantined but Ops could not be told: %s", event.id, told.detail)
         return replace(outcome, actions=[*outcome.actions, told])
 
-    def _react(
-        self,
-        event: AzureMLEvent,
-        result: Callable[..., EventOutcome],
-        claim: ClaimResult,
-        held: Held,
-        pending: list[ActionRecord],
-    ) -> EventOutcome:
+    def _fire(self, event: AzureMLEvent, claim: ClaimResult) -> _Firing | Exception:
+        """Match the rules and take the windows (throttle, once_per) of those that match — inside the claim's write.
+
+        An error is handed back, not raised, so the claim is stored whatever happens: ``_react`` raises it, where an
+        error in reacting is handled (released and retried, or counted and quarantined).
+        """
         try:
             context = event.context()
             matched = [rule for rule in self.rules.spec.rules if evaluate(rule, event, context).matched]
         except Exception as exc:
-            raise _Escape("matching", exc) from exc
+            escape = _Escape("matching", exc)
+            escape.__cause__ = exc
+            return escape
         fired: list[Rule] = []
         held_back: list[str] = []
-        for rule in matched:
-            reason = self._hold(rule, event, context, claim)
-            if reason:
-                held_back.append(f"{rule.name} ({reason})")
-            else:
-                fired.append(rule)
+        try:
+            for rule in matched:
+                reason = self._hold(rule, event, context, claim)
+                if reason:
+                    held_back.append(f"{rule.name} ({reason})")
+                else:
+                    fired.append(rule)
+        except Exception as exc:
+            return exc
+        return _Firing(context, fired, held_back)
+
+    def _react(
+        self,
+        event: AzureMLEvent,
+        result: Callable[..., EventOutcome],
+        firing: _Firing | Exception,
+        claim: ClaimResult,
+        held: Held,
+        pending: list[ActionRecord],
+    ) -> EventOutcome:
+        if isinstance(firing, Exception):
+            raise firing
+        context, fired, held_back = firing.context, firing.fired, firing.held_back
         if not fired:
             return result(Outcome.IGNORED, f"throttled: {', '.join(held_back)}" if held_back else "no rule matched")
 
@@ -551,6 +571,15 @@ class Engine:
             outcome=outcome.outcome.value, reason=redact(outcome.reason), reactions=list(outcome.reactions),
             actions=[a.as_dict() for a in outcome.actions],
         )
+
+
+@dataclass(frozen=True)
+class _Firing:
+    """What the matched rules do with an event: those that fire, and why the others are held back."""
+
+    context: dict[str, Any]
+    fired: list[Rule]
+    held_back: list[str]
 
 
 class _Escape(Exception):

@@ -20,6 +20,7 @@ audit entry in one ``settle_event`` (one atomic write on both backends), which k
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -231,6 +232,13 @@ class Ledger(Protocol):
         """Claim ``key`` (see the timeline above). Every claim of one key must pass the same ``event_id``: it places
         the records (the Tables ledger keeps an event, its action results and its audit entries in the partition
         of its event id)."""
+        ...
+
+    def together(self) -> AbstractContextManager[None]:
+        """The calls made inside, on this thread, as one write where the store can: SQLite runs them in one
+        transaction (one commit instead of one each); Tables, whose calls here touch different partitions, runs each
+        on its own. Only for calls made before any effect (a claim and the windows its rules open): atomic or not,
+        what they decide is the same."""
         ...
 
     def record_action(self, *records: ActionRecord) -> None:

@@ -128,7 +128,8 @@ class SqliteLedger:
             self._setup(time.monotonic() + timeout.total_seconds())
         except (OSError, sqlite3.Error) as exc:
             raise OSError(f"cannot open the SQLite ledger at {path}: {exc}") from exc
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the calls inside ``together``, on its thread
+        self._joined = False  # inside ``together``: every write joins its transaction
         self._checkpointer = _Checkpointer(path, timeout)
 
     def _setup(self, deadline: float) -> None:
@@ -148,8 +149,28 @@ class SqliteLedger:
                 time.sleep(0.02)
 
     @contextmanager
+    def together(self) -> Iterator[None]:
+        """The calls inside as one transaction, one commit (a claim and the windows its rules open). The lock is
+        held throughout, so only this thread's calls join; a call that fails is undone alone (a savepoint), and
+        what the caller does with its error decides the rest. Nested, it joins the outer one."""
+        with self._lock:
+            if self._joined:
+                yield
+                return
+            with self._tx():
+                self._joined = True
+                try:
+                    yield
+                finally:
+                    self._joined = False
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._joined:
+                with self._savepoint():
+                    yield self._db
+                return
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:  # locked past busy_timeout
@@ -163,12 +184,24 @@ class SqliteLedger:
                 self._db.execute("COMMIT")
                 self._checkpointer.committed()
 
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        self._db.execute("SAVEPOINT joined")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK TO joined")
+            raise
+        finally:
+            self._db.execute("RELEASE joined")
+
     def _one(self, sql: str, args: tuple[Any, ...]) -> int:
-        """One statement, its own transaction; the number of rows it changed."""
+        """One statement, its own transaction (or the one ``together`` holds); the number of rows it changed."""
         with self._lock:
             try:
                 changed = self._db.execute(sql, args).rowcount
-                self._checkpointer.committed()
+                if not self._joined:
+                    self._checkpointer.committed()
                 return changed
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "busy" in str(exc):

@@ -45,7 +45,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -202,6 +202,10 @@ class TablesLedger:
         )
 
     # events ---------------------------------------------------------------------------------------------------
+    def together(self) -> AbstractContextManager[None]:
+        """Each call on its own: a claim and its windows live in different partitions (no shared transaction)."""
+        return nullcontext()
+
     def claim_event(self, key: str, event_id: str, now: datetime, lease: timedelta) -> ClaimResult:
         """Insert-if-absent, or take over a released or expired claim with an ETag-conditional update::
 

@@ -1,4 +1,5 @@
-"""The SQLite ledger's file: its layout, what one transaction holds, and the checkpoints that copy its WAL into it.
+"""The SQLite ledger's file: its layout, what one transaction holds, what an event commits, and the checkpoints that
+copy its WAL into it.
 
 A SQLite ledger file written with an earlier layout (keyed tables with a rowid and audit/quarantine with
 AUTOINCREMENT, up to 2026-12-01; every keyed table WITHOUT ROWID, 2026-12-02) keeps working: ``CREATE TABLE IF NOT
@@ -17,7 +18,27 @@ import pytest
 
 from shared.ledger.port import ActionStatus, ClaimOutcome, QuarantineRecord
 from shared.ledger.sqlite import _CHECKPOINT_EVERY, SqliteLedger
+from tests.ledger.shipped import delivery, shipped_engine
 from tests.ledger.test_conformance import LEASE, T0, entry, key, result
+
+HOUR = timedelta(hours=1)
+
+
+class Broken(Exception):
+    pass
+
+
+def broken_audit(*_: object) -> None:
+    raise Broken
+
+
+def commits(path: Path) -> int:
+    """Transactions in the WAL so far: each ends with a commit frame (its "database size" field is set). Valid until
+    the first checkpoint (the background one starts after ``_CHECKPOINT_EVERY`` commits)."""
+    wal = Path(f"{path}-wal").read_bytes()
+    page = int.from_bytes(wal[8:12], "big")
+    frames = range(32, len(wal) - (24 + page) + 1, 24 + page)
+    return sum(1 for at in frames if int.from_bytes(wal[at + 4:at + 8], "big"))
 
 #: The tables as the ledger created them up to 2026-12-01.
 BEFORE = """
@@ -108,12 +129,6 @@ def test_a_quarantine_record_and_the_events_outcome_are_one_transaction(tmp_path
     ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
     claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)
 
-    class Broken(Exception):
-        pass
-
-    def broken_audit(*_: object) -> None:
-        raise Broken
-
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SqliteLedger, "_put_audit", staticmethod(broken_audit))
         with pytest.raises(Broken):
@@ -122,3 +137,57 @@ def test_a_quarantine_record_and_the_events_outcome_are_one_transaction(tmp_path
 
     assert ledger.quarantined() == []  # rolled back with the outcome: the redelivery quarantines it once
     assert ledger.claim_event(key("e1"), "e1", T0 + LEASE, LEASE).outcome is ClaimOutcome.RESUMED
+
+
+def test_the_calls_inside_together_are_one_transaction_and_a_failed_one_is_undone_alone(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger, other = SqliteLedger(path), sqlite3.connect(path)
+    before = commits(path)
+    with ledger.together():
+        claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)
+        assert ledger.acquire_throttle("w", key("e1"), HOUR, T0).allowed
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(Broken):
+            patch.setattr(SqliteLedger, "_put_audit", staticmethod(broken_audit))
+            ledger.settle_event(claim.record, "acted", T0, actions=[result("a1", "e1")], audit=entry("e1"))
+        assert other.execute("SELECT count(*) FROM events").fetchone() == (0,), "nothing is seen before the end"
+
+    assert commits(path) == before + 1
+    assert other.execute("SELECT key, status FROM events").fetchall() == [(key("e1"), "in_progress")]
+    assert ledger.get_action("a1", "e1") is None, "the failed settle was undone, the claim and the window kept"
+    assert not ledger.acquire_throttle("w", key("e2"), HOUR, T0).allowed
+    other.close()
+    ledger.close()
+
+
+def test_an_error_out_of_together_undoes_all_of_it(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    with pytest.raises(Broken), ledger.together():
+        ledger.claim_event(key("e1"), "e1", T0, LEASE)
+        ledger.acquire_throttle("w", key("e1"), HOUR, T0)
+        with ledger.together():  # nested: joins
+            ledger.acquire_throttle("w2", key("e1"), HOUR, T0)
+        raise Broken
+
+    assert ledger.claim_event(key("e1"), "e1", T0, LEASE).outcome is ClaimOutcome.CLAIMED
+    assert ledger.acquire_throttle("w", key("e2"), HOUR, T0).allowed
+    assert ledger.acquire_throttle("w2", key("e2"), HOUR, T0).allowed
+    ledger.close()
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("model_registered", 3),  # the claim with its once_per window; tag_model's result before run_pipeline; settle
+    ("run_completed", 2),  # no rule: the claim; the settle
+])
+def test_what_an_event_of_the_shipped_rules_commits(tmp_path: Path, kind: str, expected: int) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path)
+    engine = shipped_engine(ledger, tmp_path / "effects.log")
+    before = commits(path)
+    (first,) = engine.handle_delivery(delivery(kind, 1))
+    after_first = commits(path)
+    (again,) = engine.handle_delivery(delivery(kind, 1))
+
+    assert (first.outcome.value, again.outcome.value) == ("acted" if expected == 3 else "ignored", "duplicate")
+    assert after_first - before == expected
+    assert commits(path) == after_first, "a duplicate is answered from a read: it commits nothing"
+    ledger.close()

@@ -151,7 +151,8 @@ class NotifyAdapter:
         recorded = action.earlier.get(key)
         if recorded is not None and recorded.status is ActionStatus.DONE:
             return Gate(bool(recorded.data.get("send")), recorded.detail, int(recorded.data.get("digest", 0))), []
-        gate = self._decide(action, params, window)
+        with self.ledger.together():  # SQLite: the flapping and the throttle window, one commit
+            gate = self._decide(action, params, window)
         record = self._record(action, key, "notify:gate", ActionStatus.DONE, gate.reason,
                               data={"send": gate.send, "digest": gate.digest})
         return gate, [record]
