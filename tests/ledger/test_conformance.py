@@ -309,16 +309,20 @@ def test_given_an_event_settled_as_quarantined_with_its_record_then_both_are_sto
 
 # audit ------------------------------------------------------------------------------------------------------------
 def test_given_audit_entries_when_read_by_event_or_correlation_then_only_theirs_newest_first(ledger: Ledger) -> None:
+    ledger.record_audit(entry("chain-1", "acted", T0 - timedelta(minutes=1), "chain-1"))  # the chain's first event
     ledger.record_audit(entry("e1", "failed", T0, "chain-1"))
     ledger.record_audit(entry("e1", "acted", T0 + timedelta(seconds=30), "chain-1"))
     ledger.record_audit(entry("e2", "acted", T0 + timedelta(minutes=1), "chain-1"))
     ledger.record_audit(entry("e3", "ignored", T0 + timedelta(minutes=2), "chain-2"))
+    ledger.record_audit(entry("chain-2", "acted", T0 + timedelta(minutes=3), "chain-2"))
+    ledger.record_audit(entry(None, "rejected", T0 + timedelta(minutes=4), "chain-1"))  # no event id
 
     by_event = ledger.audit(event_id="e1")
     by_chain = ledger.audit(correlation_id="chain-1")
 
     assert [(e.event_id, e.outcome) for e in by_event] == [("e1", "acted"), ("e1", "failed")]
-    assert [(e.event_id, e.outcome) for e in by_chain] == [("e2", "acted"), ("e1", "acted"), ("e1", "failed")]
+    assert [(e.event_id, e.outcome) for e in by_chain] == [
+        (None, "rejected"), ("e2", "acted"), ("e1", "acted"), ("e1", "failed"), ("chain-1", "acted")]
     assert by_event[0] == entry("e1", "acted", T0 + timedelta(seconds=30), "chain-1")
 
 

@@ -96,6 +96,31 @@ def test_a_new_ledger_file_keys_its_small_keyed_tables_without_a_rowid_and_its_a
     assert "AUTOINCREMENT" not in sql["audit"] + sql["quarantine"]
 
 
+def test_a_chain_is_read_by_index_and_only_the_events_that_joined_one_are_in_the_chain_index(tmp_path: Path) -> None:
+    """Most events start their own chain (their id is its correlation id) and are found by the event-id index: a
+    full correlation index cost every audit entry one page more (an earlier file's is dropped on open)."""
+    path = tmp_path / "ledger.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(BEFORE + "CREATE INDEX audit_correlation ON audit(correlation_id);")
+    ledger = SqliteLedger(path)
+    ledger.record_audit(entry("chain-1", correlation="chain-1"))
+    ledger.record_audit(entry("e2", correlation="chain-1"))
+    plans: list[str] = []
+    ledger._db.set_trace_callback(plans.append)
+    ledger.audit(correlation_id="chain-1")
+    ledger._db.set_trace_callback(None)
+    (query,) = plans
+    plan = " ".join(str(row[3]) for row in ledger._db.execute("EXPLAIN QUERY PLAN " + query))
+    indexes = dict(ledger._db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+    in_chain_index = ledger._db.execute("SELECT event_id FROM audit INDEXED BY audit_chained WHERE "
+                                        "correlation_id = 'chain-1' AND correlation_id IS NOT event_id").fetchall()
+    ledger.close()
+
+    assert "audit_correlation" not in indexes and "WHERE correlation_id IS NOT event_id" in indexes["audit_chained"]
+    assert in_chain_index == [("e2",)]
+    assert "SCAN audit" not in plan and "audit_event" in plan and "audit_chained" in plan, plan
+
+
 def test_the_wal_is_copied_into_the_file_in_the_background_and_close_stops_that(tmp_path: Path) -> None:
     """Without the background pass the file would stay at its first pages until the backstop (16,000 WAL pages)."""
     path = tmp_path / "ledger.sqlite3"
