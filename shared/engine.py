@@ -153,7 +153,7 @@ class Engine:
         steps: dict[str, Any] | None = None, key: str | None = None,
     ) -> PlannedAction:
         scope = {**context, **(steps or {})}
-        rendered = templates.render_tree(spec.params.model_dump(exclude={"id", "if_"}), scope)
+        rendered = templates.render_tree(spec.template, scope)
         params = PARAMS[spec.kind].model_validate(rendered, context={"rendered": True})
         self._check_destination(spec, params)
         return PlannedAction(

@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,6 +108,12 @@ class Throttle(_Strict):
 class Action(_Strict):
     kind: ActionKind
     params: Params
+
+    @cached_property
+    def template(self) -> dict[str, Any]:
+        """The parameters as the rules wrote them, rendered anew for each event (``templates.render_tree`` builds a
+        new tree and never changes this one); dumped once, since a loaded rule does not change."""
+        return self.params.model_dump(exclude={"id", "if_"})
 
 
 class Rule(_Strict):
