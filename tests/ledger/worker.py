@@ -1,7 +1,7 @@
 """One Function instance in a process of its own: replays deliveries through the real engine on a shared ledger.
 
-``python -m tests.ledger.worker CONFIG.json`` — used by the concurrency and crash tests and by the benchmark. A
-delivery whose outcome asks for redelivery goes back to the end of this worker's queue, as Event Grid would retry it.
+``python -m tests.ledger.worker CONFIG.json`` — used by the concurrency and crash tests. A delivery whose outcome
+asks for redelivery goes back to the end of this worker's queue, as Event Grid would retry it.
 """
 
 from __future__ import annotations
@@ -9,11 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import sys
-import time
 from collections import Counter, deque
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,33 +41,14 @@ def deliveries(count: int) -> list[list[dict[str, Any]]]:
     return made
 
 
-class CountingLedger:
-    """Counts calls on the ledger port (on SQLite each call is one transaction), for the benchmark."""
-
-    def __init__(self, inner: Ledger) -> None:
-        self.inner = inner
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            return attr(*args, **kwargs)
-
-        return counted
-
-
-def open_ledger(config: dict[str, Any], on_request: Callable[[Any], None] | None = None) -> Ledger:
-    """The ledger the config names; ``on_request`` sees every HTTP request the Tables ledger sends."""
+def open_ledger(config: dict[str, Any]) -> Ledger:
+    """The ledger the config names."""
     if config["backend"] == "sqlite":
         return SqliteLedger(Path(config["sqlite_path"]))
     from shared.ledger.tables import TablesLedger
 
     settings = Settings.model_validate({"ledger": "tables", **config["tables"]})
-    return TablesLedger.from_settings(settings, **({"raw_request_hook": on_request} if on_request else {}))
+    return TablesLedger.from_settings(settings)
 
 
 def build_engine(config: dict[str, Any], ledger: Ledger) -> Engine:
@@ -93,32 +71,20 @@ def main(path: str) -> None:
     logging.basicConfig(level=logging.ERROR)  # injected faults are expected: keep the test output readable
     config = json.loads(Path(path).read_text())
     made = deliveries(config["events"])
-    requests = [0]
-    ledger = CountingLedger(open_ledger(config, lambda _: requests.__setitem__(0, requests[0] + 1)))
-    engine = build_engine(config, ledger)  # type: ignore[arg-type]
+    ledger = open_ledger(config)
+    engine = build_engine(config, ledger)
     queue = deque(config["order"])
     outcomes: Counter[str] = Counter()
     handled = 0
-    ledger.calls, requests[0] = 0, 0  # count the events' work, not opening the ledger
-    if "barrier" in config:  # start together with the other workers (interpreter start-up times differ)
-        barrier = Path(config["barrier"])
-        (barrier / f"ready-{os.getpid()}").touch()
-        while not (barrier / "go").exists():
-            time.sleep(0.005)
-    started = time.time()
-    while queue and handled < config.get("max_deliveries", 100_000):
+    while queue and handled < 100_000:  # a delivery that never completes ends the worker, with it left in the queue
         index = queue.popleft()
         handled += 1
         results = engine.handle_delivery(made[index])
         outcomes.update(r.outcome.value for r in results)
         if any(r.should_raise for r in results):
             queue.append(index)
-    ended = time.time()
-    counted = {"ledger_calls": ledger.calls, "requests": requests[0]}
     ledger.close()
-    Path(config["result"]).write_text(json.dumps({
-        "handled": handled, "left": len(queue), "outcomes": outcomes, "started": started, "ended": ended, **counted,
-    }))
+    Path(config["result"]).write_text(json.dumps({"left": len(queue), "outcomes": outcomes}))
 
 
 if __name__ == "__main__":
