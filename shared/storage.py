@@ -33,9 +33,9 @@ def blob_container(settings: Settings, name: str) -> BlobContainer:
     return BlobContainer(blob_service(settings).get_container_client(name))
 
 
-def blob_service(settings: Settings, credential: Any = None, **options: Any) -> Any:
-    """The storage account's blob service: by connection string, or by account URL with ``credential`` (default: the
-    managed identity). ``options`` reach the SDK client (retries, timeouts, hooks)."""
+def blob_service(settings: Settings, **options: Any) -> Any:
+    """The storage account's blob service: by connection string, or by account URL with the process's managed
+    identity (``shared.identity``). ``options`` reach the SDK client (retries, timeouts, hooks)."""
     from azure.storage.blob import BlobServiceClient  # noqa: PLC0415 - only redrive and the Tables ledger need it
 
     if settings.storage_connection_string is not None:
@@ -44,7 +44,7 @@ def blob_service(settings: Settings, credential: Any = None, **options: Any) -> 
     if settings.storage_account_url:
         return BlobServiceClient(
             blob_url(settings.storage_account_url),
-            credential=credential or azure_credential(settings.managed_identity_client_id), **options,
+            credential=azure_credential(settings.managed_identity_client_id), **options,
         )
     raise ConfigError("no storage account: set MLREACTOR_STORAGE_CONNECTION_STRING or MLREACTOR_STORAGE_ACCOUNT_URL")
 

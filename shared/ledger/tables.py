@@ -187,8 +187,7 @@ class TablesLedger:
         if settings.storage_connection_string is not None:
             secret = settings.storage_connection_string.get_secret_value()
             tables = TableServiceClient.from_connection_string(secret, **options)
-            credential = None
-        elif settings.storage_account_url:
+        elif settings.storage_account_url:  # the process's credential: the quarantine blobs share its tokens
             credential = azure_credential(settings.managed_identity_client_id)
             tables = TableServiceClient(endpoint=settings.storage_account_url, credential=credential, **options)
         else:
@@ -197,7 +196,7 @@ class TablesLedger:
                 "MLREACTOR_STORAGE_CONNECTION_STRING"
             )
         return cls(
-            tables, lambda: blob_service(settings, credential, **options), table_prefix=settings.table_prefix,
+            tables, lambda: blob_service(settings, **options), table_prefix=settings.table_prefix,
             container=settings.quarantine_container,
         )
 
