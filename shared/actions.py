@@ -9,7 +9,6 @@ an action already done is skipped.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from shared import templates
 from shared.clock import bounded_duration
 from shared.events import AzureMLEvent, Registry, as_text
 from shared.gate import MetricRule
+from shared.jsontext import canonical
 from shared.ledger.port import ActionRecord
 
 
@@ -418,7 +418,7 @@ def strings_at(value: Any, where: str) -> list[tuple[str, str]]:
 
 def derived_key(fields: Mapping[str, Any]) -> str:
     """sha256 over canonical JSON (sorted keys) of the fields that make a thing that thing (Powertools' scheme)."""
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(canonical(fields).encode()).hexdigest()
 
 
 def idempotency_key(rule: str, index: int, kind: ActionKind, event: AzureMLEvent) -> str:

@@ -30,6 +30,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
 from shared.errors import EventParseError
+from shared.jsontext import canonical, dumps
 
 EVENT_TYPE_PREFIX = "Microsoft.MachineLearningServices."
 MONITOR_BREACH_TAG = "azureml_modelmonitor_threshold_breached"
@@ -96,7 +97,7 @@ def as_text(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    return json.dumps(value, sort_keys=True, default=str)
+    return canonical(value)
 
 
 def _string_map(value: object) -> Mapping[str, str]:
@@ -672,7 +673,7 @@ def parse_model_id(text: str) -> dict[str, str]:
 
 
 def _short(value: object) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    text = dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import PermanentError
+from shared.jsontext import canonical
 
 #: A dotted path. Linear to match: every repetition starts with the one character its predecessor cannot hold (".").
 _PATH = re.compile(r"[A-Za-z_][\w-]*(?:\.[\w-]+)*")
@@ -42,7 +42,7 @@ def _slug(value: object) -> str:
 
 FILTERS: dict[str, Callable[[Any], Any]] = {
     "optional": lambda v: v,  # a missing value renders as "" instead of failing the action (see _value)
-    "json": lambda v: json.dumps(v, sort_keys=True, default=str),
+    "json": canonical,
     "lower": lambda v: str(v).lower(),
     "upper": lambda v: str(v).upper(),
     "slug": _slug,
@@ -140,7 +140,7 @@ def render(template: str, context: Mapping[str, Any]) -> Any:
             out.append(piece)
         else:
             value = _value(piece, context)
-            out.append(value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str))
+            out.append(value if isinstance(value, str) else canonical(value))
     return "".join(out)
 
 

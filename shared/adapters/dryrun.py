@@ -8,10 +8,10 @@ holds no more memory after 100k events than after ten (``benchmarks/replay_memor
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from shared.actions import ActionKind, ActionResult, PlannedAction, stand_in_result
+from shared.jsontext import canonical
 
 _DETAIL = 300
 _TEXT = 1_000  # characters kept of one text parameter in the recorded result
@@ -52,5 +52,5 @@ def _bounded(value: Any) -> Any:
 
 def _summary(params: dict[str, object]) -> str:
     """One readable line; the full parameters are in the result's ``data``."""
-    text = ", ".join(f"{k}={json.dumps(v, sort_keys=True, default=str)}" for k, v in params.items())
+    text = ", ".join(f"{k}={canonical(v)}" for k, v in params.items())
     return text if len(text) <= _DETAIL else text[: _DETAIL - 1] + "…"

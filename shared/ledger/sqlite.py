@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import TransientError
+from shared.jsontext import dumps
 from shared.ledger.port import (
     ActionRecord,
     ActionStatus,
@@ -96,14 +97,14 @@ _INSERT_QUARANTINE = "INSERT INTO quarantine (at, event_key, event_id, reason, r
 
 def _action_args(r: ActionRecord) -> tuple[Any, ...]:
     return (r.key, r.event_key, r.event_id, r.rule, r.kind, r.status, r.attempts, r.external_id, r.detail, r.url,
-            _ts(r.updated_at), json.dumps(r.data, default=str), ActionStatus.DONE)
+            _ts(r.updated_at), dumps(r.data), ActionStatus.DONE)
 
 
 def _audit_args(entry: AuditEntry) -> tuple[Any, ...]:
     return (
         _ts(entry.at), entry.event_key, entry.event_id, entry.event_type, entry.subject, entry.source,
-        entry.correlation_id, entry.outcome, entry.reason, json.dumps(entry.reactions),
-        json.dumps(entry.actions, default=str),
+        entry.correlation_id, entry.outcome, entry.reason, dumps(entry.reactions),
+        dumps(entry.actions),
     )
 
 

@@ -56,6 +56,7 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 
 from shared.errors import ConfigError, PermanentError, TransientError
 from shared.identity import azure_credential
+from shared.jsontext import dumps
 from shared.ledger.port import (
     ActionRecord,
     ActionStatus,
@@ -760,7 +761,7 @@ def _fit(text: str, limit: int = _PROPERTY_CHARS) -> str:
 
 def _fit_json(value: Any) -> str:
     """JSON of a result's data, or — too large for a property — a marker naming its size and hash."""
-    text = json.dumps(value, default=str)
+    text = dumps(value)
     if len(text) <= _JSON_LIMIT:
         return text
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -854,7 +855,7 @@ def _audit_entity(pk: str, entry: AuditEntry, seq: int) -> dict[str, Any]:
         "PartitionKey": pk, "RowKey": row_key, "record": "audit", "at": entry.at, "event_key": entry.event_key,
         "event_id": entry.event_id, "event_type": entry.event_type, "subject": _clip(entry.subject),
         "source": entry.source, "correlation_id": entry.correlation_id, "outcome": entry.outcome,
-        "reason": _clip(entry.reason), "reactions": json.dumps(entry.reactions),
+        "reason": _clip(entry.reason), "reactions": dumps(entry.reactions),
         "actions": _fit_actions(entry.actions), "touched": entry.at,
     }
 
@@ -863,16 +864,16 @@ def _fit_actions(actions: Iterable[Mapping[str, Any]]) -> str:
     """JSON of the action outcomes, within one property's size: structured data goes first, then long details
     are shortened."""
     listed = list(actions)
-    text = json.dumps(listed, default=str)
+    text = dumps(listed)
     if len(text) > _JSON_LIMIT:
         listed = [{**a, "data": {}} for a in listed]
-        text = json.dumps(listed, default=str)
+        text = dumps(listed)
     if len(text) > _JSON_LIMIT:
         listed = [{**a, "detail": _clip(str(a.get("detail", "")), 200)} for a in listed]
-        text = json.dumps(listed, default=str)
+        text = dumps(listed)
     while len(text) > _JSON_LIMIT and listed:
         listed = listed[:-1]
-        text = json.dumps([*listed, {"status": "truncated"}], default=str)
+        text = dumps([*listed, {"status": "truncated"}])
     return text
 
 
