@@ -249,8 +249,27 @@ class Rules:
         return self.path.parent if self.path else Path.cwd()
 
     def allows(self, event: AzureMLEvent) -> bool:
-        source = event.source.strip().lower()
-        return any(source == ws.lower() for ws in self.spec.allowed_workspaces)
+        return event.source.strip().lower() in self._allowed
+
+    def candidates(self, event: AzureMLEvent) -> tuple[Rule, ...]:
+        """The enabled rules whose ``on`` takes this event's kind, in file order: the only ones ``evaluate`` can
+        match, so the engine evaluates one or two rules an event instead of every rule in the file."""
+        by_type = self._candidates
+        found = by_type.get(type(event))
+        if found is None:
+            found = by_type[type(event)] = tuple(
+                rule for rule in self.spec.rules if rule.enabled and event.kinds.intersection(rule.on)
+            )
+        return found
+
+    @cached_property
+    def _allowed(self) -> frozenset[str]:
+        return frozenset(ws.lower() for ws in self.spec.allowed_workspaces)
+
+    @cached_property
+    def _candidates(self) -> dict[type[AzureMLEvent], tuple[Rule, ...]]:
+        """Filled per event class (``kinds`` is the class's): a loaded rules file never changes."""
+        return {}
 
 
 def suggest(value: str, candidates: Any) -> str:
