@@ -40,6 +40,7 @@ from shared.actions import (
 from shared.clock import Clock, SystemClock, format_duration
 from shared.errors import EventParseError, NotReadyError, PermanentError, TransientError
 from shared.events import AzureMLEvent, ParseFailure, Registry, UnknownEvent, parse_delivery
+from shared.jsontext import dumps
 from shared.lease import Held, LeaseLost
 from shared.ledger.port import (
     ActionRecord,
@@ -47,6 +48,7 @@ from shared.ledger.port import (
     AuditEntry,
     ClaimOutcome,
     ClaimResult,
+    EventRecord,
     Ledger,
     QuarantineRecord,
 )
@@ -192,10 +194,14 @@ class Engine:
             stage = "claiming"
             now = self.clock.now()
             try:
-                with self.ledger.together():  # SQLite: the claim and the windows its rules open are one commit
+                # SQLite: the claim and the windows its rules open are one commit — with the outcome too when no
+                # rule fires (nothing runs between the claim and the outcome, so nothing needs the claim stored first).
+                with self.ledger.together():
                     claim = self.ledger.claim_event(event.key, event.id, now, self.lease)
                     ours = claim.outcome in (ClaimOutcome.CLAIMED, ClaimOutcome.RESUMED)
                     firing = self._fire(event, claim) if ours else None
+                    if isinstance(firing, _Firing) and not firing.fired:
+                        return self._settle(event, _unfired(result, firing), claim.record, [])
             except TransientError as exc:
                 return self._record(event, result(Outcome.FAILED, f"cannot claim the event: {redact(str(exc))}"))
             if firing is None:  # done before, or held by another instance
@@ -217,7 +223,7 @@ class Engine:
             outcome = self._unexpected(event, result(Outcome.FAILED, ""), _stage(exc, "reacting"), exc)
         if outcome.outcome is Outcome.QUARANTINED and self.rules.spec.on_quarantine is not None:
             outcome = self._tell_quarantine(event, outcome, claim, held, pending)
-        return self._settle(event, outcome, held, pending)
+        return self._settle(event, outcome, held.record, pending)
 
     def _unexpected(self, event: AzureMLEvent, outcome: EventOutcome, stage: str, exc: BaseException) -> EventOutcome:
         """An error nobody classified: retried for ``error_deliveries`` deliveries (counted in the ledger beside the
@@ -287,7 +293,7 @@ class Engine:
         """
         try:
             context = event.context()
-            matched = [rule for rule in self.rules.spec.rules if evaluate(rule, event, context).matched]
+            matched = [rule for rule in self.rules.candidates(event) if evaluate(rule, event, context).matched]
         except Exception as exc:
             escape = _Escape("matching", exc)
             escape.__cause__ = exc
@@ -317,9 +323,6 @@ class Engine:
         if isinstance(firing, Exception):
             raise firing
         context, fired, held_back = firing.context, firing.fired, firing.held_back
-        if not fired:
-            return result(Outcome.IGNORED, f"throttled: {', '.join(held_back)}" if held_back else "no rule matched")
-
         deadline = time.monotonic() + self.budget.total_seconds()
         outcomes = [
             o for rule in fired for o in self._execute_rule(rule, event, context, deadline, claim, held, pending)
@@ -491,13 +494,13 @@ class Engine:
                              dict(data or {}))
 
     def _settle(
-        self, event: AzureMLEvent, outcome: EventOutcome, held: Held, pending: list[ActionRecord]
+        self, event: AzureMLEvent, outcome: EventOutcome, claim: EventRecord, pending: list[ActionRecord]
     ) -> EventOutcome:
         """Store the outcome, the last action result and the audit entry in one ledger write.
 
         A transient failure releases the event (the next delivery resumes at once). If the outcome cannot be
         stored, the delivery fails: the lease runs out and a redelivery resumes, skipping what is recorded done.
-        The write is conditional on the claim (as last renewed): if another instance took the event over, its
+        The write is conditional on ``claim`` (as last renewed): if another instance took the event over, its
         state is kept and this instance says so.
         """
         now = self.clock.now()
@@ -507,7 +510,7 @@ class Engine:
                 stored = QuarantineRecord(now, event.key, event.id, redact(outcome.reason), _raw_text(event.raw()))
             final = None if outcome.outcome is Outcome.FAILED else outcome.outcome.value
             kept = self.ledger.settle_event(
-                held.record, final, now, actions=pending, audit=self._audit_entry(event, outcome, now),
+                claim, final, now, actions=pending, audit=self._audit_entry(event, outcome, now),
                 quarantine=stored,
             )
         except Exception as exc:
@@ -537,13 +540,14 @@ class Engine:
         reason = _safe_text(redact(reason)) or ""
         try:
             digest = derived_key({"unparsed": raw})
-            claim = self.ledger.claim_event(f"unparsed|{digest}", digest, now, self.lease)
-            if claim.outcome in (ClaimOutcome.DONE, ClaimOutcome.BUSY):
-                return EventOutcome(event_id, None, None, None, None, Outcome.DUPLICATE, "already quarantined")
-            outcome = EventOutcome(event_id, None, None, None, None, Outcome.QUARANTINED, reason)
-            audit = AuditEntry(now, None, event_id, "", "", "", "", outcome.outcome.value, reason)
-            self.ledger.settle_event(claim.record, outcome.outcome.value, now, audit=audit,
-                                     quarantine=QuarantineRecord(now, None, event_id, reason, raw))
+            with self.ledger.together():  # SQLite: claimed and quarantined in one commit, or neither
+                claim = self.ledger.claim_event(f"unparsed|{digest}", digest, now, self.lease)
+                if claim.outcome in (ClaimOutcome.DONE, ClaimOutcome.BUSY):
+                    return EventOutcome(event_id, None, None, None, None, Outcome.DUPLICATE, "already quarantined")
+                outcome = EventOutcome(event_id, None, None, None, None, Outcome.QUARANTINED, reason)
+                audit = AuditEntry(now, None, event_id, "", "", "", "", outcome.outcome.value, reason)
+                self.ledger.settle_event(claim.record, outcome.outcome.value, now, audit=audit,
+                                         quarantine=QuarantineRecord(now, None, event_id, reason, raw))
         except Exception as exc:
             if not isinstance(exc, TransientError):
                 log.error("cannot quarantine an unparseable event %.200s", event_id, exc_info=exc)
@@ -580,6 +584,12 @@ class _Firing:
     context: dict[str, Any]
     fired: list[Rule]
     held_back: list[str]
+
+
+def _unfired(result: Callable[..., EventOutcome], firing: _Firing) -> EventOutcome:
+    """The outcome of an event no rule fires on: none matched, or each that did is held back (and why)."""
+    held_back = firing.held_back
+    return result(Outcome.IGNORED, f"throttled: {', '.join(held_back)}" if held_back else "no rule matched")
 
 
 class _Escape(Exception):
@@ -620,7 +630,7 @@ def _raw_text(raw: object) -> str:
     if isinstance(raw, str):
         return _safe_text(raw) or ""
     try:
-        return json.dumps(raw, default=str)
+        return dumps(raw)
     except (RecursionError, ValueError, TypeError) as exc:
         return json.dumps({"unserialisable payload": type(raw).__name__, "why": str(exc)[:200]})
 

@@ -237,8 +237,8 @@ class Ledger(Protocol):
     def together(self) -> AbstractContextManager[None]:
         """The calls made inside, on this thread, as one write where the store can: SQLite runs them in one
         transaction (one commit instead of one each); Tables, whose calls here touch different partitions, runs each
-        on its own. Only for calls made before any effect (a claim and the windows its rules open): atomic or not,
-        what they decide is the same."""
+        on its own. Only for calls made before any effect (a claim and the windows its rules open; the outcome of an
+        event nothing runs for): atomic or not, what they decide is the same."""
         ...
 
     def record_action(self, *records: ActionRecord) -> None:

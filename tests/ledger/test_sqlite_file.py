@@ -199,11 +199,13 @@ def test_an_error_out_of_together_undoes_all_of_it(tmp_path: Path) -> None:
     ledger.close()
 
 
-@pytest.mark.parametrize(("kind", "expected"), [
-    ("model_registered", 3),  # the claim with its once_per window; tag_model's result before run_pipeline; settle
-    ("run_completed", 2),  # no rule: the claim; the settle
+@pytest.mark.parametrize(("kind", "outcome", "expected"), [
+    # the claim with its once_per window; tag_model's result before run_pipeline starts; the settle
+    ("model_registered", "acted", 3),
+    ("run_completed", "ignored", 1),  # no rule fires, nothing runs: the claim and the outcome in one commit
+    ("unparseable", "quarantined", 1),  # claimed by its content and quarantined in one commit
 ])
-def test_what_an_event_of_the_shipped_rules_commits(tmp_path: Path, kind: str, expected: int) -> None:
+def test_what_an_event_of_the_shipped_rules_commits(tmp_path: Path, kind: str, outcome: str, expected: int) -> None:
     path = tmp_path / "ledger.sqlite3"
     ledger = SqliteLedger(path)
     engine = shipped_engine(ledger, tmp_path / "effects.log")
@@ -212,7 +214,7 @@ def test_what_an_event_of_the_shipped_rules_commits(tmp_path: Path, kind: str, e
     after_first = commits(path)
     (again,) = engine.handle_delivery(delivery(kind, 1))
 
-    assert (first.outcome.value, again.outcome.value) == ("acted" if expected == 3 else "ignored", "duplicate")
+    assert (first.outcome.value, again.outcome.value) == (outcome, "duplicate")
     assert after_first - before == expected
     assert commits(path) == after_first, "a duplicate is answered from a read: it commits nothing"
     ledger.close()
