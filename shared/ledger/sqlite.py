@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from shared.errors import TransientError
@@ -169,36 +170,8 @@ class SqliteLedger:
                 finally:
                     self._joined = False
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._joined:
-                with self._savepoint():
-                    yield self._db
-                return
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:  # locked past busy_timeout
-                raise TransientError(f"the SQLite ledger is busy: {exc}") from exc
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
-                self._checkpointer.committed()
-
-    @contextmanager
-    def _savepoint(self) -> Iterator[None]:
-        self._db.execute("SAVEPOINT joined")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK TO joined")
-            raise
-        finally:
-            self._db.execute("RELEASE joined")
+    def _tx(self) -> _Write:
+        return _Write(self)
 
     def _one(self, sql: str, args: tuple[Any, ...]) -> int:
         """One statement, its own transaction (or the one ``together`` holds); the number of rows it changed."""
@@ -467,6 +440,54 @@ class SqliteLedger:
         self._checkpointer.close()
         with self._lock:
             self._db.close()
+
+
+class _Write:
+    """One write under the ledger's lock: its own transaction (``BEGIN IMMEDIATE`` … ``COMMIT``), or inside
+    ``together`` a savepoint of the transaction held there, undone alone if it fails. A class rather than a
+    ``@contextmanager`` generator: several are entered an event, and a generator's set-up and tear-down cost about
+    as much as the statements some of them wrap."""
+
+    __slots__ = ("_ledger", "_nested")
+
+    def __init__(self, ledger: SqliteLedger) -> None:
+        self._ledger = ledger
+        self._nested = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        ledger = self._ledger
+        ledger._lock.acquire()
+        try:
+            self._nested = ledger._joined
+            ledger._db.execute("SAVEPOINT joined" if self._nested else "BEGIN IMMEDIATE")
+        except BaseException as exc:
+            ledger._lock.release()
+            if isinstance(exc, sqlite3.OperationalError):  # locked past busy_timeout
+                raise TransientError(f"the SQLite ledger is busy: {exc}") from exc
+            raise
+        return ledger._db
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        ledger, db = self._ledger, self._ledger._db
+        try:
+            if self._nested:
+                if exc_type is not None:
+                    db.execute("ROLLBACK TO joined")
+                db.execute("RELEASE joined")
+            elif exc_type is not None:
+                db.execute("ROLLBACK")
+            else:
+                try:
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:  # a failed commit leaves the transaction open: the next write would fail
+                        db.execute("ROLLBACK")
+                    raise
+                ledger._checkpointer.committed()
+        finally:
+            ledger._lock.release()
 
 
 #: Commits between background checkpoints (a few pages each: about SQLite's own 1,000-page threshold), and the WAL
