@@ -107,21 +107,29 @@ def _scan(template: str) -> tuple[tuple[str | Placeholder, ...], tuple[str, ...]
 def lookup(context: Mapping[str, Any], path: str) -> Any:
     """Resolve a dotted path; tag keys may themselves contain dots (``run.tags.azureml.pipelineid``)."""
     current: Any = context
-    parts = path.split(".")
+    steps = _steps(path)
     i = 0
-    while i < len(parts):
-        if not isinstance(current, Mapping):
+    while i < len(steps):
+        if not (type(current) is dict or isinstance(current, Mapping)):  # the ABC check costs more than the rest
             raise KeyError(path)
-        # Longest key first, so a tag named "a.b" is found as one key.
-        for j in range(len(parts), i, -1):
-            key = ".".join(parts[i:j])
+        for key, after in steps[i]:
             if key in current:
                 current = current[key]
-                i = j
+                i = after
                 break
         else:
             raise KeyError(path)
     return current
+
+
+@functools.lru_cache(maxsize=4096)  # paths come from the rules file, as templates do
+def _steps(path: str) -> tuple[tuple[tuple[str, int], ...], ...]:
+    """For each part of a dotted path, the keys that may start there — longest first, so a tag named "a.b" is
+    found as one key — each with the part that follows it."""
+    parts = path.split(".")
+    return tuple(
+        tuple((".".join(parts[i:j]), j) for j in range(len(parts), i, -1)) for i in range(len(parts))
+    )
 
 
 def render(template: str, context: Mapping[str, Any]) -> Any:
@@ -131,9 +139,9 @@ def render(template: str, context: Mapping[str, Any]) -> Any:
     pieces, problems = _scan(template)
     if problems:
         raise TemplateError(f"{template!r}: {problems[0]}")
-    parts = [piece for piece in pieces if not (isinstance(piece, str) and not piece.strip())]
-    if len(parts) == 1 and isinstance(parts[0], Placeholder):
-        return _value(parts[0], context)
+    alone = _alone(template)
+    if alone is not None:
+        return _value(alone, context)
     out = []
     for piece in pieces:
         if isinstance(piece, str):
@@ -142,6 +150,13 @@ def render(template: str, context: Mapping[str, Any]) -> Any:
             value = _value(piece, context)
             out.append(value if isinstance(value, str) else canonical(value))
     return "".join(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _alone(template: str) -> Placeholder | None:
+    """The placeholder a template is made of, blanks aside: its value is rendered as it is (a list stays a list)."""
+    parts = [piece for piece in _scan(template)[0] if not (isinstance(piece, str) and not piece.strip())]
+    return parts[0] if len(parts) == 1 and isinstance(parts[0], Placeholder) else None
 
 
 def render_tree(value: Any, context: Mapping[str, Any]) -> Any:
