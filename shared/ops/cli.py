@@ -37,6 +37,7 @@ from shared.clock import SystemClock
 from shared.engine import Engine, Plan
 from shared.errors import EventParseError, MlreactorError, RulesError
 from shared.events import ParseFailure, parse_delivery
+from shared.jsontext import dumps
 from shared.ledger import open_ledger
 from shared.ledger.port import AuditEntry, Ledger
 from shared.ledger.sqlite import SqliteLedger
@@ -326,7 +327,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             fired = fired or bool(expected and expected["matched"])
             why_not = why_not or (expected["reason"] if expected and not expected["matched"] else "")
         if args.json:
-            print(json.dumps(report, default=str))
+            print(dumps(report))
         else:
             _print_explanation(report, sys.stdout)
     if args.expect and not fired:

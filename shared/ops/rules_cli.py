@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import ConfigError, RulesError, RulesUnreadable
+from shared.jsontext import dumps
 from shared.ops.rules_test import case_files, default_dir, run_cases
 from shared.reactions import load_rules
 from shared.rules_check import check
@@ -125,7 +126,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     for result in run_cases(rules, folder):
         passed, failed = passed + result.passed, failed + (not result.passed)
         if args.json:
-            print(json.dumps({"rules_file": str(chosen.path), **result.as_dict()}, default=str), flush=True)
+            print(dumps({"rules_file": str(chosen.path), **result.as_dict()}), flush=True)
             continue
         print(f"{'ok  ' if result.passed else 'FAIL'} {result.name}" + (
             f" — {result.description}" if result.description else ""))

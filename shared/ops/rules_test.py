@@ -44,6 +44,7 @@ from shared.actions import ActionAdapter, ActionKind, ActionResult, PlannedActio
 from shared.adapters.gate import GateAdapter, UnknownState
 from shared.engine import Engine
 from shared.events import AzureMLEvent, ParseFailure, parse_delivery
+from shared.jsontext import canonical
 from shared.ledger.sqlite import SqliteLedger
 from shared.outcomes import EventOutcome
 from shared.reactions import Rules, evaluate, suggest
@@ -286,7 +287,7 @@ class _EventClock:
 
 
 def _show(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return value if isinstance(value, str) else canonical(value)
 
 
 def _first_line(exc: BaseException) -> str:
