@@ -3,8 +3,9 @@
 Exactly-once effects under at-least-once delivery come from two keys: the event's (source + id), claimed once with a
 lease before any action runs (the recorded intent of all its actions), and each action's idempotency key, under which
 its result is recorded before the next action starts — the last one together with the event's outcome and audit entry
-(one ledger write). A redelivery skips actions already done and tells the adapter when an earlier attempt may have
-acted without recording it (``PlannedAction.resumed``).
+(one ledger write); a dry-run result, which a redelivery makes again the same, waits for that write. A redelivery
+skips actions already done and tells the adapter when an earlier attempt may have acted without recording it
+(``PlannedAction.resumed``).
 
 Outcomes: ``acted``, ``ignored`` (with the reason), ``duplicate``, ``rejected`` (workspace not allowed),
 ``quarantined`` (permanent failure, stored for a person) and ``failed`` (transient: the trigger raises so Event Grid
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -212,7 +213,7 @@ class Engine:
         except Exception as exc:
             return self._unclaimed_error(event, result, stage, exc)
 
-        pending: list[ActionRecord] = []
+        pending = _Unstored()
         held = Held(self.ledger, claim.record, self.lease, self.clock, every=self.renew_every)
         try:
             with held.kept():
@@ -223,7 +224,7 @@ class Engine:
             outcome = self._unexpected(event, result(Outcome.FAILED, ""), _stage(exc, "reacting"), exc)
         if outcome.outcome is Outcome.QUARANTINED and self.rules.spec.on_quarantine is not None:
             outcome = self._tell_quarantine(event, outcome, claim, held, pending)
-        return self._settle(event, outcome, held.record, pending)
+        return self._settle(event, outcome, held.record, pending.records)
 
     def _unexpected(self, event: AzureMLEvent, outcome: EventOutcome, stage: str, exc: BaseException) -> EventOutcome:
         """An error nobody classified: retried for ``error_deliveries`` deliveries (counted in the ledger beside the
@@ -260,7 +261,7 @@ class Engine:
         return self._record(event, outcome)
 
     def _tell_quarantine(
-        self, event: AzureMLEvent, outcome: EventOutcome, claim: ClaimResult, held: Held, pending: list[ActionRecord]
+        self, event: AzureMLEvent, outcome: EventOutcome, claim: ClaimResult, held: Held, pending: _Unstored
     ) -> EventOutcome:
         """Notify the ``on_quarantine`` channels, once per event (recorded like any action; a redrive skips it).
 
@@ -318,7 +319,7 @@ class Engine:
         firing: _Firing | Exception,
         claim: ClaimResult,
         held: Held,
-        pending: list[ActionRecord],
+        pending: _Unstored,
     ) -> EventOutcome:
         if isinstance(firing, Exception):
             raise firing
@@ -371,7 +372,7 @@ class Engine:
         deadline: float,
         claim: ClaimResult,
         held: Held,
-        pending: list[ActionRecord],
+        pending: _Unstored,
     ) -> list[ActionOutcome]:
         """Run a rule's actions in order; each action's result is visible to the later ones under its ``id``.
 
@@ -421,7 +422,7 @@ class Engine:
         return outcomes
 
     def _run(
-        self, action: PlannedAction, claim: ClaimResult, held: Held, pending: list[ActionRecord]
+        self, action: PlannedAction, claim: ClaimResult, held: Held, pending: _Unstored
     ) -> tuple[ActionOutcome, dict[str, Any]]:
         with self.telemetry.action(action) as span:
             started = time.monotonic()
@@ -430,14 +431,15 @@ class Engine:
         return outcome, data
 
     def _attempt(
-        self, action: PlannedAction, claim: ClaimResult, held: Held, pending: list[ActionRecord]
+        self, action: PlannedAction, claim: ClaimResult, held: Held, pending: _Unstored
     ) -> tuple[ActionOutcome, dict[str, Any]]:
         """Run one action unless an earlier attempt recorded it done.
 
-        The previous action's result (``pending``) is stored before this action's effect; this one's is left in
-        ``pending``, for the next action or for ``_settle`` to store with the event's outcome. The effect starts
-        only while this instance holds the claim for the action's whole deadline. Every text the adapter gives
-        back (its result, its error) is redacted here, before it is stored, audited or answered.
+        The earlier actions' results (``pending``) are stored before this action's effect if one of them records an
+        effect; this one's is left in ``pending``, for the next action or for ``_settle`` to store with the event's
+        outcome. The effect starts only while this instance holds the claim for the action's whole deadline. Every
+        text the adapter gives back (its result, its error) is redacted here, before it is stored, audited or
+        answered.
         """
         earlier = claim.actions.get(action.key)
         if earlier is not None and earlier.status is ActionStatus.DONE:
@@ -446,8 +448,8 @@ class Engine:
             return outcome, dict(earlier.data)
         if claim.outcome is ClaimOutcome.RESUMED:  # an earlier attempt may have acted without recording it
             action = replace(action, resumed=True, earlier=claim.actions)
-        if pending:  # one write: the previous action's result with its sub-steps' results
-            self.ledger.record_action(*pending)
+        if pending.effects:  # one write: the earlier actions' results with their sub-steps' results
+            self.ledger.record_action(*pending.records)
             pending.clear()
         try:
             held.check(self.deadline)
@@ -463,15 +465,14 @@ class Engine:
             log.warning("action %s/%s failed transiently: %s", action.rule, action.kind, exc)
             return self._outcome(action, "retry", redact(str(exc))), {}
         except PermanentError as exc:
-            pending.append(self._result(action, ActionStatus.FAILED, redact(str(exc)), earlier=earlier))
+            pending.add([self._result(action, ActionStatus.FAILED, redact(str(exc)), earlier=earlier)], adapter.live)
             return self._outcome(action, "failed", redact(str(exc))), {}
         except Exception as exc:
             raise _Escape(f"executing {action.rule}/{action.kind.value}", exc) from exc
         detail, url, data = redact(done.detail), redact(done.url) if done.url else None, redact_tree(dict(done.data))
-        pending.extend(done.records)
-        pending.append(self._result(
+        pending.add([*done.records, self._result(
             action, ActionStatus.DONE, detail, done.external_id, url, data, earlier=earlier
-        ))
+        )], adapter.live)
         return self._outcome(action, "done", detail, done.external_id, url, data), dict(data)
 
     def _result(
@@ -494,7 +495,7 @@ class Engine:
                              dict(data or {}))
 
     def _settle(
-        self, event: AzureMLEvent, outcome: EventOutcome, claim: EventRecord, pending: list[ActionRecord]
+        self, event: AzureMLEvent, outcome: EventOutcome, claim: EventRecord, pending: Sequence[ActionRecord]
     ) -> EventOutcome:
         """Store the outcome, the last action result and the audit entry in one ledger write.
 
@@ -575,6 +576,27 @@ class Engine:
             outcome=outcome.outcome.value, reason=redact(outcome.reason), reactions=list(outcome.reactions),
             actions=[a.as_dict() for a in outcome.actions],
         )
+
+
+class _Unstored:
+    """Action results not in the ledger yet: stored with the event's outcome, or at once before the next action
+    starts if one of them records an effect — a crash must not repeat a done effect. A result from an adapter that
+    is not live (dry-run; the gate judging the event's own numbers) records none: a redelivery makes it again, the
+    same, so it waits for the next write (on a dry run, one commit an action fewer)."""
+
+    __slots__ = ("effects", "records")
+
+    def __init__(self) -> None:
+        self.records: list[ActionRecord] = []
+        self.effects = False
+
+    def add(self, records: Sequence[ActionRecord], live: bool) -> None:
+        self.records += records
+        self.effects = self.effects or live
+
+    def clear(self) -> None:
+        self.records = []
+        self.effects = False
 
 
 @dataclass(frozen=True)

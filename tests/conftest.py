@@ -82,9 +82,9 @@ class ScriptedAdapter(RecordingAdapter):
 
     def __init__(self, kind: ActionKind) -> None:
         super().__init__(kind)
-        self.failures: list[Exception] = []
+        self.failures: list[BaseException] = []
 
-    def fail_next(self, *errors: Exception) -> None:
+    def fail_next(self, *errors: BaseException) -> None:
         self.failures.extend(errors)
 
     def execute(self, action: PlannedAction) -> ActionResult:

@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters import build_adapters
+from shared.engine import Engine
 from shared.ledger.port import ActionStatus, ClaimOutcome, QuarantineRecord
 from shared.ledger.sqlite import _CHECKPOINT_EVERY, SqliteLedger
-from tests.ledger.shipped import delivery, shipped_engine
+from shared.reactions import load_rules
+from shared.settings import Settings
+from tests.ledger.shipped import RULES, delivery, shipped_engine
 from tests.ledger.test_conformance import LEASE, T0, entry, key, result
 
 HOUR = timedelta(hours=1)
@@ -218,3 +222,22 @@ def test_what_an_event_of_the_shipped_rules_commits(tmp_path: Path, kind: str, o
     assert after_first - before == expected
     assert commits(path) == after_first, "a duplicate is answered from a read: it commits nothing"
     ledger.close()
+
+
+def test_on_a_dry_run_an_events_results_are_stored_with_its_outcome(tmp_path: Path) -> None:
+    """No dry-run result records an effect, so none is written before the next action starts: a ModelRegistered
+    (tag_model, then run_pipeline) commits its claim with the once_per window, then both results with the outcome."""
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path)
+    rules = load_rules(RULES)
+    engine = Engine(rules, ledger, build_adapters(Settings(dry_run=True), rules, ledger))
+    before = commits(path)
+
+    (outcome,) = engine.handle_delivery(delivery("model_registered", 1))
+
+    assert [a.status for a in outcome.actions] == ["done", "done"]
+    assert commits(path) - before == 2
+    ledger.close()
+    with sqlite3.connect(path) as db:
+        stored = sorted(db.execute("SELECT kind, status FROM actions"))
+    assert stored == [("run_pipeline", "done"), ("tag_model", "done")]

@@ -241,6 +241,32 @@ def test_a_crash_between_action_and_record_is_resumed_with_a_lookup_hint(make_en
     assert h.executed(ActionKind.NOTIFY)[0].resumed is True
 
 
+class ProcessDied(BaseException):
+    """The process dying mid-event: nothing after it runs, nothing is settled."""
+
+
+@pytest.mark.parametrize(("tag_is_live", "tag_runs"), [
+    (True, 1),  # its result was stored before run_pipeline started: the redelivery skips it
+    (False, 2),  # a dry-run result waits for the outcome's write: made again, nothing is repeated but the dry run
+])
+def test_a_live_result_is_stored_before_the_next_action_starts_and_a_dry_run_one_with_the_outcome(
+    make_engine: Build, tag_is_live: bool, tag_runs: int
+) -> None:
+    h = make_engine()
+    h.adapters[ActionKind.TAG_MODEL].live = tag_is_live
+    h.adapters[ActionKind.RUN_PIPELINE].fail_next(ProcessDied())
+    with pytest.raises(ProcessDied):
+        h.engine.handle_delivery(json.dumps(delivery("model_registered")))
+    h.clock.advance(minutes=3)  # the dead attempt's lease runs out
+
+    (outcome,) = h.engine.handle_delivery(json.dumps(delivery("model_registered")))
+
+    assert outcome.outcome is Outcome.ACTED
+    assert len(h.executed(ActionKind.TAG_MODEL)) == tag_runs
+    assert h.executed(ActionKind.RUN_PIPELINE)[-1].resumed is True
+    assert [a.status for a in outcome.actions] == ["skipped" if tag_is_live else "done", "done"]
+
+
 def test_actions_beyond_the_time_budget_wait_for_redelivery(make_engine: Build) -> None:
     h = make_engine(budget=timedelta(seconds=-1))
     (outcome,) = h.engine.handle_delivery(json.dumps(delivery("model_registered")))
