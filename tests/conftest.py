@@ -52,6 +52,11 @@ def indexed() -> dict[str, Any]:
     return {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
+class ProcessDied(BaseException):
+    """The worker process dying mid-event: not an Exception, so nothing in the engine catches it; nothing after it
+    runs, nothing is released or recorded."""
+
+
 @dataclass
 class FakeClock:
     """A clock the test moves by hand."""

@@ -18,16 +18,12 @@ from shared.ledger.sqlite import SqliteLedger
 from shared.outcomes import Outcome
 from shared.reactions import load_rules
 from tests.azureml.conftest import engine_with
-from tests.conftest import ROOT, FakeClock, event
+from tests.conftest import ROOT, FakeClock, ProcessDied, event
 from tests.fakes.azureml import FakeAzureML
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
 
 MODEL = "sklearn_regression_model"
-
-
-class ProcessKilled(BaseException):
-    """Stands for the worker dying: nothing in the engine catches it, nothing is released or recorded."""
 
 
 class DiesAfterLaunch:
@@ -70,10 +66,10 @@ def test_a_crash_between_the_job_put_and_the_ledger_record_still_makes_one_job(
     THEN the action resumes, finds the job by its name and records it: still one job, one PUT."""
     fake.add_model(MODEL, "20")
     clock = FakeClock()
-    engine = shipped_engine(DiesAfterLaunch(adapter, ProcessKilled()), ledger, clock)
+    engine = shipped_engine(DiesAfterLaunch(adapter, ProcessDied()), ledger, clock)
     typed = parse_event(event("model_registered"))
 
-    with pytest.raises(ProcessKilled):
+    with pytest.raises(ProcessDied):
         engine.handle(typed)
     assert len(fake.jobs()) == 1
     job = fake.jobs()[0]

@@ -11,12 +11,9 @@ import pytest
 
 from shared.ledger.port import ActionRecord, ActionStatus, AuditEntry, EventRecord, QuarantineRecord
 from shared.ledger.sqlite import SqliteLedger
+from tests.conftest import ProcessDied
 from tests.devops.conftest import CLASSIC_RULES, PIPELINE_RULES, Release
 from tests.fakes.azure_devops import FakeAzureDevOps
-
-
-class Crash(BaseException):
-    """The process dies: not an Exception, so nothing in the engine catches it."""
 
 
 class CrashAfterPost(SqliteLedger):
@@ -33,7 +30,7 @@ class CrashAfterPost(SqliteLedger):
         quarantine: QuarantineRecord | None = None,
     ) -> bool:
         if any(a.status is ActionStatus.DONE and a.external_id for a in actions):
-            raise Crash
+            raise ProcessDied
         return super().settle_event(claim, outcome, now, actions=actions, audit=audit, quarantine=quarantine)
 
 
@@ -81,7 +78,7 @@ def test_given_a_crash_after_the_post_before_the_record_then_the_redelivery_queu
     make_release: Callable[..., Release], fake_devops: FakeAzureDevOps, tmp_path: Path, rules: str
 ) -> None:
     crashing = make_release(rules, ledger=CrashAfterPost(tmp_path / "ledger.sqlite3"))
-    with pytest.raises(Crash):
+    with pytest.raises(ProcessDied):
         crashing.deliver()
     created = {**fake_devops.runs, **fake_devops.releases}
     assert len(created) == 1
@@ -103,7 +100,7 @@ def test_given_another_instance_is_queueing_the_same_version_then_this_one_backs
     make_release: Callable[..., Release], fake_devops: FakeAzureDevOps, tmp_path: Path
 ) -> None:
     """Instance A died mid-release (lease still live); B gets another event about the same model version."""
-    with pytest.raises(Crash):
+    with pytest.raises(ProcessDied):
         make_release(ledger=CrashAfterPost(tmp_path / "ledger.sqlite3")).deliver()
     b = make_release(ledger=SqliteLedger(tmp_path / "ledger.sqlite3"))
 

@@ -12,7 +12,7 @@ from shared.actions import ActionKind
 from shared.errors import PermanentError, TransientError
 from shared.events import parse_event
 from shared.outcomes import Outcome
-from tests.conftest import Harness, delivery, event, rules_from
+from tests.conftest import Harness, ProcessDied, delivery, event, rules_from
 
 Build = Callable[..., Harness]
 
@@ -239,10 +239,6 @@ def test_a_crash_between_action_and_record_is_resumed_with_a_lookup_hint(make_en
     outcome = h.engine.handle(parsed)
     assert outcome.outcome is Outcome.ACTED
     assert h.executed(ActionKind.NOTIFY)[0].resumed is True
-
-
-class ProcessDied(BaseException):
-    """The process dying mid-event: nothing after it runs, nothing is settled."""
 
 
 @pytest.mark.parametrize(("tag_is_live", "tag_runs"), [
