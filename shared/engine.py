@@ -497,7 +497,7 @@ class Engine:
     def _settle(
         self, event: AzureMLEvent, outcome: EventOutcome, claim: EventRecord, pending: Sequence[ActionRecord]
     ) -> EventOutcome:
-        """Store the outcome, the last action result and the audit entry in one ledger write.
+        """Store the outcome, the action results not stored yet and the audit entry in one ledger write.
 
         A transient failure releases the event (the next delivery resumes at once). If the outcome cannot be
         stored, the delivery fails: the lease runs out and a redelivery resumes, skipping what is recorded done.
