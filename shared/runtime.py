@@ -9,6 +9,7 @@ from datetime import timedelta
 from shared.adapters import build_adapters, describe
 from shared.engine import Engine
 from shared.ledger import open_ledger
+from shared.longlived import long_lived
 from shared.reactions import Rules, load_rules
 from shared.redact import install_log_redaction, register_settings
 from shared.settings import Settings, get_settings, unresolved_key_vault_references
@@ -58,13 +59,15 @@ def report_configuration(settings: Settings, rules: Rules) -> None:
 
 
 def engine() -> Engine:
-    """The process-wide engine, built on first use (not at import: cold start stays cheap)."""
+    """The process-wide engine, built on first use (not at import: cold start stays cheap). It and what it loads
+    (settings, rules, the ledger's and adapters' modules) live as long as the process: ``long_lived``."""
     global _engine
     with _lock:
         if _engine is None:
-            settings = get_settings()
-            logging.getLogger("mlreactor").setLevel(settings.log_level.upper())
-            _engine = build_engine(settings)
+            with long_lived():
+                settings = get_settings()
+                logging.getLogger("mlreactor").setLevel(settings.log_level.upper())
+                _engine = build_engine(settings)
             modes = describe(_engine.adapters)
             if "live" not in modes.values():
                 log.warning("mlreactor runs in dry-run (no Azure settings): actions are recorded, not sent")

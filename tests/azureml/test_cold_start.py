@@ -22,7 +22,7 @@ from shared.settings import Settings
 from tests.conftest import EVENTS, ROOT, WORKSPACE
 
 PROBE = """
-import json, sys
+import gc, json, sys
 import function_app
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
@@ -40,11 +40,14 @@ engine = runtime.engine()
 (entry,) = engine.ledger.audit(limit=1)
 report = {"outcome": entry.outcome, "adapters": describe(engine.adapters)}
 report["sdk_after_notify"] = "azure.ai.ml" in sys.modules
+frozen_with_engine = gc.get_freeze_count()
 # Control: the first Azure ML use is what loads the SDK (building a client makes no network call).
 from shared.events import Workspace
 
 engine.adapters[ActionKind.TAG_MODEL].clients.get(Workspace.parse(raw["topic"]))
 report["sdk_after_first_client"] = "azure.ai.ml" in sys.modules
+report["frozen"] = [frozen_with_engine, gc.get_freeze_count()]
+report["gc_enabled"] = gc.isenabled()
 print(json.dumps(report))
 """
 
@@ -71,6 +74,12 @@ def test_a_notify_only_event_never_loads_azure_ai_ml_even_when_azure_ml_is_live(
     assert report["adapters"]["run_pipeline"] == report["adapters"]["tag_model"] == "live"
     assert report["sdk_after_notify"] is False
     assert report["sdk_after_first_client"] is True
+    # What lives as long as the process is out of the cyclic GC's sight (shared/longlived.py): the engine with what
+    # it loaded, then the SDK's modules (a few hundred thousand objects); the collector runs on for the rest.
+    with_engine, with_sdk = report["frozen"]
+    assert with_engine > 10_000
+    assert with_sdk - with_engine > 100_000
+    assert report["gc_enabled"] is True
 
 
 def test_live_azure_ml_adapters_are_built_only_when_asked_for_and_dry_run_wins(tmp_path: Path):

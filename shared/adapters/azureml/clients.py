@@ -31,6 +31,7 @@ from shared.adapters.azureml.timing import Timing
 from shared.errors import PermanentError
 from shared.events import AzureMLEvent, Registry, Workspace
 from shared.identity import azure_credential
+from shared.longlived import long_lived
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -84,11 +85,9 @@ class WorkspaceClients:
 
     def _build_registry(self, registry: Registry) -> MLClient:
         """``MLClient(registry_name=…)``: one discovery call; a resource id's subscription and group must match it."""
-        from azure.ai.ml import MLClient  # noqa: PLC0415 - the SDK loads on first use
-
-        _cheap_experimental_check()
+        client_type = load_sdk()
         with calling(registry, "GET registry discovery"):
-            client = MLClient(self._credential_for_clients(), registry_name=registry.name, **self._client_kwargs())
+            client = client_type(self._credential_for_clients(), registry_name=registry.name, **self._client_kwargs())
         found = (str(client.subscription_id).lower(), str(client.resource_group_name).lower())
         for pinned, actual, what in zip((registry.subscription_id, registry.resource_group), found,
                                         ("subscription", "resource group"), strict=True):
@@ -100,10 +99,7 @@ class WorkspaceClients:
         return client
 
     def _build(self, workspace: Workspace) -> MLClient:
-        from azure.ai.ml import MLClient  # noqa: PLC0415 - the SDK loads on first use
-
-        _cheap_experimental_check()
-        return MLClient(
+        return load_sdk()(
             self._credential_for_clients(),
             subscription_id=workspace.subscription_id,
             resource_group_name=workspace.resource_group,
@@ -156,6 +152,16 @@ class CachingCredential:
             if token is None or token.expires_on - self.REFRESH_BEFORE <= time.time():
                 token = self._tokens[scopes] = self._inner.get_token(*scopes, **kwargs)
             return token
+
+
+def load_sdk() -> type[MLClient]:
+    """azure-ai-ml, imported by the first client built: its modules live as long as the process, so they load
+    with the cyclic GC paused and are frozen out of its sight (``shared/longlived.py``: 0.75 s instead of 0.95 s on
+    a cold start, and no full collection scans them later)."""
+    with long_lived():
+        from azure.ai.ml import MLClient  # noqa: PLC0415 - the SDK loads on first use
+    _cheap_experimental_check()
+    return MLClient
 
 
 def _cheap_experimental_check() -> None:
