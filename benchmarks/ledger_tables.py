@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import statistics
 import sys
 import tempfile
@@ -172,16 +173,22 @@ def main() -> None:
 
     p = purged
     print(f"\npurge on Azurite: {args.models} models x {args.days} days = {p['rows']:.0f} rows, {p['expired']:.0f} "
-          f"expired; scan-only pass {p['scan_s']:.1f} s ({p['scan_runs']:.0f} runs, {p['scan_rate']:.0f} rows/s), "
-          f"real pass {p['pass_s']:.1f} s ({p['pass_runs']:.0f} runs, {p['pass_trips']:.0f} round-trips, "
+          f"expired; scan-only pass {p['scan_s']:.1f} s ({_runs(p['scan_runs'])}, {p['scan_rate']:.0f} rows/s), "
+          f"real pass {p['pass_s']:.1f} s ({_runs(p['pass_runs'])}, {p['pass_trips']:.0f} round-trips, "
           f"{p['delete_rate']:.0f} deletions/s beyond the scan)")
     total = TOTAL_MODELS * TOTAL_DAYS * ROWS_PER_MODEL_DAY
     daily = TOTAL_MODELS * ROWS_PER_MODEL_DAY
     seconds = total / p["scan_rate"] + daily / p["delete_rate"]
     print(f"extrapolated to {TOTAL_MODELS:,} models x {TOTAL_DAYS} days ({ROWS_PER_MODEL_DAY} rows a model-day): "
           f"{total:,} rows scanned, {daily:,} deleted a day -> one pass ~{seconds / 60:.0f} min at Azurite's rates "
-          f"= {seconds / BUDGET_S:.0f} hourly runs of {BUDGET_S} s each, resumed run to run (before issue 17: one "
-          "unbounded run holding every expired row in memory, past the 300 s functionTimeout)")
+          f"= {_runs(math.ceil(seconds / BUDGET_S), 'hourly run')} of {BUDGET_S} s each, resumed run to run (before "
+          "issue 17: one unbounded run holding every expired row in memory, past the 300 s functionTimeout)")
+
+
+def _runs(count: float, what: str = "run") -> str:
+    """``1 run``, ``2 runs``: a pass needs whole runs, so a part of one counts as one (the caller rounds up)."""
+    return f"{count:.0f} {what}{'' if count == 1 else 's'}"
+
 
 if __name__ == "__main__":
     main()
