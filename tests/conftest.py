@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -30,6 +31,14 @@ SAMPLES = sorted(p.stem for p in (EVENTS / "eventgrid").glob("*.json"))
 # The shipped reactions.yaml allows the workspaces in this setting (Bicep sets it in Azure): the samples' workspace.
 # Set for the whole test process and the CLIs and workers it starts.
 os.environ.setdefault("MLREACTOR_SUBSCRIBED_WORKSPACES", WORKSPACE)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_frozen_after() -> Iterator[None]:
+    """A test that builds the engine through ``shared.runtime`` freezes what the process holds then, its fixtures
+    included (``shared/longlived.py``); unfrozen, they are collected as usual once they are garbage."""
+    yield
+    gc.unfreeze()
 
 
 def delivery(name: str, schema: str = "eventgrid") -> list[dict[str, Any]]:

@@ -16,11 +16,9 @@ class Node:
 
 
 @pytest.fixture(autouse=True)
-def unfrozen() -> Iterator[None]:
-    """Each test starts and ends with nothing frozen and the collector on (as the test session had it)."""
-    gc.unfreeze()
+def collector_on() -> Iterator[None]:
+    """The collector is on again after each test, whatever it did (tests/conftest.py unfreezes)."""
     yield
-    gc.unfreeze()
     gc.enable()
 
 
