@@ -66,3 +66,15 @@ def test_an_error_inside_still_restores_the_collector():
         raise RuntimeError("boom")
 
     assert gc.isenabled()
+
+
+def test_the_sdk_is_loaded_under_it_once_and_later_clients_freeze_nothing():
+    from shared.adapters.azureml.clients import load_sdk
+
+    load_sdk()  # loaded now, if no earlier test loaded it
+    gc.unfreeze()
+
+    client_type = load_sdk()
+
+    assert client_type.__name__ == "MLClient"
+    assert gc.get_freeze_count() == 0
