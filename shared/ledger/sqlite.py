@@ -44,21 +44,26 @@ log = logging.getLogger("mlreactor.ledger")
 #: throttles (small rows) are WITHOUT ROWID (the key is the table, not a second index beside it); actions are not —
 #: a result (detail and data, ~0.5-1 KB) is too large to sit in a key's b-tree (SQLite's guidance: rows under ~1/20
 #: of a page), where it split leaves and spilled into overflow pages: 6.7 WAL pages per result write, 5.5 appended
-#: to a rowid table (benchmarks/throughput.py: ~13 % less time an event). audit/quarantine number their rows without
-#: AUTOINCREMENT (no sqlite_sequence page per insert; the purge deletes the oldest rows, so a number is not reused
-#: while a newer row exists). The chain index holds only the entries of events that joined a chain: a chain's first
-#: event (most events) has its own id as correlation id and is found by ``audit_event`` — one index page fewer per
-#: entry. A file made with an earlier layout works unchanged (tests/ledger/test_sqlite_file.py); its full
-#: correlation index is dropped on open.
+#: to a rowid table (benchmarks/throughput.py: ~13 % less time an event). Every lookup of a result knows its event
+#: (a claim reads the event's results; a result is put, started or read beside its event, as the port asks), so one
+#: unique index on (event_id, key) serves them all, where a key index and an event index beside it wrote one more
+#: page of a randomly keyed b-tree per result. audit/quarantine number their rows without AUTOINCREMENT (no
+#: sqlite_sequence page per insert; the purge deletes the oldest rows, so a number is not reused while a newer row
+#: exists). The chain index holds only the entries of events that joined a chain: a chain's first event (most events)
+#: has its own id as correlation id and is found by ``audit_event`` — one index page fewer per entry. A file made
+#: with an earlier layout works unchanged (tests/ledger/test_sqlite_file.py): on open it loses its full correlation
+#: index and its results' event index (the new unique index takes that role; its results keep their key index, the
+#: primary key of their table then).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     key TEXT PRIMARY KEY, event_id TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT,
     lease_until TEXT, attempts INTEGER NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS actions (
-    key TEXT PRIMARY KEY, event_key TEXT NOT NULL, event_id TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
+    key TEXT NOT NULL, event_key TEXT NOT NULL, event_id TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
     status TEXT NOT NULL, attempts INTEGER NOT NULL, external_id TEXT, detail TEXT NOT NULL, url TEXT,
     updated_at TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
-CREATE INDEX IF NOT EXISTS actions_event ON actions(event_key);
+CREATE UNIQUE INDEX IF NOT EXISTS actions_key ON actions(event_id, key);
+DROP INDEX IF EXISTS actions_event;
 CREATE TABLE IF NOT EXISTS throttles (
     key TEXT PRIMARY KEY, holder TEXT NOT NULL, window_start TEXT NOT NULL, window_end TEXT NOT NULL,
     suppressed INTEGER NOT NULL) WITHOUT ROWID;
@@ -84,7 +89,7 @@ CREATE INDEX IF NOT EXISTS releases_pending ON releases(state, checked_at);
 
 _INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING"
 _PUT_ACTION = (
-    "INSERT INTO actions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+    "INSERT INTO actions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id, key) DO UPDATE SET "
     "status = excluded.status, external_id = excluded.external_id, detail = excluded.detail, "
     "url = excluded.url, updated_at = excluded.updated_at, data = excluded.data WHERE actions.status != ?"
 )
@@ -198,7 +203,7 @@ class SqliteLedger:
         with self._lock:  # a finished event's redelivery: read, no write transaction
             row = self._db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone()
             if row is not None and row[2] == EventStatus.DONE:
-                return ClaimResult(ClaimOutcome.DONE, _event_record(row), self._actions(self._db, key))
+                return ClaimResult(ClaimOutcome.DONE, _event_record(row), self._actions(self._db, key, event_id))
         with self._tx() as db:
             row = db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone()
             if row is None:  # purged since the insert met it
@@ -206,22 +211,23 @@ class SqliteLedger:
                 return ClaimResult(ClaimOutcome.CLAIMED, _event_record(fresh))
             record = _event_record(row)
             if record.status is EventStatus.DONE:
-                return ClaimResult(ClaimOutcome.DONE, record, self._actions(db, key))
+                return ClaimResult(ClaimOutcome.DONE, record, self._actions(db, key, event_id))
             if record.status is EventStatus.IN_PROGRESS and record.lease_until and record.lease_until > now:
                 return ClaimResult(ClaimOutcome.BUSY, record)
             db.execute(
                 "UPDATE events SET status = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE key = ?",
                 (EventStatus.IN_PROGRESS, fresh[4], _ts(now), key),
             )
-            return ClaimResult(ClaimOutcome.RESUMED, self._event(db, key), self._actions(db, key))
+            return ClaimResult(ClaimOutcome.RESUMED, self._event(db, key), self._actions(db, key, event_id))
 
     @staticmethod
     def _event(db: sqlite3.Connection, key: str) -> EventRecord:
         return _event_record(db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone())
 
     @staticmethod
-    def _actions(db: sqlite3.Connection, event_key: str) -> dict[str, ActionRecord]:
-        rows = db.execute("SELECT * FROM actions WHERE event_key = ?", (event_key,))
+    def _actions(db: sqlite3.Connection, event_key: str, event_id: str) -> dict[str, ActionRecord]:
+        """The results stored beside the event (its id; the key tells apart events of two sources that share it)."""
+        rows = db.execute("SELECT * FROM actions WHERE event_id = ? AND event_key = ?", (event_id, event_key))
         return {row[0]: _action_record(row) for row in rows}
 
     def settle_event(
@@ -276,7 +282,7 @@ class SqliteLedger:
                 self._put_action(db, record)
 
     def get_action(self, key: str, event_id: str) -> ActionRecord | None:
-        rows = self._read("SELECT * FROM actions WHERE key = ?", (key,))
+        rows = self._read("SELECT * FROM actions WHERE event_id = ? AND key = ?", (event_id, key))
         return _action_record(rows[0]) if rows else None
 
     def start_action(
@@ -284,14 +290,17 @@ class SqliteLedger:
     ) -> ActionRecord:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO actions VALUES (?, ?, ?, ?, ?, ?, 0, NULL, '', NULL, ?, '{}') ON CONFLICT(key) DO NOTHING",
+                "INSERT INTO actions VALUES (?, ?, ?, ?, ?, ?, 0, NULL, '', NULL, ?, '{}') "
+                "ON CONFLICT(event_id, key) DO NOTHING",
                 (key, event_key, event_id, rule, kind, ActionStatus.STARTED, _ts(now)),
             )
             db.execute(
-                "UPDATE actions SET attempts = attempts + 1, updated_at = ? WHERE key = ? AND status != ?",
-                (_ts(now), key, ActionStatus.DONE),
+                "UPDATE actions SET attempts = attempts + 1, updated_at = ? "
+                "WHERE event_id = ? AND key = ? AND status != ?",
+                (_ts(now), event_id, key, ActionStatus.DONE),
             )
-            return _action_record(db.execute("SELECT * FROM actions WHERE key = ?", (key,)).fetchone())
+            found = db.execute("SELECT * FROM actions WHERE event_id = ? AND key = ?", (event_id, key)).fetchone()
+            return _action_record(found)
 
     @staticmethod
     def _put_action(db: sqlite3.Connection, r: ActionRecord) -> None:

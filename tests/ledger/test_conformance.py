@@ -110,6 +110,20 @@ def test_given_a_settled_event_with_results_when_claimed_again_then_done_comes_w
     assert again.actions["a1"] == gate
 
 
+def test_given_two_sources_that_use_one_event_id_when_each_claims_again_then_each_gets_only_its_results(
+    ledger: Ledger,
+) -> None:
+    """Results are stored beside their event's id; the event key (source + id) still tells two events apart."""
+    other = replace(result("b1", "e1"), event_key=f"{SOURCE}-other|e1")
+    ours = ledger.claim_event(key("e1"), "e1", T0, LEASE)
+    theirs = ledger.claim_event(other.event_key, "e1", T0, LEASE)
+    ledger.settle_event(ours.record, "acted", T0, actions=[result("a1", "e1")])
+    ledger.settle_event(theirs.record, "acted", T0, actions=[other])
+
+    assert set(ledger.claim_event(key("e1"), "e1", T0, LEASE).actions) == {"a1"}
+    assert set(ledger.claim_event(other.event_key, "e1", T0, LEASE).actions) == {"b1"}
+
+
 def test_given_a_released_event_when_claimed_again_then_it_resumes_at_once(ledger: Ledger) -> None:
     claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)
 

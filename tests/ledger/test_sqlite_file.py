@@ -2,9 +2,9 @@
 copy its WAL into it.
 
 A SQLite ledger file written with an earlier layout (keyed tables with a rowid and audit/quarantine with
-AUTOINCREMENT, up to 2026-12-01; every keyed table WITHOUT ROWID, 2026-12-02) keeps working: ``CREATE TABLE IF NOT
-EXISTS`` leaves its tables as they are, and every statement the ledger runs names its columns or reads them in the
-same order from any of the layouts."""
+AUTOINCREMENT, up to 2026-12-01; every keyed table WITHOUT ROWID, 2026-12-02; results found by an event index beside
+their key's, up to 2026-12-06) keeps working: ``CREATE TABLE IF NOT EXISTS`` leaves its tables as they are, and every
+statement the ledger runs names its columns or reads them in the same order from any of the layouts."""
 
 from __future__ import annotations
 
@@ -69,7 +69,12 @@ ALL_WITHOUT_ROWID = re.sub(r"\);\n(?=CREATE TABLE (actions|throttles|audit))", "
 assert ALL_WITHOUT_ROWID.count("WITHOUT ROWID") == 3
 
 
-@pytest.mark.parametrize("layout", [BEFORE, ALL_WITHOUT_ROWID], ids=["2026-12-01", "2026-12-02"])
+#: Up to 2026-12-06: results keyed by their key, and found by event through an index of their own.
+WITH_EVENT_INDEX = BEFORE + "CREATE INDEX actions_event ON actions(event_key);"
+
+
+@pytest.mark.parametrize("layout", [BEFORE, ALL_WITHOUT_ROWID, WITH_EVENT_INDEX],
+                         ids=["2026-12-01", "2026-12-02", "2026-12-06"])
 def test_a_ledger_file_with_an_earlier_layout_claims_records_settles_and_audits(tmp_path: Path, layout: str) -> None:
     path = tmp_path / "ledger.sqlite3"
     with sqlite3.connect(path) as db:
@@ -85,6 +90,9 @@ def test_a_ledger_file_with_an_earlier_layout_claims_records_settles_and_audits(
     assert again.outcome is ClaimOutcome.DONE
     assert {k: a.status for k, a in again.actions.items()} == {"a1": ActionStatus.DONE, "a2": ActionStatus.DONE}
     assert [e.event_id for e in ledger.audit(event_id="e1")] == ["e1"]
+    # The results keep their table's primary key; an event index beside it goes, the one on (event_id, key) serves.
+    names = [name for name, _ in results_indexes(ledger)]
+    assert "actions_event" not in names and "actions_key" in names
     ledger.close()
 
 
@@ -98,6 +106,36 @@ def test_a_new_ledger_file_keys_its_small_keyed_tables_without_a_rowid_and_its_a
     assert all("WITHOUT ROWID" in sql[name] for name in ("events", "throttles"))
     assert "WITHOUT ROWID" not in sql["actions"]
     assert "AUTOINCREMENT" not in sql["audit"] + sql["quarantine"]
+
+
+def results_indexes(ledger: SqliteLedger) -> list[tuple[str, tuple[str, ...]]]:
+    names = [row[1] for row in ledger._db.execute("PRAGMA index_list(actions)")]
+    return sorted((n, tuple(r[2] for r in ledger._db.execute(f"PRAGMA index_info({n})"))) for n in names)
+
+
+def test_results_are_found_by_one_index_on_event_id_and_key_in_every_lookup(tmp_path: Path) -> None:
+    """Each lookup knows the event, so one index serves them all: a key index and an event index beside it wrote
+    one page more of a randomly keyed b-tree per result stored."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    claim = ledger.claim_event(key("e1"), "e1", T0, LEASE)
+    ledger.start_action("a0", key("e1"), "e1", "r", "notify:channel", T0)
+    ledger.record_action(result("a1", "e1"), result("a2", "e1"))
+    ledger.settle_event(claim.record, None, T0, actions=[result("a3", "e1")])
+    queries: list[str] = []
+    ledger._db.set_trace_callback(queries.append)
+    ledger.claim_event(key("e1"), "e1", T0, LEASE)
+    ledger.start_action("a0", key("e1"), "e1", "r", "notify:channel", T0)
+    ledger.get_action("a1", "e1")
+    ledger._db.set_trace_callback(None)
+    plans = [
+        " ".join(str(row[3]) for row in ledger._db.execute("EXPLAIN QUERY PLAN " + q))
+        for q in queries if " actions " in q and not q.startswith("INSERT")
+    ]
+    indexes = results_indexes(ledger)
+    ledger.close()
+
+    assert indexes == [("actions_key", ("event_id", "key"))]
+    assert len(plans) == 4 and all("actions_key" in plan and "SCAN" not in plan for plan in plans), plans
 
 
 def test_a_chain_is_read_by_index_and_only_the_events_that_joined_one_are_in_the_chain_index(tmp_path: Path) -> None:
