@@ -108,6 +108,11 @@ def test_a_new_ledger_file_keys_its_small_keyed_tables_without_a_rowid_and_its_a
     assert "AUTOINCREMENT" not in sql["audit"] + sql["quarantine"]
 
 
+def query_plan(ledger: SqliteLedger, query: str) -> str:
+    """How SQLite runs ``query`` (``EXPLAIN QUERY PLAN``), its steps on one line."""
+    return " ".join(str(row[3]) for row in ledger._db.execute("EXPLAIN QUERY PLAN " + query))
+
+
 def results_indexes(ledger: SqliteLedger) -> list[tuple[str, tuple[str, ...]]]:
     names = [row[1] for row in ledger._db.execute("PRAGMA index_list(actions)")]
     return sorted((n, tuple(r[2] for r in ledger._db.execute(f"PRAGMA index_info({n})"))) for n in names)
@@ -127,10 +132,7 @@ def test_results_are_found_by_one_index_on_event_id_and_key_in_every_lookup(tmp_
     ledger.start_action("a0", key("e1"), "e1", "r", "notify:channel", T0)
     ledger.get_action("a1", "e1")
     ledger._db.set_trace_callback(None)
-    plans = [
-        " ".join(str(row[3]) for row in ledger._db.execute("EXPLAIN QUERY PLAN " + q))
-        for q in queries if " actions " in q and not q.startswith("INSERT")
-    ]
+    plans = [query_plan(ledger, q) for q in queries if " actions " in q and not q.startswith("INSERT")]
     indexes = results_indexes(ledger)
     ledger.close()
 
@@ -152,7 +154,7 @@ def test_a_chain_is_read_by_index_and_only_the_events_that_joined_one_are_in_the
     ledger.audit(correlation_id="chain-1")
     ledger._db.set_trace_callback(None)
     (query,) = plans
-    plan = " ".join(str(row[3]) for row in ledger._db.execute("EXPLAIN QUERY PLAN " + query))
+    plan = query_plan(ledger, query)
     indexes = dict(ledger._db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
     in_chain_index = ledger._db.execute("SELECT event_id FROM audit INDEXED BY audit_chained WHERE "
                                         "correlation_id = 'chain-1' AND correlation_id IS NOT event_id").fetchall()
